@@ -1,0 +1,218 @@
+"""Daily RAG quality metrics: `ai_dialogue_log` → `rag_metrics_history`, one partition per JST day."""
+
+# No `from __future__ import annotations` here: Dagster resolves the config and resource parameter
+# annotations of the asset function at definition time.
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import sqlalchemy as sa
+
+from pipelines.lib import slo
+from pipelines.partitions import METRICS_TIMEZONE, daily_jst_partitions
+from resources.postgres import PostgresResource
+from resources.sql import query
+
+ai_dialogue_log = dg.AssetSpec(
+    "ai_dialogue_log",
+    description=(
+        "Every question the RAG product answered: latency, cost, citations, relevance and the user's vote. "
+        "Written by the application, not by Dagster; the metrics read it by created_at window."
+    ),
+    group_name="metrics",
+    kinds={"postgres"},
+)
+
+CHECK_DESCRIPTIONS = {t.name: t.describe() for t in slo.default_thresholds()}
+
+
+class RagMetricsConfig(dg.Config):
+    """SLO targets (stored in each row's slo_compliance) and alert thresholds (the asset checks)."""
+
+    citation_rate_min_pct: float = slo.SloTargets.citation_rate_min_pct
+    latency_p50_max_ms: float = slo.SloTargets.latency_p50_max_ms
+    latency_p95_max_ms: float = slo.SloTargets.latency_p95_max_ms
+    cost_per_answer_max_jpy: float = slo.SloTargets.cost_per_answer_max_jpy
+    relevance_min: float = slo.SloTargets.relevance_min
+    citation_rate_warn_below_pct: float = 65.0
+    citation_rate_error_below_pct: float = 60.0
+    latency_p95_warn_above_ms: float = 3500.0
+    latency_p95_error_above_ms: float = 5000.0
+    cost_per_answer_warn_above_jpy: float = 3.5
+    cost_per_answer_error_above_jpy: float = 5.0
+
+    def targets(self) -> slo.SloTargets:
+        return slo.SloTargets(
+            citation_rate_min_pct=self.citation_rate_min_pct,
+            latency_p50_max_ms=self.latency_p50_max_ms,
+            latency_p95_max_ms=self.latency_p95_max_ms,
+            cost_per_answer_max_jpy=self.cost_per_answer_max_jpy,
+            relevance_min=self.relevance_min,
+        )
+
+    def thresholds(self) -> tuple[slo.AlertThreshold, ...]:
+        return slo.default_thresholds(
+            citation_rate_warn_below_pct=self.citation_rate_warn_below_pct,
+            citation_rate_error_below_pct=self.citation_rate_error_below_pct,
+            latency_p95_warn_above_ms=self.latency_p95_warn_above_ms,
+            latency_p95_error_above_ms=self.latency_p95_error_above_ms,
+            cost_per_answer_warn_above_jpy=self.cost_per_answer_warn_above_jpy,
+            cost_per_answer_error_above_jpy=self.cost_per_answer_error_above_jpy,
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # As a string, so numeric columns get every digit Postgres computed.
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in rag_metrics_history")
+
+
+def refresh_rag_metrics(
+    conn: sa.Connection,
+    window_start: dt.datetime,
+    window_end: dt.datetime,
+    *,
+    timezone: str = METRICS_TIMEZONE,
+    targets: slo.SloTargets = slo.SloTargets(),
+    run_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Compute and store every local day in [window_start, window_end); return the rows written.
+
+    The window must start and end at local midnights of `timezone` (a partition time window does).
+    One aggregate statement reads the whole window, one statement writes all its days.
+    """
+    start, end = window_start.astimezone(ZoneInfo(timezone)), window_end.astimezone(ZoneInfo(timezone))
+    if start.timetz().replace(tzinfo=None) != dt.time(0) or end.timetz().replace(tzinfo=None) != dt.time(0):
+        raise ValueError(f"metrics window {start.isoformat()} .. {end.isoformat()} is not whole {timezone} days")
+    if end <= start:
+        raise ValueError(f"metrics window {start.isoformat()} .. {end.isoformat()} is empty")
+    params = {
+        "start_day": start.date(),
+        "end_day": end.date(),
+        "window_start": window_start,
+        "window_end": window_end,
+        "tz": timezone,
+    }
+    rows = [dict(r) for r in conn.execute(query("compute_rag_metrics"), params).mappings()]
+    for row in rows:
+        row["slo_compliance"] = slo.evaluate_slo(row, targets)
+    conn.execute(
+        query("upsert_rag_metrics_history"),
+        {"rows": json.dumps(rows, default=_json_default), "run_id": run_id},
+    )
+    return rows
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _overall_met(row: Mapping[str, Any]) -> float | None:
+    """1 / 0 rather than a bool, so the UI can plot compliance over partitions; None for no data."""
+    met = row["slo_compliance"]["overallMet"]
+    return None if met is None else float(met)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "–" if value is None else f"{float(value):,.{digits}f}"
+
+
+def days_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| date | queries | p50 ms | p95 ms | p99 ms | citation % | JPY/answer | relevance | SLO met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for r in rows:
+        met = r["slo_compliance"]["overallMet"]
+        lines.append(
+            f"| {r['date']} | {r['total_queries']:,} | {_fmt(r['latency_p50_ms'], 0)} | {_fmt(r['latency_p95_ms'], 0)}"
+            f" | {_fmt(r['latency_p99_ms'], 0)} | {_fmt(r['citation_rate'])} | {_fmt(r['cost_per_answer'], 2)}"
+            f" | {_fmt(r['average_relevance_score'], 3)} | {'–' if met is None else ('yes' if met else '**no**')} |"
+        )
+    return "\n".join(lines)
+
+
+def materialization_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, dg.MetadataValue]:
+    """Numbers the UI plots for a single day; a table of the days for a range."""
+    if len(rows) == 1:
+        r = rows[0]
+        return {
+            "date": dg.MetadataValue.text(str(r["date"])),
+            "total_queries": dg.MetadataValue.int(int(r["total_queries"])),
+            "latency_p50_ms": dg.MetadataValue.float(_float(r["latency_p50_ms"])),
+            "latency_p95_ms": dg.MetadataValue.float(_float(r["latency_p95_ms"])),
+            "latency_p99_ms": dg.MetadataValue.float(_float(r["latency_p99_ms"])),
+            "citation_rate_pct": dg.MetadataValue.float(_float(r["citation_rate"])),
+            "cost_per_answer_jpy": dg.MetadataValue.float(_float(r["cost_per_answer"])),
+            "average_relevance_score": dg.MetadataValue.float(_float(r["average_relevance_score"])),
+            "overall_met": dg.MetadataValue.float(_overall_met(r)),
+        }
+    missed = [str(r["date"]) for r in rows if r["slo_compliance"]["overallMet"] is False]
+    return {
+        "days": dg.MetadataValue.int(len(rows)),
+        "first_day": dg.MetadataValue.text(str(rows[0]["date"])),
+        "last_day": dg.MetadataValue.text(str(rows[-1]["date"])),
+        "total_queries": dg.MetadataValue.int(sum(int(r["total_queries"]) for r in rows)),
+        "days_missing_slo": dg.MetadataValue.int(len(missed)),
+        "days_without_queries": dg.MetadataValue.int(sum(1 for r in rows if r["total_queries"] == 0)),
+        "metrics": dg.MetadataValue.md(days_markdown(rows)),
+    }
+
+
+def check_result(outcome: slo.ThresholdOutcome) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if outcome.severity == slo.ERROR else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name=outcome.threshold.name,
+        passed=outcome.passed,
+        severity=severity,
+        metadata={
+            "threshold": dg.MetadataValue.text(outcome.threshold.describe()),
+            "days_checked": dg.MetadataValue.int(outcome.days_checked),
+            "days_breaching": dg.MetadataValue.int(len(outcome.breaches)),
+            "days_without_data": dg.MetadataValue.int(len(outcome.days_without_data)),
+            "breaches": dg.MetadataValue.json(outcome.breaches),
+        },
+    )
+
+
+@dg.asset(
+    deps=[ai_dialogue_log],
+    partitions_def=daily_jst_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="metrics",
+    kinds={"postgres"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="rag_metrics_history", description=description)
+        for name, description in CHECK_DESCRIPTIONS.items()
+    ],
+)
+def rag_metrics_history(
+    context: dg.AssetExecutionContext, config: RagMetricsConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
+    """One row per Asia/Tokyo day of RAG quality: latency p50/p95/p99, citation rate and sources, cost
+    per answer, relevance, vote rate and SLO compliance, aggregated from `ai_dialogue_log` over the
+    half-open window [D 00:00+09:00, D+1 00:00+09:00). A run over a range of days (a backfill) reads
+    the whole range in one query and replaces exactly those days' rows, so re-running a day after late
+    rows arrived is safe. The checks apply the alert thresholds to every day the run computed and
+    report the worst severity, listing each breaching day."""
+    window = context.partition_time_window
+    with postgres.begin() as conn:
+        rows = refresh_rag_metrics(
+            conn, window.start, window.end, targets=config.targets(), run_id=context.run.run_id
+        )
+    context.log.info(
+        "rag_metrics_history: %d day(s) %s..%s, %d queries",
+        len(rows), rows[0]["date"], rows[-1]["date"], sum(r["total_queries"] for r in rows),
+    )
+    return dg.MaterializeResult(
+        metadata=materialization_metadata(rows),
+        check_results=[check_result(slo.evaluate_threshold(rows, t)) for t in config.thresholds()],
+    )
