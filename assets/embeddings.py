@@ -1,0 +1,74 @@
+"""Stage 3: embeddings of every chunk for the configured model, deduplicated by content hash."""
+
+import dagster as dg
+
+from assets.chunks import document_chunks
+from pipelines.embedding import embed_pending
+from resources.embedders import EmbedderResource
+from resources.postgres import PostgresResource
+
+GROUP = "embeddings"
+
+
+class EmbeddingRunConfig(dg.Config):
+    allow_over_budget: bool = False
+    max_attempts: int = 3
+
+
+@dg.asset(
+    deps=[document_chunks],
+    group_name=GROUP,
+    kinds={"postgres", "openai"},
+    check_specs=[dg.AssetCheckSpec("no_failed_chunks", asset="chunk_embeddings")],
+)
+def chunk_embeddings(
+    context: dg.AssetExecutionContext,
+    config: EmbeddingRunConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """Vectors for chunks whose (content hash, model) has none yet: identical texts are sent once, requests are
+    packed to the provider's limits and run concurrently, results land by binary COPY one request at a time;
+    a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on."""
+    with postgres.connect() as conn:
+        stats = embed_pending(
+            conn,
+            embedder,
+            max_attempts=config.max_attempts,
+            allow_over_budget=config.allow_over_budget,
+            log=context.log.info,
+        )
+    metadata = {
+        "model": dg.MetadataValue.text(stats.model),
+        "provider": dg.MetadataValue.text(stats.provider),
+        "model_status": dg.MetadataValue.text(stats.model_status),
+        "dimensions": dg.MetadataValue.int(stats.dimensions),
+        "chunks_total": dg.MetadataValue.int(stats.chunks_total),
+        "chunks_embedded": dg.MetadataValue.int(stats.chunks_embedded),
+        "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
+        "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
+        "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
+        "unique_texts_sent": dg.MetadataValue.int(stats.unique_texts),
+        "requests": dg.MetadataValue.int(stats.requests),
+        "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
+        "tokens": dg.MetadataValue.int(stats.tokens),
+        "estimated_cost_usd": dg.MetadataValue.float(round(stats.estimated_cost_usd, 6)),
+        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
+        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
+    }
+    if stats.failures:
+        metadata["failures"] = dg.MetadataValue.md(
+            "| chunk | reason |\n| --- | --- |\n" + "\n".join(f"| {c} | {r} |" for c, r in stats.failures[:20])
+        )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_failed_chunks",
+                passed=stats.chunks_failed == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"chunks_failed": stats.chunks_failed},
+                description="Every chunk sent this run was embedded (failures are in embedding_errors).",
+            )
+        ],
+    )

@@ -1,0 +1,210 @@
+"""Embedding chunks for the configured model: the work behind the `chunk_embeddings` asset.
+
+Each distinct text is sent once; chunks whose text already has a vector for the model reuse it;
+finished requests are written with binary COPY and committed one by one, so a crash loses at most
+the requests in flight and a re-run resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlalchemy as sa
+
+from pipelines.lib.batching import minimum_requests, plan_batches
+from resources.embedders import EmbedderResource, EmbeddingError, ModelSpec
+from resources.sql import load_sql, query
+
+# Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
+_INPUT_ERROR_STATUSES = {400, 413, 422}
+
+
+class BudgetExceededError(RuntimeError):
+    pass
+
+
+@dataclass
+class PendingText:
+    text: str
+    content_sha256: str
+    tokens: int
+    chunk_ids: list[int]
+
+
+@dataclass
+class EmbedStats:
+    model: str
+    provider: str
+    dimensions: int
+    model_status: str = ""
+    chunks_total: int = 0
+    chunks_skipped: int = 0
+    chunks_reused: int = 0
+    chunks_embedded: int = 0
+    chunks_failed: int = 0
+    unique_texts: int = 0
+    requests: int = 0
+    minimum_requests: int = 0
+    tokens: int = 0
+    estimated_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (chunk id, reason), a sample
+
+
+def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
+    status = conn.execute(
+        query("register_embedding_model"),
+        {
+            "name": spec.name,
+            "provider": spec.provider,
+            "dimensions": spec.dimensions,
+            "price": spec.price_per_million_tokens,
+        },
+    ).scalar_one()
+    conn.commit()
+    return status
+
+
+def write_embeddings(
+    conn: sa.Connection, model: str, chunk_ids: Sequence[int], shas: Sequence[str], tokens: Sequence[int], vectors
+) -> None:
+    """Replace the chunks' embeddings for `model` with binary COPY; the caller commits."""
+    ids = list(chunk_ids)
+    conn.execute(query("delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor, cursor.copy(load_sql("copy_chunk_embeddings")) as copy:
+        copy.set_types(["int8", "text", "vector", "text", "int4"])
+        for cid, sha, tok, vec in zip(ids, shas, tokens, vectors):
+            copy.write_row((cid, model, vec, sha, tok))
+    conn.execute(query("clear_embedding_errors"), {"model": model, "chunk_ids": ids})
+
+
+def record_failures(conn: sa.Connection, model: str, items: Sequence[PendingText], reason: str, details: str | None):
+    ids = [cid for it in items for cid in it.chunk_ids]
+    shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
+    conn.execute(
+        query("record_embedding_errors"),
+        {"model": model, "chunk_ids": ids, "content_sha256s": shas, "error": reason, "details": details},
+    )
+    conn.commit()
+
+
+def collect_pending(rows) -> list[PendingText]:
+    """Group chunks by text so identical texts cost one input."""
+    by_sha: dict[str, PendingText] = {}
+    for r in rows:
+        item = by_sha.get(r.content_sha256)
+        if item is None:
+            by_sha[r.content_sha256] = PendingText(r.content, r.content_sha256, r.token_count, [r.id])
+        else:
+            item.chunk_ids.append(r.id)
+    return list(by_sha.values())
+
+
+def embed_pending(
+    conn: sa.Connection,
+    embedder: EmbedderResource,
+    *,
+    max_attempts: int = 3,
+    allow_over_budget: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> EmbedStats:
+    started = time.perf_counter()
+    spec = embedder.spec()
+    stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
+    stats.model_status = register_model(conn, spec)
+    stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+
+    stats.chunks_reused = conn.execute(query("reuse_embeddings_by_content_hash"), {"model": spec.name}).rowcount
+    conn.commit()
+
+    rows = conn.execute(query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}).all()
+    conn.commit()
+    pending = collect_pending(rows)
+    oversize = [p for p in pending if p.tokens > embedder.max_input_tokens]
+    if oversize:
+        for p in oversize:
+            stats.failures.append((p.chunk_ids[0], f"{p.tokens} tokens, over the {embedder.max_input_tokens}-token input limit"))
+            record_failures(conn, spec.name, [p], f"input of ~{p.tokens} tokens exceeds the model's input limit", None)
+        stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
+        pending = [p for p in pending if p.tokens <= embedder.max_input_tokens]
+    stats.unique_texts = len(pending)
+    stats.estimated_tokens = sum(p.tokens for p in pending)
+    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+    if (
+        embedder.budget_usd is not None
+        and stats.estimated_cost_usd > embedder.budget_usd
+        and not allow_over_budget
+    ):
+        raise BudgetExceededError(
+            f"embedding {stats.unique_texts} texts (~{stats.estimated_tokens:,} tokens) with {spec.name} would cost"
+            f" ~${stats.estimated_cost_usd:.4f}, over the budget of ${embedder.budget_usd:.4f}; raise"
+            " EMBEDDING_BUDGET_USD or launch the run with config allow_over_budget: true"
+        )
+
+    token_counts = [p.tokens for p in pending]
+    stats.minimum_requests = minimum_requests(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)
+    batches = [[pending[i] for i in b] for b in plan_batches(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)]
+    if batches:
+        log(f"embedding {stats.unique_texts} texts in {len(batches)} requests with {spec.name}")
+        _run_batches(conn, embedder, spec, batches, stats, log)
+
+    # Chunks whose new text could not be embedded must not keep serving the old text's vector.
+    conn.execute(query("delete_stale_embeddings"), {"model": spec.name})
+    conn.commit()
+    stats.cost_usd = spec.cost_usd(stats.tokens)
+    stats.duration_s = time.perf_counter() - started
+    return stats
+
+
+def _run_batches(conn, embedder: EmbedderResource, spec: ModelSpec, batches, stats: EmbedStats, log) -> None:
+    workers = max(1, embedder.concurrency) if spec.provider != "local" else 1
+    with embedder.open() as client, ThreadPoolExecutor(max_workers=workers) as pool:
+        inflight: dict[Future, list[PendingText]] = {}
+        queue = list(batches)
+
+        def submit_more():
+            while queue and len(inflight) < workers * 2:
+                batch = queue.pop(0)
+                inflight[pool.submit(client.embed, [p.text for p in batch])] = batch
+
+        submit_more()
+        while inflight:
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                batch = inflight.pop(fut)
+                stats.requests += 1
+                try:
+                    result = fut.result()
+                except EmbeddingError as exc:
+                    if exc.status in _INPUT_ERROR_STATUSES and len(batch) > 1:
+                        # Split to find the offending input; the rest of the batch still gets embedded.
+                        mid = len(batch) // 2
+                        queue[:0] = [batch[:mid], batch[mid:]]
+                    else:
+                        n = sum(len(p.chunk_ids) for p in batch)
+                        log(f"a request of {len(batch)} texts ({n} chunks) failed: {exc}")
+                        stats.chunks_failed += n
+                        stats.failures.extend((p.chunk_ids[0], str(exc)) for p in batch[:5])
+                        record_failures(conn, spec.name, batch, str(exc), f"request of {len(batch)} inputs")
+                    continue
+                stats.tokens += result.tokens
+                ids, shas, toks, vecs = [], [], [], []
+                for p, vec in zip(batch, result.vectors):
+                    for cid in p.chunk_ids:
+                        ids.append(cid)
+                        shas.append(p.content_sha256)
+                        toks.append(p.tokens)
+                        vecs.append(vec)
+                write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
+                conn.commit()
+                stats.chunks_embedded += len(ids)
+            submit_more()

@@ -1,0 +1,212 @@
+"""Source documents and chunks in the database: the work behind the `source_documents` and
+`document_chunks` assets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from pipelines.lib.chunking import chunk_markdown, chunker_fingerprint
+from pipelines.lib.documents import ParsedDocument, SourceItemError, metadata_json, read_markdown_file, row_document
+from resources.sources import ContentSourcesResource, IdentifierError, TableSource, validate_identifier
+from resources.sql import query
+
+UPSERT_BATCH = 500
+CHUNK_PAGE = 200
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+
+
+@dataclass
+class SyncStats:
+    scanned: int = 0
+    inserted_or_updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, key, reason)
+    per_source: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ChunkStats:
+    documents_chunked: int = 0
+    chunks_written: int = 0
+    chunks_unchanged: int = 0
+    chunks_deleted: int = 0
+
+
+def scan_markdown(sources: ContentSourcesResource, stats: SyncStats) -> tuple[list[ParsedDocument], set[str]] | None:
+    """Parsed documents and every key seen (including ones that failed), or None if the scan is impossible."""
+    root = sources.content_path
+    if not root.is_dir():
+        stats.errors.append(("local", str(root), "content directory does not exist"))
+        return None
+    docs, seen = [], set()
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in MARKDOWN_SUFFIXES and p.is_file()):
+        key = path.relative_to(root).as_posix()
+        seen.add(key)
+        try:
+            docs.append(read_markdown_file(path, root, sources.max_file_bytes))
+        except (SourceItemError, OSError) as exc:
+            stats.errors.append(("local", key, str(exc)))
+    return docs, seen
+
+
+def scan_table(conn: sa.Connection, spec: TableSource, stats: SyncStats) -> tuple[list[ParsedDocument], set[str]] | None:
+    source = f"table:{spec.table}"
+    try:
+        parts = validate_identifier(spec.table, "table")
+        columns = [spec.key_column, *spec.text_columns] + ([spec.title_column] if spec.title_column else [])
+        for col in columns:
+            validate_identifier(col, "column")
+            if "." in col:
+                raise IdentifierError(f"column {col!r} must not be qualified")
+    except IdentifierError as exc:
+        stats.errors.append((source, spec.table, str(exc)))
+        return None
+    if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": spec.table}).scalar() is None:
+        stats.errors.append((source, spec.table, f"table {spec.table!r} does not exist"))
+        return None
+    existing = set(
+        conn.execute(
+            sa.text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
+                " AND attnum > 0 AND NOT attisdropped"
+            ),
+            {"t": spec.table},
+        ).scalars()
+    )
+    missing = [c for c in dict.fromkeys(columns) if c not in existing]
+    if missing:
+        stats.errors.append((source, spec.table, f"table {spec.table!r} has no column(s) {', '.join(missing)}"))
+        return None
+    q = conn.dialect.identifier_preparer.quote
+    table_sql = ".".join(q(p) for p in parts)
+    title_sql = q(spec.title_column) if spec.title_column else "NULL"
+    text_sql = ", ".join(q(c) for c in spec.text_columns)
+    rows = conn.execute(sa.text(f"SELECT {q(spec.key_column)}, {title_sql}, {text_sql} FROM {table_sql}"))
+    docs, seen = [], set()
+    for row in rows:
+        key = str(row[0])
+        seen.add(key)
+        try:
+            docs.append(row_document(spec.table, key, row[1], dict(zip(spec.text_columns, row[2:]))))
+        except SourceItemError as exc:
+            stats.errors.append((source, key, str(exc)))
+    return docs, seen
+
+
+def _apply_source(conn: sa.Connection, source: str, docs: list[ParsedDocument], seen: set[str], stats: SyncStats):
+    existing = {
+        r.source_key: (r.content_sha256, r.title, r.metadata)
+        for r in conn.execute(query("select_source_fingerprints"), {"source": source})
+    }
+    changed = []
+    for doc in docs:
+        fingerprint = (doc.content_sha256, doc.title, json.loads(metadata_json(doc.metadata)))
+        before = existing.get(doc.source_key)
+        if before is not None and (before[0], before[1], json.loads(before[2])) == fingerprint:
+            stats.unchanged += 1
+        else:
+            changed.append(doc)
+    for start in range(0, len(changed), UPSERT_BATCH):
+        batch = changed[start : start + UPSERT_BATCH]
+        conn.execute(
+            query("upsert_source_documents"),
+            [
+                {
+                    "source": d.source,
+                    "source_key": d.source_key,
+                    "title": d.title,
+                    "content": d.content,
+                    "content_sha256": d.content_sha256,
+                    "metadata": metadata_json(d.metadata),
+                }
+                for d in batch
+            ],
+        )
+        conn.commit()
+    stats.inserted_or_updated += len(changed)
+    gone = sorted(set(existing) - seen)
+    if gone:
+        stats.deleted += conn.execute(query("delete_missing_source_documents"), {"source": source, "keys": gone}).rowcount
+        conn.commit()
+    stats.scanned += len(docs)
+    stats.per_source[source] = len(docs)
+
+
+def sync_documents(conn: sa.Connection, sources: ContentSourcesResource) -> SyncStats:
+    """Bring `source_documents` in line with the sources; commits as it goes.
+
+    Items that fail keep whatever was ingested for them before; a source that cannot be read at all
+    (missing directory or table) deletes nothing.
+    """
+    stats = SyncStats()
+    scans: list[tuple[str, tuple | None]] = [("local", scan_markdown(sources, stats))]
+    for spec in sources.tables:
+        scans.append((f"table:{spec.table}", scan_table(conn, spec, stats)))
+        conn.commit()
+    for source, scanned in scans:
+        if scanned is not None:
+            _apply_source(conn, source, *scanned, stats)
+    record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
+    conn.commit()
+    return stats
+
+
+def record_ingestion_errors(conn: sa.Connection, sources: Iterable[str], errors: list[tuple[str, str, str]]):
+    """Replace the recorded errors of the sources just scanned with this run's."""
+    conn.execute(sa.text("DELETE FROM ingestion_errors WHERE source = ANY(:s)"), {"s": list(sources)})
+    if errors:
+        conn.execute(
+            query("replace_ingestion_errors"),
+            [{"source": s, "source_key": k, "error": e} for s, k, e in errors],
+        )
+
+
+def chunk_documents(conn: sa.Connection, max_chars: int, overlap: int) -> ChunkStats:
+    """Re-chunk the documents whose content or chunker settings changed, a page per transaction."""
+    fingerprint = chunker_fingerprint(max_chars, overlap)
+    stats = ChunkStats()
+    after_id = 0
+    while True:
+        docs = conn.execute(
+            query("select_documents_to_chunk"), {"fingerprint": fingerprint, "after_id": after_id, "limit": CHUNK_PAGE}
+        ).all()
+        if not docs:
+            break
+        after_id = docs[-1].id
+        rows, ids, counts = [], [], []
+        for doc in docs:
+            chunks = chunk_markdown(doc.content, max_chars, overlap)
+            ids.append(doc.id)
+            counts.append(len(chunks))
+            rows.extend(
+                {
+                    "document_id": doc.id,
+                    "chunk_index": c.index,
+                    "content": c.content,
+                    "content_sha256": c.content_sha256,
+                    "char_start": c.char_start,
+                    "char_end": c.char_end,
+                    "token_count": c.token_count,
+                    "metadata": json.dumps({"heading_path": list(c.heading_path)}, ensure_ascii=False),
+                }
+                for c in chunks
+            )
+        # rowcount counts inserted plus actually-changed rows: the upsert skips identical ones.
+        written = conn.execute(query("upsert_document_chunks"), rows).rowcount if rows else 0
+        stats.chunks_written += written
+        stats.chunks_unchanged += len(rows) - written
+        stats.chunks_deleted += conn.execute(
+            query("delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
+        ).rowcount
+        conn.execute(
+            query("mark_documents_chunked"),
+            {"fingerprint": fingerprint, "document_ids": ids, "content_sha256s": [d.content_sha256 for d in docs]},
+        )
+        conn.commit()
+        stats.documents_chunked += len(docs)
+    return stats

@@ -1,0 +1,154 @@
+"""A fake OpenAI-compatible embeddings server on 127.0.0.1, for tests and benchmarks.
+
+It speaks enough of `POST /v1/embeddings` for the real `openai` client: `encoding_format` float or
+base64, `dimensions`, usage. Faults are scripted per request (429 with Retry-After, 500, slow,
+malformed JSON, wrong dimension, a missing item) and any input containing `poison` gets a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+POISON = "poison"
+
+
+def fake_vector(text: str, dimensions: int) -> np.ndarray:
+    """Deterministic unit vector for a text: the same text always maps to the same point."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    vec = np.random.default_rng(seed).standard_normal(dimensions).astype(np.float32)
+    return vec / np.linalg.norm(vec)
+
+
+class FakeOpenAI:
+    def __init__(self, latency_s: float = 0.0, expected_api_key: str | None = None):
+        self.latency_s = latency_s
+        self.expected_api_key = expected_api_key
+        self.faults: deque[tuple] = deque()
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
+        self.texts_embedded: list[str] = []
+        self.auth_headers: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- scripting ------------------------------------------------------------------------------
+    def inject(self, *faults: tuple) -> None:
+        """Queue faults for the next requests, one each: ("429", retry_after_s), ("500",),
+        ("slow", seconds), ("malformed",), ("wrong_dim",), ("missing_item",)."""
+        with self.lock:
+            self.faults.extend(faults)
+
+    @property
+    def request_count(self) -> int:
+        return len(self.requests)
+
+    @property
+    def successful_requests(self) -> list[dict]:
+        return [r for r in self.requests if r["status"] == 200]
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.texts_embedded.clear()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> "FakeOpenAI":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                fake._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # -- request handling -----------------------------------------------------------------------
+    def _reply(self, handler, status: int, body: bytes, headers: dict | None = None) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        try:
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); nothing to tell it
+
+    def _error(self, handler, status: int, message: str, headers: dict | None = None) -> None:
+        body = json.dumps({"error": {"message": message, "type": "fake_error", "code": status}}).encode()
+        self._reply(handler, status, body, headers)
+
+    def _handle(self, handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        payload = json.loads(handler.rfile.read(length) or b"{}")
+        with self.lock:
+            fault = self.faults.popleft() if self.faults else None
+            self.auth_headers.append(handler.headers.get("Authorization", ""))
+        inputs = payload.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        model = payload.get("model", "")
+        dims = payload.get("dimensions") or NATIVE_DIMENSIONS.get(model, 1536)
+        record = {"model": model, "n_inputs": len(inputs), "dimensions": payload.get("dimensions"),
+                  "encoding_format": payload.get("encoding_format"), "fault": fault, "status": 200}
+        with self.lock:
+            self.requests.append(record)
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if self.expected_api_key and handler.headers.get("Authorization") != f"Bearer {self.expected_api_key}":
+            record["status"] = 401
+            return self._error(handler, 401, "invalid api key")
+        if fault:
+            kind = fault[0]
+            if kind == "429":
+                record["status"] = 429
+                return self._error(handler, 429, "rate limited", {"Retry-After": str(fault[1])})
+            if kind == "500":
+                record["status"] = 500
+                return self._error(handler, 500, "internal error")
+            if kind == "slow":
+                time.sleep(fault[1])
+            if kind == "malformed":
+                return self._reply(handler, 200, b'{"object": "list", "data": [{"embedding": ')
+        if any(POISON in t for t in inputs):
+            record["status"] = 400
+            return self._error(handler, 400, "input contains content this model refuses")
+        out_dims = dims + 3 if fault and fault[0] == "wrong_dim" else dims
+        data = []
+        for i, text in enumerate(inputs):
+            vec = fake_vector(text, out_dims)
+            emb = base64.b64encode(vec.astype("<f4").tobytes()).decode() if payload.get("encoding_format") == "base64" else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        if fault and fault[0] == "missing_item" and data:
+            data.pop()
+        tokens = sum(max(1, len(t) // 4) for t in inputs)
+        with self.lock:
+            self.texts_embedded.extend(inputs)
+        body = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        self._reply(handler, 200, json.dumps(body).encode())
