@@ -1,4 +1,5 @@
 """Daily RAG quality metrics: `ai_dialogue_log` → `rag_metrics_history`, one partition per JST day."""
+
 # No `from __future__ import annotations` here: Dagster resolves the config and resource parameter
 # annotations of the asset function at definition time.
 
