@@ -31,6 +31,8 @@ COLUMNS = (
     "latency_ms", "token_cost_jpy", "relevance_score", "user_feedback", "temperature",
     "prompt_tokens", "completion_tokens", "total_tokens", "created_at",
 )
+# Nullable integers must reach the CSV as "12", never as pandas' float rendering "12.0".
+INTEGER_COLUMNS = ("latency_ms", "user_feedback", "prompt_tokens", "completion_tokens", "total_tokens")
 
 # Share of the day's traffic per JST hour: quiet at night, a lunch bump, busiest in the evening.
 _HOURLY = np.array([
@@ -250,6 +252,7 @@ def copy_dialogue(conn: sa.Connection, frames: Iterator[pd.DataFrame]) -> int:
     written = 0
     with raw.cursor() as cur, cur.copy(statement) as copy:
         for frame in frames:
+            frame = frame.astype({c: "Int64" for c in INTEGER_COLUMNS if c in frame})
             buffer = io.StringIO()
             # CSV because the JSON is full of backslashes and quotes that text-format COPY would mangle;
             # an unquoted empty field is NULL.

@@ -38,7 +38,9 @@ per_day AS (
         percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms)
             FILTER (WHERE is_first) AS latency_percentiles,
         coalesce(sum(token_cost_jpy) FILTER (WHERE is_first), 0) AS total_cost,
-        avg(relevance_score) FILTER (WHERE is_first) AS average_relevance_score,
+        -- summed as numeric so the mean does not depend on the order rows are read in: a day's value
+        -- is then identical whether it was computed alone or inside a backfill
+        avg(relevance_score::numeric) FILTER (WHERE is_first)::float8 AS average_relevance_score,
         100.0::float8 * count(*) FILTER (WHERE is_first AND user_feedback = 1)
             / nullif(count(*) FILTER (WHERE is_first AND user_feedback IN (-1, 1)), 0) AS positive_votes_rate
     FROM dialogue
