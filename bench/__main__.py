@@ -1,0 +1,32 @@
+"""`make bench`: every benchmark, each figure beside a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import warnings
+
+MODULES = ["bench.bench_ingest", "bench.bench_metrics", "bench.bench_retention", "bench.bench_reembedding"]
+
+
+def main(argv: list[str]) -> int:
+    warnings.simplefilter("ignore")
+    wanted = [m for m in MODULES if not argv or any(a in m for a in argv)]
+    for name in wanted:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                print(f"== {name}: not present, skipped")
+                continue
+            raise
+        print(f"== {name}")
+        started = time.perf_counter()
+        module.run()
+        print(f"   ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

