@@ -30,7 +30,9 @@ def source_documents(
 ) -> dg.MaterializeResult:
     """Markdown files under CONTENT_DIR (YAML frontmatter gives title and metadata) and rows of the configured
     tables, upserted by content hash; items gone from their source are deleted with their chunks and
-    embeddings; unreadable items are listed with the reason and keep their last good version."""
+    embeddings; unreadable items are listed with the reason and keep their last good version. Every document
+    gets its provenance row (licence, rights holder, retention from frontmatter or RETENTION_DEFAULTS), and
+    content a retention sweep deleted is skipped as expired rather than ingested again."""
     started = time.perf_counter()
     with postgres.connect() as conn:
         stats = sync_documents(conn, content_sources)
@@ -43,6 +45,7 @@ def source_documents(
         "inserted_or_updated": dg.MetadataValue.int(stats.inserted_or_updated),
         "unchanged": dg.MetadataValue.int(stats.unchanged),
         "deleted": dg.MetadataValue.int(stats.deleted),
+        "skipped_expired": dg.MetadataValue.int(stats.skipped_expired),
         "rejected": dg.MetadataValue.int(len(stats.errors)),
         "per_source": dg.MetadataValue.json(stats.per_source),
         "content_dir": dg.MetadataValue.path(str(content_sources.content_path)),

@@ -11,6 +11,9 @@ import sqlalchemy as sa
 
 from pipelines.lib.chunking import chunk_markdown, chunker_fingerprint
 from pipelines.lib.documents import ParsedDocument, SourceItemError, metadata_json, read_markdown_file, row_document
+from pipelines.lib.retention import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
+from pipelines.retention import RETENTION_LOCK_KEY
+from resources.retention import retention_defaults_from_env
 from resources.sources import ContentSourcesResource, IdentifierError, TableSource, validate_identifier
 from resources.sql import query
 
@@ -25,6 +28,8 @@ class SyncStats:
     inserted_or_updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    # Items a retention sweep deleted whose unchanged content is still at the source: never ingested again.
+    skipped_expired: int = 0
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, key, reason)
     per_source: dict[str, int] = field(default_factory=dict)
 
@@ -98,37 +103,82 @@ def scan_table(conn: sa.Connection, spec: TableSource, stats: SyncStats) -> tupl
     return docs, seen
 
 
-def _apply_source(conn: sa.Connection, source: str, docs: list[ParsedDocument], seen: set[str], stats: SyncStats):
+def _provenance_rows(records: Iterable[ProvenanceRecord]) -> dict:
+    return {"rows": json.dumps([r.as_row() for r in records], ensure_ascii=False)}
+
+
+def _apply_source(
+    conn: sa.Connection,
+    source: str,
+    docs: list[ParsedDocument],
+    seen: set[str],
+    stats: SyncStats,
+    provenance_defaults: dict[str, ProvenanceDefaults] | None = None,
+):
+    defaults = provenance_defaults or {}
+    provenance: dict[str, ProvenanceRecord] = {}
+    usable = []
+    for doc in docs:
+        try:
+            provenance[doc.source_key] = resolve_provenance(source, doc.source_key, doc.metadata, defaults)
+            usable.append(doc)
+        except ProvenanceError as exc:
+            # Like any bad item: reported, and whatever was ingested for it before is kept.
+            stats.errors.append((source, doc.source_key, str(exc)))
     existing = {
         r.source_key: (r.content_sha256, r.title, r.metadata)
         for r in conn.execute(query("select_source_fingerprints"), {"source": source})
     }
-    changed = []
-    for doc in docs:
+    changed, unchanged = [], []
+    for doc in usable:
         fingerprint = (doc.content_sha256, doc.title, json.loads(metadata_json(doc.metadata)))
         before = existing.get(doc.source_key)
         if before is not None and (before[0], before[1], json.loads(before[2])) == fingerprint:
             stats.unchanged += 1
+            unchanged.append(doc)
         else:
             changed.append(doc)
     for start in range(0, len(changed), UPSERT_BATCH):
         batch = changed[start : start + UPSERT_BATCH]
-        conn.execute(
-            query("upsert_source_documents"),
-            [
+        # Under the shared retention lock, the tombstones read here include every committed sweep batch.
+        conn.execute(query("retention_lock_shared"), {"key": RETENTION_LOCK_KEY})
+        tombstoned = {
+            (r.source_key, r.content_sha256)
+            for r in conn.execute(
+                query("retention_select_tombstoned"),
                 {
-                    "source": d.source,
-                    "source_key": d.source_key,
-                    "title": d.title,
-                    "content": d.content,
-                    "content_sha256": d.content_sha256,
-                    "metadata": metadata_json(d.metadata),
-                }
-                for d in batch
-            ],
-        )
+                    "source": source,
+                    "keys": [d.source_key for d in batch],
+                    "hashes": [d.content_sha256 for d in batch],
+                },
+            )
+        }
+        fresh = [d for d in batch if (d.source_key, d.content_sha256) not in tombstoned]
+        stats.skipped_expired += len(batch) - len(fresh)
+        if fresh:
+            conn.execute(
+                query("upsert_source_documents"),
+                [
+                    {
+                        "source": d.source,
+                        "source_key": d.source_key,
+                        "title": d.title,
+                        "content": d.content,
+                        "content_sha256": d.content_sha256,
+                        "metadata": metadata_json(d.metadata),
+                    }
+                    for d in fresh
+                ],
+            )
+            conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh))
         conn.commit()
-    stats.inserted_or_updated += len(changed)
+        stats.inserted_or_updated += len(fresh)
+    # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
+    # provenance existed get their row. The upsert writes only rows whose terms differ.
+    for start in range(0, len(unchanged), UPSERT_BATCH):
+        batch = unchanged[start : start + UPSERT_BATCH]
+        conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch))
+        conn.commit()
     gone = sorted(set(existing) - seen)
     if gone:
         stats.deleted += conn.execute(query("delete_missing_source_documents"), {"source": source, "keys": gone}).rowcount
@@ -137,12 +187,19 @@ def _apply_source(conn: sa.Connection, source: str, docs: list[ParsedDocument], 
     stats.per_source[source] = len(docs)
 
 
-def sync_documents(conn: sa.Connection, sources: ContentSourcesResource) -> SyncStats:
-    """Bring `source_documents` in line with the sources; commits as it goes.
+def sync_documents(
+    conn: sa.Connection,
+    sources: ContentSourcesResource,
+    provenance_defaults: dict[str, ProvenanceDefaults] | None = None,
+) -> SyncStats:
+    """Bring `source_documents` and their `provenance` in line with the sources; commits as it goes.
 
     Items that fail keep whatever was ingested for them before; a source that cannot be read at all
-    (missing directory or table) deletes nothing.
+    (missing directory or table) deletes nothing. Content a retention sweep deleted is skipped, not
+    re-ingested. `provenance_defaults` defaults to the `RETENTION_DEFAULTS` environment variable.
     """
+    if provenance_defaults is None:
+        provenance_defaults = retention_defaults_from_env()
     stats = SyncStats()
     scans: list[tuple[str, tuple | None]] = [("local", scan_markdown(sources, stats))]
     for spec in sources.tables:
@@ -150,7 +207,7 @@ def sync_documents(conn: sa.Connection, sources: ContentSourcesResource) -> Sync
         conn.commit()
     for source, scanned in scans:
         if scanned is not None:
-            _apply_source(conn, source, *scanned, stats)
+            _apply_source(conn, source, *scanned, stats, provenance_defaults)
     record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
     conn.commit()
     return stats

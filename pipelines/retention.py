@@ -1,0 +1,145 @@
+"""Retention sweeps in the database: the work behind the `retention_sweep` asset (SPEC section 8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from resources.sql import query
+
+# Any constant works; every sweep and every ingestion batch must use the same one.
+RETENTION_LOCK_KEY = 7_300_120_004
+DEFAULT_BATCH_SIZE = 500
+EXPIRING_WINDOW = dt.timedelta(days=30)
+EXPIRING_LISTED = 10
+# Below every expiry, so the first keyset page starts at the beginning.
+_KEYSET_START = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
+
+
+@dataclass(frozen=True)
+class ExpiringItem:
+    content_id: int
+    source: str
+    source_key: str
+    license_type: str | None
+    retention_years: int
+    expires_at: dt.datetime
+
+
+@dataclass
+class SweepResult:
+    sweep_id: str
+    as_of: dt.datetime
+    dry_run: bool
+    documents: int = 0  # deleted, or that would be deleted in a dry run
+    chunks: int = 0
+    embeddings: int = 0
+    batches: int = 0
+    # Per batch transaction: from taking the advisory lock (row locks come after it) to the commit.
+    longest_lock_s: float = 0.0
+    held_by_legal_hold: int = 0
+    expiring_count: int = 0
+    expiring: list[ExpiringItem] = field(default_factory=list)
+
+
+def database_now(conn: sa.Connection) -> dt.datetime:
+    now = conn.execute(sa.text("SELECT now()")).scalar_one()
+    conn.commit()
+    return now
+
+
+def sweep_expired(
+    conn: sa.Connection,
+    *,
+    as_of: dt.datetime | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    expiring_window: dt.timedelta = EXPIRING_WINDOW,
+    on_batch: Callable[[SweepResult], None] | None = None,
+) -> SweepResult:
+    """Delete every document expired at `as_of` (default: the database's now at the start), one bounded
+    transaction per batch, each under the retention advisory lock and writing its own audit rows.
+
+    An error rolls back only the batch in flight: earlier batches stay committed with their audit rows.
+    A dry run walks the same batches and records dry-run audit rows instead of deleting.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if conn.in_transaction():
+        # Each batch must commit on its own; inheriting an open transaction would hold locks across them.
+        raise RuntimeError("sweep_expired needs a connection without an open transaction")
+    if as_of is None:
+        as_of = database_now(conn)
+    result = SweepResult(sweep_id=str(uuid.uuid4()), as_of=as_of, dry_run=dry_run)
+    after = _KEYSET_START
+    while True:
+        try:
+            conn.execute(query("retention_lock_exclusive"), {"key": RETENTION_LOCK_KEY})
+            locked_at = time.perf_counter()
+            params = {
+                "as_of": as_of,
+                "after_expires_at": after[0],
+                "after_id": after[1],
+                "batch_size": batch_size,
+                "sweep_id": result.sweep_id,
+                "run_id": run_id,
+            }
+            if dry_run:
+                rows = conn.execute(query("retention_dry_run_batch"), params).all()
+                count = len(rows)
+                chunks = sum(r.chunks_deleted for r in rows)
+                embeddings = sum(r.embeddings_deleted for r in rows)
+                last = (rows[-1].expired_at, rows[-1].content_id) if rows else None
+            else:
+                victims = conn.execute(query("retention_lock_expired_batch"), params).all()
+                count = chunks = embeddings = 0
+                last = None
+                if victims:
+                    done = conn.execute(
+                        query("retention_delete_batch"), {**params, "ids": [v.content_id for v in victims]}
+                    ).one()
+                    count, chunks, embeddings = done.documents, int(done.chunks), int(done.embeddings)
+                    last = (victims[-1].expires_at, victims[-1].content_id)
+            conn.commit()
+            held_for = time.perf_counter() - locked_at
+        except BaseException:
+            conn.rollback()
+            raise
+        if last is None:
+            break
+        after = last
+        result.batches += 1
+        result.documents += count
+        result.chunks += chunks
+        result.embeddings += embeddings
+        result.longest_lock_s = max(result.longest_lock_s, held_for)
+        if on_batch is not None:
+            on_batch(result)
+    result.held_by_legal_hold = conn.execute(query("retention_count_held"), {"as_of": as_of}).scalar_one()
+    result.expiring_count, result.expiring = expiring_soon(conn, as_of, expiring_window)
+    conn.commit()
+    return result
+
+
+def expiring_soon(
+    conn: sa.Connection, as_of: dt.datetime, window: dt.timedelta = EXPIRING_WINDOW, limit: int = EXPIRING_LISTED
+) -> tuple[int, list[ExpiringItem]]:
+    """How many unheld documents expire in (as_of, as_of + window], and the soonest `limit` of them."""
+    rows = conn.execute(
+        query("retention_select_expiring"), {"as_of": as_of, "until": as_of + window, "limit": limit}
+    ).all()
+    items = [
+        ExpiringItem(r.content_id, r.source, r.source_key, r.license_type, r.retention_years, r.expires_at)
+        for r in rows
+    ]
+    return (rows[0].total if rows else 0), items
+
+
+def count_expired_unprotected(conn: sa.Connection, as_of: dt.datetime) -> int:
+    return conn.execute(query("retention_count_expired_unprotected"), {"as_of": as_of}).scalar_one()

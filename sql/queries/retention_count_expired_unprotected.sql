@@ -1,0 +1,5 @@
+-- Expired documents without a legal hold: what a completed sweep as of :as_of must have left at zero.
+SELECT count(*)
+FROM provenance p
+JOIN source_documents d ON d.id = p.content_id
+WHERE p.expires_at <= :as_of AND NOT p.legal_hold
