@@ -1,10 +1,11 @@
-"""Stage 3: embeddings of every chunk for the configured model, deduplicated by content hash."""
+"""Stage 3: embeddings of every chunk for the model readers use, deduplicated by content hash."""
 
 import dagster as dg
 
 from assets.chunks import document_chunks
-from pipelines.embedding import embed_pending
-from resources.embedders import EmbedderResource
+from pipelines.embedding import embed_pending, register_model
+from pipelines.reembedding import active_model, drop_retired_embeddings, embedder_for_model, ensure_hnsw_index
+from resources.embedders import EmbedderResource, EmbeddingConfigError
 from resources.postgres import PostgresResource
 
 GROUP = "embeddings"
@@ -29,17 +30,44 @@ def chunk_embeddings(
 ) -> dg.MaterializeResult:
     """Vectors for chunks whose (content hash, model) has none yet: identical texts are sent once, requests are
     packed to the provider's limits and run concurrently, results land by binary COPY one request at a time;
-    a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on."""
+    a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on. The model is the active
+    one readers use: while a newly configured model is being built by `reembedding_job`, new chunks still get
+    the active model's vectors, so readers never miss them. The model's HNSW index is created after its first
+    bulk load, and vectors of models retired longer than the grace period are dropped."""
+    configured = embedder.spec()
     with postgres.connect() as conn:
-        stats = embed_pending(
-            conn,
-            embedder,
-            max_attempts=config.max_attempts,
-            allow_over_budget=config.allow_over_budget,
-            log=context.log.info,
-        )
+        active = active_model(conn)
+        conn.commit()
+        target = embedder
+        if active is not None and active.name != configured.name:
+            register_model(conn, configured)
+            context.log.info(
+                f"the configured model {configured.name} is not active yet: embedding new chunks for the active"
+                f" {active.name}; reembedding_job builds {configured.name} and switches"
+            )
+            target = embedder_for_model(embedder, active)
+        try:
+            stats = embed_pending(
+                conn,
+                target,
+                max_attempts=config.max_attempts,
+                allow_over_budget=config.allow_over_budget,
+                log=context.log.info,
+            )
+        except EmbeddingConfigError as exc:
+            if target is embedder:
+                raise
+            raise dg.Failure(
+                description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
+                f" switches readers to {configured.name}: {exc}"
+            ) from None
+        index = ensure_hnsw_index(conn, stats.model, stats.dimensions, embedder.hnsw_maintenance_work_mem)
+        cleanup = drop_retired_embeddings(conn, embedder.retired_grace_days, log=context.log.info)
     metadata = {
         "model": dg.MetadataValue.text(stats.model),
+        "configured_model": dg.MetadataValue.text(configured.name),
+        "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
+        "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
         "provider": dg.MetadataValue.text(stats.provider),
         "model_status": dg.MetadataValue.text(stats.model_status),
         "dimensions": dg.MetadataValue.int(stats.dimensions),

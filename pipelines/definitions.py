@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import chunks, embeddings, metrics, retention, sources
-from pipelines.jobs import ingestion_job, metrics_job, nightly_job
+from assets import chunks, embeddings, metrics, reembedding, retention, sources
+from pipelines.jobs import ingestion_job, metrics_job, nightly_job, reembedding_job
 from pipelines.schedules import nightly_metrics_schedule
+from pipelines.sensors import embedding_model_change_sensor
 from pipelines.resources import build_resources
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([sources, chunks, embeddings, metrics, retention]),
-    jobs=[ingestion_job, metrics_job, nightly_job],
+    assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
+    jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job],
     schedules=[nightly_metrics_schedule],
-    sensors=[],
+    sensors=[embedding_model_change_sensor],
     resources=build_resources(),
 )

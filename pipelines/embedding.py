@@ -115,7 +115,13 @@ def embed_pending(
     max_attempts: int = 3,
     allow_over_budget: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
+    on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> EmbedStats:
+    """Embed every chunk lacking a vector of its current text for the embedder's model.
+
+    `on_estimate` sees the token and cost estimate after the free work (reuse by hash) and before any
+    request or budget refusal, so a caller can publish what the run is about to spend.
+    """
     started = time.perf_counter()
     spec = embedder.spec()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
@@ -139,6 +145,8 @@ def embed_pending(
     stats.estimated_tokens = sum(p.tokens for p in pending)
     stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
     stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+    if on_estimate is not None:
+        on_estimate(stats)
     if (
         embedder.budget_usd is not None
         and stats.estimated_cost_usd > embedder.budget_usd

@@ -21,10 +21,19 @@ metrics_job = dg.define_asset_job(
 )
 
 # The nightly run: every asset, for yesterday's JST partition. Unpartitioned assets (ingestion,
-# retention) simply run in full; the partition only selects the metrics day.
+# retention) simply run in full; the partition only selects the metrics day. Re-embedding is left to
+# its sensor-launched job, so that a model change never puts a whole corpus's spend (or a budget
+# refusal) into the nightly run; chunk_embeddings keeps the active model complete meanwhile.
 nightly_job = dg.define_asset_job(
     "nightly_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("reembedding"),
     partitions_def=daily_jst_partitions,
     description="Nightly: retention sweep, ingestion, embeddings, and yesterday's (JST) RAG metrics.",
+)
+
+reembedding_job = dg.define_asset_job(
+    "reembedding_job",
+    selection=dg.AssetSelection.groups("reembedding"),
+    description="Blue/green: build the configured embedding model beside the active one, check it covers every"
+    " chunk, switch readers atomically, drop vectors retired past the grace period, measure index recall.",
 )

@@ -36,6 +36,12 @@ def _env_float(name: str) -> float | None:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _env_or(name: str, parse, default):
+    """The parsed variable, or `default` when unset: unlike `or`, an explicit 0 is kept."""
+    value = parse(name)
+    return default if value is None else value
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(database_url=_env("DATABASE_URL")),
@@ -54,5 +60,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             price_per_million_tokens=_env_float("EMBEDDING_PRICE_PER_MTOK"),
             concurrency=_env_int("EMBEDDING_CONCURRENCY") or 4,
             budget_usd=_env_float("EMBEDDING_BUDGET_USD"),
+            retired_grace_days=_env_or("RETIRED_GRACE_DAYS", _env_float, 7.0),
+            hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM") or "256MB",
         ),
     }

@@ -156,6 +156,10 @@ class EmbedderResource(dg.ConfigurableResource):
     budget_usd: Optional[float] = None
     max_retries: int = 6
     timeout_s: float = 60.0
+    # Storage policy of the vectors this resource produces: how long a retired model's vectors stay
+    # (for an instant switch back) and the memory an HNSW build may use.
+    retired_grace_days: float = 7.0
+    hnsw_maintenance_work_mem: str = "256MB"
 
     @property
     def resolved_provider(self) -> str:

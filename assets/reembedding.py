@@ -1,0 +1,186 @@
+"""Stage 3b: blue/green re-embedding after a change of the configured embedding model."""
+
+import dagster as dg
+
+from assets.embeddings import chunk_embeddings
+from pipelines.embedding import BudgetExceededError, EmbedStats
+from pipelines.reembedding import (
+    CoverageError,
+    active_model,
+    build_model,
+    coverage,
+    drop_retired_embeddings,
+    ensure_hnsw_index,
+    measure_recall,
+    switch_active_model,
+)
+from resources.embedders import EmbedderResource
+from resources.postgres import PostgresResource
+
+GROUP = "reembedding"
+RECALL_WARN_BELOW = 0.95
+RECALL_SAMPLE = 50
+
+
+class ReembeddingRunConfig(dg.Config):
+    allow_over_budget: bool = False
+    max_attempts: int = 3
+
+
+def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
+    return {
+        "model": dg.MetadataValue.text(stats.model),
+        "texts_to_embed": dg.MetadataValue.int(stats.unique_texts),
+        "estimated_tokens": dg.MetadataValue.int(stats.estimated_tokens),
+        "estimated_cost_usd": dg.MetadataValue.float(round(stats.estimated_cost_usd, 6)),
+        "budget_usd": dg.MetadataValue.float(budget_usd) if budget_usd is not None else dg.MetadataValue.text("none"),
+        "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
+    }
+
+
+# After chunk_embeddings, never beside it: when both target the same model they would embed the same chunks.
+@dg.asset(
+    deps=[chunk_embeddings],
+    group_name=GROUP,
+    kinds={"postgres", "openai"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "covers_every_chunk",
+            asset="reembedding",
+            blocking=True,
+            description="The configured model has a vector of the current text of every chunk; until it does,"
+            " the switch does not run and readers keep the active model.",
+        )
+    ],
+)
+def reembedding(
+    context: dg.AssetExecutionContext,
+    config: ReembeddingRunConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The configured model's vectors built beside the active model's, which readers keep using meanwhile:
+    the model is registered (a retired one is re-opened and keeps its surviving vectors), the tokens and cost
+    of what it lacks are estimated and published before any request and refused above EMBEDDING_BUDGET_USD,
+    the missing chunks are embedded with the same dedup, batching, COPY and error handling as nightly
+    embedding (resumable: finished requests are committed), and its HNSW index is built after the bulk load."""
+    estimate: dict = {}
+
+    def publish_estimate(stats: EmbedStats) -> None:
+        estimate.update(_estimate_metadata(stats, embedder.budget_usd))
+        context.log.info(
+            f"{stats.model}: {stats.unique_texts} texts to embed, ~{stats.estimated_tokens:,} tokens,"
+            f" ~${stats.estimated_cost_usd:.4f}"
+        )
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=estimate))
+
+    with postgres.connect() as conn:
+        try:
+            result = build_model(
+                conn,
+                embedder,
+                max_attempts=config.max_attempts,
+                allow_over_budget=config.allow_over_budget,
+                log=context.log.info,
+                on_estimate=publish_estimate,
+            )
+        except BudgetExceededError as exc:
+            raise dg.Failure(description=str(exc), metadata=estimate) from None
+    stats, cov = result.stats, result.coverage
+    metadata = {
+        **_estimate_metadata(stats, embedder.budget_usd),
+        "previous_active_model": dg.MetadataValue.text(result.previous_active or "none"),
+        "status_before": dg.MetadataValue.text(result.status_before or "unregistered"),
+        "reopened_retired_model": dg.MetadataValue.bool(result.reopened),
+        "provider": dg.MetadataValue.text(stats.provider),
+        "dimensions": dg.MetadataValue.int(stats.dimensions),
+        "chunks_total": dg.MetadataValue.int(cov.total_chunks),
+        "chunks_embedded": dg.MetadataValue.int(stats.chunks_embedded),
+        "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
+        "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
+        "chunks_missing": dg.MetadataValue.int(cov.missing),
+        "requests": dg.MetadataValue.int(stats.requests),
+        "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
+        "tokens": dg.MetadataValue.int(stats.tokens),
+        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
+        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
+    }
+    if result.index is not None:
+        metadata["hnsw_index"] = dg.MetadataValue.text(f"{result.index.index_name} ({result.index.note})")
+        metadata["hnsw_build_s"] = dg.MetadataValue.float(round(result.index.seconds, 3))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="covers_every_chunk",
+                passed=cov.complete,
+                metadata={
+                    "chunks_total": cov.total_chunks,
+                    "chunks_missing": cov.missing,
+                    "sample_missing_chunk_ids": dg.MetadataValue.text(", ".join(map(str, cov.sample_missing)) or "-"),
+                },
+            )
+        ],
+    )
+
+
+@dg.asset(
+    deps=[reembedding],
+    group_name=GROUP,
+    kinds={"postgres"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "hnsw_recall_at_10",
+            asset="embedding_model_switch",
+            description=f"Recall@10 of the active model's HNSW index against exact search on {RECALL_SAMPLE}"
+            f" sampled chunks; warns below {RECALL_WARN_BELOW}.",
+        )
+    ],
+)
+def embedding_model_switch(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
+    """The configured model made `active` and the previous one `retired` in one transaction that re-checks
+    coverage under a lock, so readers of `active_chunk_embeddings` see one complete model before and after;
+    then the vectors of models retired longer than RETIRED_GRACE_DAYS are dropped with their index, and the
+    active index's recall@10 against exact search is measured."""
+    target = embedder.spec().name
+    with postgres.connect() as conn:
+        try:
+            switch = switch_active_model(conn, target, run_id=context.run.run_id)
+        except CoverageError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        if switch.switched:
+            context.log.info(f"switched readers from {switch.previous} to {target}")
+        active = active_model(conn)
+        conn.commit()
+        index = ensure_hnsw_index(conn, active.name, active.dimensions, embedder.hnsw_maintenance_work_mem)
+        cleanup = drop_retired_embeddings(conn, embedder.retired_grace_days, log=context.log.info)
+        recall = measure_recall(conn, active.name, active.dimensions, sample=RECALL_SAMPLE)
+        cov = coverage(conn, active.name)
+        conn.commit()
+    return dg.MaterializeResult(
+        metadata={
+            "active_model": dg.MetadataValue.text(active.name),
+            "previous_model": dg.MetadataValue.text(switch.previous or "none"),
+            "switched": dg.MetadataValue.bool(switch.switched),
+            "chunks_covered": dg.MetadataValue.int(cov.total_chunks - cov.missing),
+            "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
+            "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
+            "retired_grace_days": dg.MetadataValue.float(float(embedder.retired_grace_days)),
+            "recall_at_10": dg.MetadataValue.float(round(recall.recall, 4)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="hnsw_recall_at_10",
+                passed=recall.recall >= RECALL_WARN_BELOW,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "recall_at_10": recall.recall,
+                    "queries": recall.queries,
+                    "threshold": RECALL_WARN_BELOW,
+                    "model": dg.MetadataValue.text(recall.model),
+                },
+            )
+        ],
+    )

@@ -1,0 +1,136 @@
+"""Per-model HNSW index DDL, model-name handling and recall arithmetic. Pure functions, no database.
+
+Every model shares `chunk_embeddings.embedding` (an untyped `vector`), so each model gets a partial
+expression index: the cast gives HNSW the fixed dimension it needs and the predicate keeps the other
+models' rows (of other dimensions) out of it. Queries must repeat the exact expression and predicate
+for the planner to pick the index, so both come from `index_plan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# pgvector's HNSW limits: `vector` up to 2,000 dimensions, `halfvec` up to 4,000.
+VECTOR_MAX_INDEX_DIMS = 2000
+HALFVEC_MAX_INDEX_DIMS = 4000
+# pgvector's storage limit for any vector column.
+MAX_DIMENSIONS = 16000
+
+# Model ids seen in the wild: `text-embedding-3-small@512`, `BAAI/bge-m3`, `nomic-embed-text:v1.5`.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+_INDEX_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PG_MEMORY = re.compile(r"^\s*(\d{1,9})\s*(kB|MB|GB|TB)?\s*$")
+_MEMORY_UNITS_KB = {None: 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+
+
+class IndexConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """How one model's vectors are indexed and queried."""
+
+    model: str
+    dimensions: int
+    index_name: str
+    vector_type: str  # `vector(1536)` or `halfvec(3072)`
+    opclass: str
+    indexable: bool  # False above HALFVEC_MAX_INDEX_DIMS: exact search only
+
+    @property
+    def column_expr(self) -> str:
+        return f"(embedding::{self.vector_type})"
+
+
+def validate_model_name(name: str) -> str:
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise IndexConfigError(
+            f"embedding model name {name!r} is not usable: letters, digits and . _ : / @ + - only, at most 200"
+        )
+    return name
+
+
+def validate_dimensions(dimensions: int) -> int:
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_DIMENSIONS:
+        raise IndexConfigError(f"embedding dimensions must be an integer in 1..{MAX_DIMENSIONS}, got {dimensions!r}")
+    return dimensions
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal, for DDL where parameters cannot be bound (index predicates)."""
+    if "\x00" in value:
+        raise IndexConfigError("a SQL literal cannot contain NUL")
+    # standard_conforming_strings is on (the default since 9.1), so only quotes need doubling; the E''
+    # form is never produced, so a backslash stays an ordinary character.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    if not _INDEX_IDENT.match(name):
+        raise IndexConfigError(f"{name!r} is not a plain lower-case identifier")
+    return f'"{name}"'
+
+
+def index_name_for(model: str, dimensions: int) -> str:
+    """A stable identifier derived from the model: model names hold characters identifiers cannot."""
+    digest = hashlib.sha256(f"{model}\x00{dimensions}".encode()).hexdigest()[:8]
+    return f"chunk_embeddings_hnsw_{digest}"
+
+
+def index_plan(model: str, dimensions: int) -> IndexPlan:
+    validate_model_name(model)
+    validate_dimensions(dimensions)
+    if dimensions <= VECTOR_MAX_INDEX_DIMS:
+        vector_type, opclass = f"vector({dimensions})", "vector_cosine_ops"
+    else:
+        vector_type, opclass = f"halfvec({dimensions})", "halfvec_cosine_ops"
+    return IndexPlan(
+        model=model,
+        dimensions=dimensions,
+        index_name=index_name_for(model, dimensions),
+        vector_type=vector_type,
+        opclass=opclass,
+        indexable=dimensions <= HALFVEC_MAX_INDEX_DIMS,
+    )
+
+
+def validate_pg_memory(value: str) -> str:
+    """A `maintenance_work_mem` value such as `512MB`; refused when outside Postgres' accepted range."""
+    m = _PG_MEMORY.match(value or "")
+    if not m:
+        raise IndexConfigError(f"HNSW_MAINTENANCE_WORK_MEM {value!r} must look like 512MB, 2GB or 65536kB")
+    kb = int(m.group(1)) * _MEMORY_UNITS_KB[m.group(2)]
+    if not 1024 <= kb <= 2**31 - 1:
+        raise IndexConfigError(f"HNSW_MAINTENANCE_WORK_MEM {value!r} must be between 1MB and 2TB")
+    return f"{kb}kB"
+
+
+def split_model_name(name: str) -> tuple[str, int | None]:
+    """`text-embedding-3-large@1024` → (`text-embedding-3-large`, 1024); a native-size name → (name, None)."""
+    base, sep, dims = name.rpartition("@")
+    if sep and base and dims.isdigit():
+        return base, int(dims)
+    return name, None
+
+
+def recall_at_k(
+    approximate: Sequence[tuple[object, float]], exact: Sequence[tuple[object, float]], k: int, tolerance: float = 1e-6
+) -> float:
+    """Share of the true top k that the approximate search found; both are rankings of (id, distance).
+
+    A returned row also counts when its distance ties the k-th true one: identical texts have identical
+    vectors, and which of several equidistant rows fills the last places is arbitrary for both searches.
+    """
+    if k < 1:
+        raise ValueError("k must be positive")
+    truth = list(exact)[:k]
+    if not truth:
+        return 1.0
+    true_ids = {i for i, _ in truth}
+    kth = truth[-1][1]
+    hits = sum(1 for i, d in list(approximate)[:k] if i in true_ids or d <= kth + tolerance)
+    return min(1.0, hits / len(truth))

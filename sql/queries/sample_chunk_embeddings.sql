@@ -1,0 +1,5 @@
+SELECT chunk_id, embedding
+FROM chunk_embeddings
+WHERE model = :model
+ORDER BY random()
+LIMIT :n

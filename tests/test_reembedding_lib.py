@@ -1,0 +1,109 @@
+"""Pure pieces of re-embedding: index DDL choices, names, literals, memory settings, recall, sensor decisions."""
+
+import pytest
+
+from pipelines.lib.model_switch import model_change_decision
+from pipelines.lib.vector_index import (
+    IndexConfigError,
+    index_name_for,
+    index_plan,
+    quote_ident,
+    quote_literal,
+    recall_at_k,
+    split_model_name,
+    validate_model_name,
+    validate_pg_memory,
+)
+
+
+def test_vector_up_to_2000_dimensions_halfvec_above_and_no_index_beyond_4000():
+    small, edge, large, huge = index_plan("m", 1536), index_plan("m", 2000), index_plan("m", 3072), index_plan("m", 4001)
+    assert (small.vector_type, small.opclass, small.indexable) == ("vector(1536)", "vector_cosine_ops", True)
+    assert edge.vector_type == "vector(2000)"
+    assert (large.vector_type, large.opclass) == ("halfvec(3072)", "halfvec_cosine_ops")
+    assert large.column_expr == "(embedding::halfvec(3072))"
+    assert not huge.indexable
+
+
+def test_index_names_are_stable_short_identifiers_distinct_per_model_and_dimension():
+    a = index_name_for("text-embedding-3-large@1024", 1024)
+    assert a == index_name_for("text-embedding-3-large@1024", 1024)
+    assert a != index_name_for("text-embedding-3-large", 3072)
+    assert a.startswith("chunk_embeddings_hnsw_") and len(a) == len("chunk_embeddings_hnsw_") + 8
+    assert quote_ident(a) == f'"{a}"'
+
+
+@pytest.mark.parametrize("name", ["text-embedding-3-small", "BAAI/bge-m3", "nomic-embed-text:v1.5", "m@512"])
+def test_real_model_names_are_accepted(name):
+    assert validate_model_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "x'; DROP TABLE chunk_embeddings; --", "a b", "-lead", "é", "x" * 201, None])
+def test_names_that_could_break_out_of_a_literal_are_refused(name):
+    with pytest.raises(IndexConfigError):
+        validate_model_name(name)
+
+
+def test_literals_double_quotes_and_refuse_nul():
+    assert quote_literal("it's") == "'it''s'"
+    assert quote_literal("a\\b") == "'a\\b'"
+    with pytest.raises(IndexConfigError):
+        quote_literal("a\x00b")
+    with pytest.raises(IndexConfigError):
+        quote_ident('x"; drop')
+
+
+def test_dimensions_must_be_positive_integers_within_pgvector_limits():
+    for bad in (0, -1, 16001, 1.5, True, "1536"):
+        with pytest.raises(IndexConfigError):
+            index_plan("m", bad)
+
+
+@pytest.mark.parametrize("raw, kb", [("512MB", 524288), ("2GB", 2097152), ("65536kB", 65536), (" 1 GB ", 1048576)])
+def test_maintenance_work_mem_is_normalised_to_kilobytes(raw, kb):
+    assert validate_pg_memory(raw) == f"{kb}kB"
+
+
+@pytest.mark.parametrize("raw", ["", "lots", "512 MiB", "1; SET role", "10kB", "3TB"])
+def test_maintenance_work_mem_outside_the_accepted_forms_is_refused(raw):
+    with pytest.raises(IndexConfigError):
+        validate_pg_memory(raw)
+
+
+def test_split_model_name_recovers_the_api_model_and_requested_dimension():
+    assert split_model_name("text-embedding-3-large@1024") == ("text-embedding-3-large", 1024)
+    assert split_model_name("text-embedding-3-small") == ("text-embedding-3-small", None)
+    assert split_model_name("org/model@v2") == ("org/model@v2", None)
+
+
+def test_recall_counts_true_neighbours_found():
+    exact = [(i, i / 10) for i in range(10)]
+    assert recall_at_k(exact, exact, 10) == 1.0
+    approx = exact[:8] + [(50, 0.95), (51, 0.96)]
+    assert recall_at_k(approx, exact, 10) == pytest.approx(0.8)
+    assert recall_at_k([], exact, 10) == 0.0
+    assert recall_at_k([], [], 10) == 1.0
+
+
+def test_recall_accepts_a_different_row_at_a_tied_last_distance():
+    exact = [(1, 0.0), (2, 0.1), (3, 0.5), (4, 0.5)]
+    assert recall_at_k([(1, 0.0), (2, 0.1), (9, 0.5)], exact, 3) == 1.0
+    assert recall_at_k([(1, 0.0), (2, 0.1), (9, 0.51)], exact, 3) == pytest.approx(2 / 3)
+
+
+def test_sensor_launches_once_per_change_and_again_after_changing_back():
+    first = model_change_decision("B", "A", None)
+    assert first.launch and first.cursor == "B"
+    assert not model_change_decision("B", "A", first.cursor).launch
+    settled = model_change_decision("B", "B", "B")
+    assert not settled.launch and settled.cursor == "B"
+    back = model_change_decision("A", "B", settled.cursor)
+    assert back.launch and back.cursor == "A"
+    assert not model_change_decision("A", "A", "A").launch
+    again = model_change_decision("B", "A", "A")
+    assert again.launch
+
+
+def test_sensor_waits_for_a_first_active_model():
+    decision = model_change_decision("B", None, None)
+    assert not decision.launch and "no active" in decision.reason
