@@ -250,6 +250,8 @@ def ensure_hnsw_index(
             finally:
                 ddl.exec_driver_sql("RESET maintenance_work_mem")
             seconds = time.perf_counter() - started
+            # Fresh statistics after a bulk load, so the planner prices the new index against real row counts.
+            ddl.exec_driver_sql("ANALYZE chunk_embeddings")
             log(f"built HNSW index {plan.index_name} for {model} in {seconds:.1f}s")
             return IndexResult(plan.index_name, True, seconds, "built")
         finally:
@@ -333,28 +335,39 @@ def drop_retired_embeddings(
     return result
 
 
-def _set_local(conn: sa.Connection, name: str, value: str) -> None:
-    conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+# Transaction-local settings that make a nearest-neighbour query go through the model's HNSW index: a custom
+# plan lets the planner match the bound model name against the partial index's predicate, and without the
+# other scans a small or freshly loaded table cannot fall back to an exact sort.
+INDEX_SCAN_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_seqscan": "off", "enable_bitmapscan": "off"}
+EXACT_SCAN_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_indexscan": "off"}
+
+
+def set_local(conn: sa.Connection, settings: dict[str, str]) -> None:
+    for name, value in settings.items():
+        conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+
+
+def ef_search_for(k: int, ef_search: int | None = None) -> str:
+    return str(min(1000, max(ef_search or 40, k)))
 
 
 def nearest(
     conn: sa.Connection, model: str, dimensions: int, vector, k: int, *, exact: bool = False, ef_search: int | None = None
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the k nearest vectors of `model`, through its HNSW index unless `exact`.
-
-    Runs in the caller's transaction, whose settings it changes locally: a custom plan so that the
-    partial index's predicate is matched with the bound model name, and an `ef_search` of at least k.
-    """
+    """(chunk id, cosine distance) of the k nearest vectors of `model`: through its HNSW index, or by a full
+    scan when `exact`. Runs in a transaction of its own, so that its settings end with it."""
     plan = index_plan(model, dimensions)
-    _set_local(conn, "plan_cache_mode", "force_custom_plan")
-    if exact:
-        _set_local(conn, "enable_indexscan", "off")
-    else:
-        _set_local(conn, "hnsw.ef_search", str(min(1000, max(ef_search or 40, k))))
-    sql = load_sql("nearest_embeddings").format(vector_type=plan.vector_type)
-    rows = conn.execute(sa.text(sql), {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k}).all()
-    if exact:
-        _set_local(conn, "enable_indexscan", "on")
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        if exact:
+            set_local(conn, EXACT_SCAN_SETTINGS)
+        else:
+            set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
+        rows = conn.execute(
+            sa.text(load_sql("nearest_embeddings").format(vector_type=plan.vector_type)),
+            {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
+        ).all()
     return [(r.chunk_id, float(r.distance)) for r in rows]
 
 

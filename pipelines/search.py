@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from pipelines.lib.vector_index import index_plan
-from pipelines.reembedding import active_model, embedder_for_model
+from pipelines.reembedding import INDEX_SCAN_SETTINGS, active_model, embedder_for_model, ef_search_for, set_local
 from resources.embedders import EmbedderResource
 from resources.sql import load_sql
 
@@ -41,16 +41,15 @@ class SearchHit:
 def search_by_vector(
     conn: sa.Connection, model: str, dimensions: int, vector, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
-    """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index."""
+    """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index; in a transaction
+    of its own (an open one is committed first) so that the index-only settings end with it."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
     plan = index_plan(model, dimensions)
-    with conn.begin_nested() if conn.in_transaction() else conn.begin():
-        # A custom plan lets the planner match the bound model name against the partial index predicate.
-        conn.execute(sa.text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"))
-        conn.execute(
-            sa.text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(min(MAX_K, max(ef_search or 40, k)))}
-        )
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
         rows = conn.execute(
             sa.text(load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)),
             {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
