@@ -24,7 +24,10 @@ class RetentionSweepConfig(dg.Config):
 
 
 def expiring_markdown(items: list[ExpiringItem]) -> str:
-    lines = ["| expires at | source | item | licence | retention (years) |", "| --- | --- | --- | --- | ---: |"]
+    lines = [
+        "| expires at | source | item | licence | retention (years) |",
+        "| --- | --- | --- | --- | ---: |",
+    ]
     lines += [
         f"| {i.expires_at.isoformat(timespec='seconds')} | {i.source} | `{i.source_key}` | {i.license_type or '–'}"
         f" | {i.retention_years} |"
@@ -62,7 +65,10 @@ def retention_sweep(
     window = dt.timedelta(days=config.expiring_window_days)
     with postgres.connect() as conn:
         result = sweep_expired(
-            conn, batch_size=config.batch_size, dry_run=config.dry_run, run_id=context.run.run_id,
+            conn,
+            batch_size=config.batch_size,
+            dry_run=config.dry_run,
+            run_id=context.run.run_id,
             expiring_window=window,
         )
         remaining = count_expired_unprotected(conn, result.as_of)

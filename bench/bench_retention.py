@@ -48,7 +48,14 @@ _SETUP = [
 
 
 def _load(conn: sa.Connection, source: str, n: int, retention: int | None, chunks: int) -> None:
-    params = {"source": source, "n": n, "retention": retention, "chunks": chunks, "model": MODEL, "dims": DIMENSIONS}
+    params = {
+        "source": source,
+        "n": n,
+        "retention": retention,
+        "chunks": chunks,
+        "model": MODEL,
+        "dims": DIMENSIONS,
+    }
     for statement in _SETUP[1:]:
         conn.execute(sa.text(statement), params)
     conn.commit()
@@ -86,10 +93,12 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
 
     with postgres.connect() as conn:
         started = time.perf_counter()
-        result = sweep_expired(conn, batch_size=DEFAULT_BATCH_SIZE, as_of=dt.datetime.now(dt.timezone.utc))
+        result = sweep_expired(conn, batch_size=DEFAULT_BATCH_SIZE, as_of=dt.datetime.now(dt.UTC))
         sweep_s = time.perf_counter() - started
         audit_rows = conn.execute(sa.text("SELECT count(*) FROM retention_audit")).scalar_one()
-        left = conn.execute(sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")).one()
+        left = conn.execute(
+            sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")
+        ).one()
         conn.commit()
     assert result.documents == DOCUMENTS == audit_rows, (result.documents, audit_rows)
     assert result.chunks == result.embeddings == DOCUMENTS * CHUNKS_PER_DOCUMENT
@@ -101,7 +110,9 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         deleted = conn.execute(sa.text("DELETE FROM source_documents WHERE source = 'baseline'")).rowcount
         conn.commit()
         baseline_s = time.perf_counter() - started
-        left = conn.execute(sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")).one()
+        left = conn.execute(
+            sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")
+        ).one()
         conn.commit()
     assert deleted == DOCUMENTS and tuple(left) == (0, 0), (deleted, tuple(left))
 

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from pipelines.lib.chunking import chunk_markdown, chunker_fingerprint
-from pipelines.lib.documents import ParsedDocument, SourceItemError, metadata_json, read_markdown_file, row_document
+from pipelines.lib.documents import (
+    ParsedDocument,
+    SourceItemError,
+    metadata_json,
+    read_markdown_file,
+    row_document,
+)
 from pipelines.lib.retention import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
 from pipelines.retention import RETENTION_LOCK_KEY
 from resources.retention import retention_defaults_from_env

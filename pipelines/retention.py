@@ -18,7 +18,7 @@ DEFAULT_BATCH_SIZE = 500
 EXPIRING_WINDOW = dt.timedelta(days=30)
 EXPIRING_LISTED = 10
 # Below every expiry, so the first keyset page starts at the beginning.
-_KEYSET_START = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
+_KEYSET_START = (dt.datetime(1, 1, 1, tzinfo=dt.UTC), 0)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,10 @@ def sweep_expired(
 
 
 def expiring_soon(
-    conn: sa.Connection, as_of: dt.datetime, window: dt.timedelta = EXPIRING_WINDOW, limit: int = EXPIRING_LISTED
+    conn: sa.Connection,
+    as_of: dt.datetime,
+    window: dt.timedelta = EXPIRING_WINDOW,
+    limit: int = EXPIRING_LISTED,
 ) -> tuple[int, list[ExpiringItem]]:
     """How many unheld documents expire in (as_of, as_of + window], and the soonest `limit` of them."""
     rows = conn.execute(

@@ -4,7 +4,6 @@ no resurrection through ingestion, and the Dagster asset with its check."""
 import datetime as dt
 import random
 import threading
-import time
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -18,7 +17,7 @@ from pipelines.retention import RETENTION_LOCK_KEY, count_expired_unprotected, s
 from resources.sources import ContentSourcesResource
 
 JST = ZoneInfo("Asia/Tokyo")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 US = dt.timedelta(microseconds=1)
 # A fixed "now" for the sweeps, far from any leap day; acquisitions are placed relative to it.
 NOW = dt.datetime(2031, 6, 15, 12, 0, tzinfo=UTC)
@@ -29,7 +28,9 @@ MODEL = "test-model"
 def db(postgres):
     with postgres.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:m, 'local', 3, 'active')"),
+            sa.text(
+                "INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:m, 'local', 3, 'active')"
+            ),
             {"m": MODEL},
         )
     return postgres
@@ -141,7 +142,11 @@ def test_database_expiry_matches_the_python_rule_whatever_the_session_time_zone(
     rng = random.Random(4)
     cases = [(dt.datetime(2024, 2, 29, h, 30, tzinfo=JST), y) for h in (0, 8, 9, 23) for y in (1, 3, 4, 100)]
     cases += [
-        (dt.datetime(2000, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=rng.randrange(40 * 365 * 86400), microseconds=rng.randrange(10**6)), rng.randrange(0, 60))
+        (
+            dt.datetime(2000, 1, 1, tzinfo=UTC)
+            + dt.timedelta(seconds=rng.randrange(40 * 365 * 86400), microseconds=rng.randrange(10**6)),
+            rng.randrange(0, 60),
+        )
         for _ in range(200)
     ]
     with db.begin() as conn:
@@ -190,12 +195,20 @@ def test_cascade_counts_audit_and_tombstones(db):
     with db.connect() as conn:
         result = sweep_expired(conn, as_of=NOW, run_id="run-1")
         assert (result.documents, result.chunks, result.embeddings) == (2, 3, 4)
-        assert [(r.source_key, r.chunks_deleted, r.embeddings_deleted, r.retention_years) for r in audit(conn)] == [
+        assert [
+            (r.source_key, r.chunks_deleted, r.embeddings_deleted, r.retention_years) for r in audit(conn)
+        ] == [
             ("a", 3, 4, 5),
             ("b", 0, 0, 5),
         ]
-        assert (count(conn, "document_chunks"), count(conn, "chunk_embeddings"), count(conn, "provenance")) == (4, 4, 1)
-        tombs = conn.execute(sa.text("SELECT source, source_key, content_sha256 FROM retention_tombstones ORDER BY 2")).all()
+        assert (
+            count(conn, "document_chunks"),
+            count(conn, "chunk_embeddings"),
+            count(conn, "provenance"),
+        ) == (4, 4, 1)
+        tombs = conn.execute(
+            sa.text("SELECT source, source_key, content_sha256 FROM retention_tombstones ORDER BY 2")
+        ).all()
         assert tombs == [("local", "a", _md5("content of a")), ("local", "b", _md5("content of b"))]
         run_ids = set(conn.execute(sa.text("SELECT run_id FROM retention_audit")).scalars())
         assert run_ids == {"run-1"}
@@ -229,7 +242,14 @@ def test_expiring_in_the_next_30_days_soonest_first(db):
     with db.begin() as conn:
         for key, days in [("in-20d", 20), ("in-3d", 3), ("in-29d", 29), ("in-31d", 31)]:
             add_doc(conn, key, NOW + dt.timedelta(days=days) - dt.timedelta(days=365 * 2), 2, chunks=0)
-        add_doc(conn, "held-in-2d", NOW + dt.timedelta(days=2) - dt.timedelta(days=365 * 2), 2, hold=True, chunks=0)
+        add_doc(
+            conn,
+            "held-in-2d",
+            NOW + dt.timedelta(days=2) - dt.timedelta(days=365 * 2),
+            2,
+            hold=True,
+            chunks=0,
+        )
     with db.connect() as conn:
         # 365 * 2 days is 2 calendar years here: no 29 February between 2029-06 and 2031-07.
         result = sweep_expired(conn, as_of=NOW)
@@ -241,7 +261,9 @@ def test_interrupted_sweep_keeps_committed_batches_consistent_and_the_rest_untou
     n, batch = 30, 7
     with db.begin() as conn:
         for i in range(n):
-            add_doc(conn, f"doc-{i:02d}", dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(hours=i), 5, chunks=2)
+            add_doc(
+                conn, f"doc-{i:02d}", dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(hours=i), 5, chunks=2
+            )
         # The 17th document to go (batch 3) makes its batch fail halfway through the delete.
         conn.execute(
             sa.text(
@@ -277,7 +299,13 @@ def test_two_sweeps_started_together_delete_each_item_once(db, database_url):
     n = 150
     with db.begin() as conn:
         for i in range(n):
-            add_doc(conn, f"doc-{i:03d}", dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(minutes=i), 5, chunks=1)
+            add_doc(
+                conn,
+                f"doc-{i:03d}",
+                dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(minutes=i),
+                5,
+                chunks=1,
+            )
     barrier = threading.Barrier(2)
     results, errors = [], []
 
@@ -286,7 +314,7 @@ def test_two_sweeps_started_together_delete_each_item_once(db, database_url):
             with PostgresResource(database_url=database_url).connect() as conn:
                 barrier.wait()
                 results.append(sweep_expired(conn, as_of=NOW, batch_size=4))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - asserted on by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]
@@ -300,7 +328,9 @@ def test_two_sweeps_started_together_delete_each_item_once(db, database_url):
         assert keys(conn) == set()
         rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT content_id) FROM retention_audit")).one()
         assert tuple(rows) == (n, n)
-        by_sweep = conn.execute(sa.text("SELECT sweep_id::text, count(*) FROM retention_audit GROUP BY 1")).all()
+        by_sweep = conn.execute(
+            sa.text("SELECT sweep_id::text, count(*) FROM retention_audit GROUP BY 1")
+        ).all()
     assert {s: c for s, c in by_sweep} == {r.sweep_id: r.documents for r in results if r.documents}
 
 
@@ -338,8 +368,12 @@ def write(root, rel, text):
 
 def test_ingestion_writes_provenance_from_frontmatter_and_defaults(db, tmp_path):
     root = tmp_path / "content"
-    write(root, "terms.md", "---\nretention_years: 2\nlicense: CC-BY-4.0\nrights_holder: Acme\n"
-          "acquired_at: 2019-04-01\nsource_uri: https://example.com/terms\n---\n# Terms\n\nBody.\n")
+    write(
+        root,
+        "terms.md",
+        "---\nretention_years: 2\nlicense: CC-BY-4.0\nrights_holder: Acme\n"
+        "acquired_at: 2019-04-01\nsource_uri: https://example.com/terms\n---\n# Terms\n\nBody.\n",
+    )
     write(root, "plain.md", "# Plain\n\nBody.\n")
     write(root, "forever.md", "---\nretention_years: null\n---\n# Forever\n\nBody.\n")
     write(root, "bad.md", "---\nretention_years: soon\n---\n# Bad\n\nBody.\n")
@@ -363,7 +397,11 @@ def test_ingestion_writes_provenance_from_frontmatter_and_defaults(db, tmp_path)
     assert terms.source_uri == "https://example.com/terms"
     assert terms.acquired_at == dt.datetime(2019, 4, 1, tzinfo=JST)
     assert terms.expires_at == dt.datetime(2021, 4, 1, tzinfo=JST)
-    assert (plain.retention_years, plain.license_type, plain.acquisition_method) == (7, "proprietary", "file_import")
+    assert (plain.retention_years, plain.license_type, plain.acquisition_method) == (
+        7,
+        "proprietary",
+        "file_import",
+    )
     assert plain.source_uri == "local:plain.md" and plain.acquired_at == plain.doc_acquired_at
     assert plain.hash_sha256 == plain.doc_sha
     assert rows["forever.md"].retention_years is None
@@ -378,7 +416,9 @@ def test_reingest_refreshes_defaults_and_keeps_governance_columns(db, tmp_path):
         conn.execute(sa.text("UPDATE provenance SET legal_hold = true, permission_flag = true"))
         conn.commit()
         stats = sync_documents(conn, sources, {"*": ProvenanceDefaults(retention_years=3)})
-        row = conn.execute(sa.text("SELECT retention_years, legal_hold, permission_flag FROM provenance")).one()
+        row = conn.execute(
+            sa.text("SELECT retention_years, legal_hold, permission_flag FROM provenance")
+        ).one()
     assert stats.unchanged == 1
     assert tuple(row) == (3, True, True)
 
@@ -413,7 +453,13 @@ def test_swept_content_is_not_ingested_again_but_new_content_at_the_same_path_is
 def test_asset_dry_run_then_sweep_with_check(db):
     with db.begin() as conn:
         add_doc(conn, "old", dt.datetime(2001, 1, 1, tzinfo=UTC), 1, chunks=2)
-        add_doc(conn, "soon", dt.datetime.now(UTC) + dt.timedelta(days=5) - dt.timedelta(days=366 * 3), 3, chunks=0)
+        add_doc(
+            conn,
+            "soon",
+            dt.datetime.now(UTC) + dt.timedelta(days=5) - dt.timedelta(days=366 * 3),
+            3,
+            chunks=0,
+        )
         add_doc(conn, "held", dt.datetime(2001, 1, 1, tzinfo=UTC), 1, hold=True)
 
     def run(dry_run):
@@ -428,7 +474,12 @@ def test_asset_dry_run_then_sweep_with_check(db):
         return {k: v.value for k, v in meta.items()}, check
 
     meta, check = run(True)
-    assert (meta["dry_run"], meta["deleted"], meta["would_delete"], meta["would_delete_chunks"]) == (True, 0, 1, 2)
+    assert (meta["dry_run"], meta["deleted"], meta["would_delete"], meta["would_delete_chunks"]) == (
+        True,
+        0,
+        1,
+        2,
+    )
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert meta["held_by_legal_hold"] == 1 and meta["expiring_next_30_days"] == 1
     assert "`soon`" in meta["expiring_soonest"]

@@ -18,7 +18,7 @@ from pipelines.lib.retention import (
 )
 
 JST = ZoneInfo("Asia/Tokyo")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 US = dt.timedelta(microseconds=1)
 
 
@@ -84,10 +84,19 @@ def test_frontmatter_beats_source_defaults_which_beat_the_wildcard_and_builtins(
     }
     plain = resolve_provenance("local", "a.md", {}, defaults)
     assert (plain.retention_years, plain.license_type, plain.rights_holder) == (5, "CC-BY-4.0", "Acme")
-    assert (plain.acquisition_method, plain.content_type, plain.source_uri) == ("file_import", "markdown", "local:a.md")
+    assert (plain.acquisition_method, plain.content_type, plain.source_uri) == (
+        "file_import",
+        "markdown",
+        "local:a.md",
+    )
     assert plain.acquired_at is None
 
-    fm = {"retention_years": 2, "licence": "MIT", "source_uri": "https://example.com/a", "acquired_at": "2019-04-01"}
+    fm = {
+        "retention_years": 2,
+        "licence": "MIT",
+        "source_uri": "https://example.com/a",
+        "acquired_at": "2019-04-01",
+    }
     told = resolve_provenance("local", "a.md", fm, defaults)
     assert (told.retention_years, told.license_type, told.source_uri) == (2, "MIT", "https://example.com/a")
     assert told.rights_holder == "Acme"

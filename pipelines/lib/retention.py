@@ -69,7 +69,9 @@ def expires_at(acquired_at: dt.datetime, retention_years: int | None, tz: str = 
     return None if retention_years is None else add_years(acquired_at, retention_years, tz)
 
 
-def is_expired(acquired_at: dt.datetime, retention_years: int | None, legal_hold: bool, now: dt.datetime) -> bool:
+def is_expired(
+    acquired_at: dt.datetime, retention_years: int | None, legal_hold: bool, now: dt.datetime
+) -> bool:
     """SPEC section 8: expired at the exact instant of expiry, never with null retention or a legal hold."""
     end = expires_at(acquired_at, retention_years)
     return end is not None and not legal_hold and end <= now
@@ -82,9 +84,13 @@ def parse_retention_years(value: object, where: str) -> int | None:
         value = int(value.strip())
     # bool is an int subclass; `retention_years: yes` is a mistake, not one year.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProvenanceError(f"{where}: retention_years must be a whole number of years or null, got {value!r}")
+        raise ProvenanceError(
+            f"{where}: retention_years must be a whole number of years or null, got {value!r}"
+        )
     if not 0 <= value <= MAX_RETENTION_YEARS:
-        raise ProvenanceError(f"{where}: retention_years must be between 0 and {MAX_RETENTION_YEARS}, got {value}")
+        raise ProvenanceError(
+            f"{where}: retention_years must be between 0 and {MAX_RETENTION_YEARS}, got {value}"
+        )
     return value
 
 
@@ -100,7 +106,9 @@ def parse_acquired_at(value: object, tz: str = RETENTION_TIMEZONE) -> dt.datetim
         try:
             parsed = dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ProvenanceError(f"frontmatter: acquired_at {value!r} is not an ISO 8601 date or timestamp") from None
+            raise ProvenanceError(
+                f"frontmatter: acquired_at {value!r} is not an ISO 8601 date or timestamp"
+            ) from None
     else:
         raise ProvenanceError(f"frontmatter: acquired_at {value!r} is not an ISO 8601 date or timestamp")
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=ZoneInfo(tz))
@@ -125,16 +133,19 @@ def parse_retention_defaults(raw: str | None) -> dict[str, ProvenanceDefaults]:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"RETENTION_DEFAULTS is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    # ValueError for every shape problem: it is a malformed setting, and callers catch one type.
     if not isinstance(data, dict):
-        raise ValueError("RETENTION_DEFAULTS must be a JSON object keyed by source name")
+        raise ValueError("RETENTION_DEFAULTS must be a JSON object keyed by source name")  # noqa: TRY004
     out = {}
     for source, terms in data.items():
         where = f"RETENTION_DEFAULTS[{source!r}]"
         if not isinstance(terms, dict):
-            raise ValueError(f"{where} must be an object")
+            raise ValueError(f"{where} must be an object")  # noqa: TRY004
         unknown = sorted(set(terms) - set(DEFAULTS_FIELDS))
         if unknown:
-            raise ValueError(f"{where} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS_FIELDS)}")
+            raise ValueError(
+                f"{where} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS_FIELDS)}"
+            )
         try:
             out[source] = ProvenanceDefaults(
                 retention_years=parse_retention_years(terms.get("retention_years"), where),
@@ -183,7 +194,8 @@ def resolve_provenance(
         source=source,
         source_key=source_key,
         content_type=pick("content_type") or content_type,
-        source_uri=_optional_text(frontmatter.get("source_uri"), "source_uri", where) or f"{source}:{source_key}",
+        source_uri=_optional_text(frontmatter.get("source_uri"), "source_uri", where)
+        or f"{source}:{source_key}",
         license_type=pick("license_type", *LICENSE_KEYS),
         acquisition_method=pick("acquisition_method") or method,
         rights_holder=pick("rights_holder"),
