@@ -81,7 +81,7 @@ def refresh_rag_metrics(
     window_end: dt.datetime,
     *,
     timezone: str = METRICS_TIMEZONE,
-    targets: slo.SloTargets = slo.SloTargets(),
+    targets: slo.SloTargets | None = None,
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Compute and store every local day in [window_start, window_end); return the rows written.
@@ -103,7 +103,7 @@ def refresh_rag_metrics(
     }
     rows = [dict(r) for r in conn.execute(query("compute_rag_metrics"), params).mappings()]
     for row in rows:
-        row["slo_compliance"] = slo.evaluate_slo(row, targets)
+        row["slo_compliance"] = slo.evaluate_slo(row, targets or slo.SloTargets())
     conn.execute(
         query("upsert_rag_metrics_history"),
         {"rows": json.dumps(rows, default=_json_default), "run_id": run_id},

@@ -103,7 +103,7 @@ def plan_days(
             volume *= float(np.exp(rng.normal(0.0, volume_jitter)))
         profile = DayProfile(
             day=day,
-            rows=max(1, int(round(volume))),
+            rows=max(1, round(volume)),
             latency_factor=float(np.exp(rng.normal(0.0, 0.06))),
             citation_share=float(np.clip(rng.normal(0.82, 0.03), 0.72, 0.92)),
             context_factor=float(np.exp(rng.normal(0.0, 0.05))),
@@ -139,7 +139,9 @@ def _citations_json(
     confidence = np.round(rng.beta(6.0, 2.0, size=total), 3)
     paragraph = rng.integers(0, 40, size=total)
     empty_as_null = rng.random(len(n)) < 0.4
-    stamps = created.strftime("%Y-%m-%dT%H:%M:%S.%f").str.slice(0, 23) + "Z"
+    stamps = (created.strftime("%Y-%m-%dT%H:%M:%S.%f").str.slice(0, 23) + "Z").tolist()
+    picks, confidence, paragraph = picks.tolist(), confidence.tolist(), paragraph.tolist()
+    empty_as_null = empty_as_null.tolist()
     out: list[str | None] = []
     k = 0
     for row, count in enumerate(n.tolist()):
@@ -153,7 +155,7 @@ def _citations_json(
                 "source": source,
                 "sourceType": kind,
                 "excerpt": f"{source} ¶{paragraph[j]}",
-                "confidence": float(confidence[j]),
+                "confidence": confidence[j],
                 "timestamp": stamps[row],
             })
         k += count

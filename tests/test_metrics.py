@@ -15,7 +15,7 @@ from assets.metrics import ai_dialogue_log, rag_metrics_history
 from demo.dialogue import COLUMNS, copy_dialogue, generate_dialogue, load_demo_dialogue
 
 JST = ZoneInfo("Asia/Tokyo")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 METRIC_COLUMNS = (
     "total_queries", "unique_users", "citation_count", "citation_rate", "unique_sources_count",
     "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "total_cost", "cost_per_answer",
@@ -60,7 +60,7 @@ def jst(day: str, hh: int = 12, mm: int = 0) -> dt.datetime:
 
 def materialize(postgres, start: str, end: str | None = None, run_config=None) -> dg.ExecuteInProcessResult:
     """One run over the partition(s) start..end (inclusive keys), as a single-run backfill would launch it."""
-    common = dict(resources={"postgres": postgres}, run_config=run_config)
+    common = {"resources": {"postgres": postgres}, "run_config": run_config}
     if end is None or end == start:
         return dg.materialize([ai_dialogue_log, rag_metrics_history], partition_key=start, **common)
     tags = {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
@@ -133,7 +133,7 @@ def test_every_metric_matches_an_independent_computation(postgres):
         row(jst("2025-06-03", 11), citations=Raw('{"source": "doc-z"}')),
         row(jst("2025-06-03", 12), citations=Raw('"not an array"')),
         row(jst("2025-06-03", 13), citations=Raw("42")),
-        row(jst("2025-06-03", 14), citations=["bare string", {"sourceType": "web"}, {"source": "doc-q"}]),
+        row(jst("2025-06-03", 14), citations=["bare string", {"sourceType": "web"}, {"source": None}, {"source": "doc-q"}]),
     ])
     result = materialize(postgres, days[0], days[-1])
     assert result.success

@@ -60,7 +60,7 @@ def test_schedule_runs_at_two_in_the_morning_tokyo_time():
     [
         (dt.datetime(2025, 6, 15, 2, 0, tzinfo=JST), "2025-06-14"),
         # 02:00 JST on 1 July is still 30 June in UTC: the partition is the JST day before, 30 June.
-        (dt.datetime(2025, 6, 30, 17, 0, tzinfo=dt.timezone.utc), "2025-06-30"),
+        (dt.datetime(2025, 6, 30, 17, 0, tzinfo=dt.UTC), "2025-06-30"),
         (dt.datetime(2026, 1, 1, 2, 0, tzinfo=JST), "2025-12-31"),
         (dt.datetime(2025, 3, 1, 2, 0, tzinfo=JST), "2025-02-28"),
     ],
@@ -75,8 +75,8 @@ def test_partitions_are_tokyo_days_from_a_configurable_start(monkeypatch):
     p = partitions.daily_jst_partitions
     assert p.timezone == "Asia/Tokyo"
     window = p.time_window_for_partition_key("2025-06-10")
-    assert window.start == dt.datetime(2025, 6, 9, 15, 0, tzinfo=dt.timezone.utc)
-    assert window.end == dt.datetime(2025, 6, 10, 15, 0, tzinfo=dt.timezone.utc)
+    assert window.start == dt.datetime(2025, 6, 9, 15, 0, tzinfo=dt.UTC)
+    assert window.end == dt.datetime(2025, 6, 10, 15, 0, tzinfo=dt.UTC)
     # The current JST day is not a partition until it is over.
     with dg.partition_loading_context(effective_dt=dt.datetime(2025, 6, 10, 23, 59, tzinfo=JST)):
         assert p.get_last_partition_key() == "2025-06-09"

