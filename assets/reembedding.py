@@ -12,6 +12,7 @@ from pipelines.reembedding import (
     drop_retired_embeddings,
     ensure_hnsw_index,
     measure_recall,
+    retire_abandoned_builds,
     switch_active_model,
 )
 from resources.embedders import EmbedderResource
@@ -142,8 +143,9 @@ def embedding_model_switch(
 ) -> dg.MaterializeResult:
     """The configured model made `active` and the previous one `retired` in one transaction that re-checks
     coverage under a lock, so readers of `active_chunk_embeddings` see one complete model before and after;
-    then the vectors of models retired longer than RETIRED_GRACE_DAYS are dropped with their index, and the
-    active index's recall@10 against exact search is measured."""
+    builds abandoned by a later configuration change are retired, the vectors of models retired longer than
+    RETIRED_GRACE_DAYS are dropped with their index, and the active index's recall@10 against exact search
+    is measured."""
     target = embedder.spec().name
     with postgres.connect() as conn:
         try:
@@ -152,6 +154,9 @@ def embedding_model_switch(
             raise dg.Failure(description=str(exc)) from None
         if switch.switched:
             context.log.info(f"switched readers from {switch.previous} to {target}")
+        abandoned = retire_abandoned_builds(conn, keep=target)
+        if abandoned:
+            context.log.info(f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period")
         active = active_model(conn)
         conn.commit()
         index = ensure_hnsw_index(conn, active.name, active.dimensions, embedder.hnsw_maintenance_work_mem)
@@ -167,6 +172,7 @@ def embedding_model_switch(
             "chunks_covered": dg.MetadataValue.int(cov.total_chunks - cov.missing),
             "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
             "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
+            "abandoned_builds_retired": dg.MetadataValue.text(", ".join(abandoned) or "none"),
             "retired_grace_days": dg.MetadataValue.float(float(embedder.retired_grace_days)),
             "recall_at_10": dg.MetadataValue.float(round(recall.recall, 4)),
         },

@@ -306,6 +306,15 @@ def switch_active_model(conn: sa.Connection, target: str, run_id: str | None = N
     return SwitchResult(target, previous, True, cov.total_chunks)
 
 
+def retire_abandoned_builds(conn: sa.Connection, keep: str) -> list[str]:
+    """Retire every `building` model but `keep` (the configured one); returns their names."""
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+        return list(conn.execute(query("retire_abandoned_embedding_builds"), {"keep": keep}).scalars())
+
+
 def drop_retired_embeddings(
     conn: sa.Connection, grace_days: float, batch_size: int = DELETE_BATCH, log: Callable[[str], None] = lambda _m: None
 ) -> CleanupResult:

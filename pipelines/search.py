@@ -16,7 +16,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from pipelines.lib.vector_index import index_plan
-from pipelines.reembedding import INDEX_SCAN_SETTINGS, active_model, embedder_for_model, ef_search_for, set_local
+from pipelines.reembedding import (
+    INDEX_SCAN_SETTINGS,
+    active_model,
+    ef_search_for,
+    embedder_for_model,
+    set_local,
+)
 from resources.embedders import EmbedderResource
 from resources.sql import load_sql
 
@@ -95,14 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.resources import build_resources
 
     # build_resources() holds dg.EnvVar values; Dagster resolves them when it initialises the resources.
-    with dg.build_resources(build_resources()) as resources:
-        with resources.postgres.connect() as conn:
-            try:
-                hits = search(conn, resources.embedder, args.query, args.k)
-            except SearchError as exc:
-                print(f"search: {exc}", file=sys.stderr)
-                return 2
-            model = active_model(conn)
+    with dg.build_resources(build_resources()) as resources, resources.postgres.connect() as conn:
+        try:
+            hits = search(conn, resources.embedder, args.query, args.k)
+        except SearchError as exc:
+            print(f"search: {exc}", file=sys.stderr)
+            return 2
+        model = active_model(conn)
     print(f"model {model.name if model else '?'} — top {len(hits)} of k={args.k}")
     print(format_hits(hits) if hits else "no chunks are embedded yet")
     return 0

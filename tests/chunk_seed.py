@@ -9,11 +9,13 @@ import sqlalchemy as sa
 
 from pipelines.lib.tokens import estimate_tokens
 
-WORDS = (
-    "scale chord tempo rhythm melody harmony practice lesson metronome interval octave pitch finger"
-    " posture bow string piano violin guitar teacher student score note rest beat measure key minor"
-    " major arpeggio etude recital refund invoice billing account session schedule feedback exam"
-).split()
+WORDS = [
+    "scale", "chord", "tempo", "rhythm", "melody", "harmony", "practice", "lesson", "metronome",
+    "interval", "octave", "pitch", "finger", "posture", "bow", "string", "piano", "violin",
+    "guitar", "teacher", "student", "score", "note", "rest", "beat", "measure", "key", "minor",
+    "major", "arpeggio", "etude", "recital", "refund", "invoice", "billing", "account", "session",
+    "schedule", "feedback", "exam",
+]
 
 
 def chunk_texts(n: int, seed: int = 0, prefix: str = "c") -> list[str]:

@@ -1,5 +1,6 @@
 """Blue/green re-embedding against real Postgres and the fake OpenAI-compatible server."""
 
+import itertools
 import threading
 
 import dagster as dg
@@ -110,7 +111,7 @@ def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres
                             "SELECT count(*), count(DISTINCT model), min(model) FROM active_chunk_embeddings"
                         )).one())
                     )
-        except BaseException as exc:  # surfaced by the assertion below
+        except sa.exc.SQLAlchemyError as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
             engine.dispose()
@@ -131,7 +132,7 @@ def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres
     # The reader really watched the switches happen.
     models = [m for _, _, m in seen]
     assert set(models) == {LOCAL, SMALL}
-    changes = sum(1 for a, b in zip(models, models[1:]) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(models) if a != b)
     assert changes >= 2
 
 
@@ -244,3 +245,17 @@ def test_sensor_launches_once_per_configuration_change(postgres, corpus):
         assert isinstance(repeat, dg.SkipReason)
         other, _ = evaluate(openai_embedder(fake, dimensions=512), cursor)
         assert isinstance(other, dg.RunRequest) and other.tags["embedding_model"] == f"{SMALL}@512"
+
+
+def test_a_build_abandoned_by_changing_back_is_retired_and_its_vectors_reused_later(postgres, corpus):
+    with FakeOpenAI() as fake:
+        with postgres.connect() as conn:
+            build_model(conn, openai_embedder(fake))  # built, never switched to
+        back = reembed(postgres, EmbedderResource(provider="local"))
+        assert back.success and metadata(back, "embedding_model_switch")["abandoned_builds_retired"] == SMALL
+        with postgres.connect() as conn:
+            assert statuses(conn) == {LOCAL: "active", SMALL: "retired"}
+        fake.reset_counts()
+        assert reembed(postgres, openai_embedder(fake)).success
+        assert fake.request_count == 0
+
