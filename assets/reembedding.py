@@ -86,7 +86,10 @@ def reembedding(
                 on_estimate=publish_estimate,
             )
         except BudgetExceededError as exc:
-            raise dg.Failure(description=str(exc), metadata=estimate) from None
+            raise dg.Failure(
+                description=f"{exc} (in reembedding_job's launchpad: ops: reembedding: config: allow_over_budget: true)",
+                metadata=estimate,
+            ) from None
     stats, cov = result.stats, result.coverage
     metadata = {
         **_estimate_metadata(stats, embedder.budget_usd),
