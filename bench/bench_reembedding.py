@@ -73,10 +73,13 @@ def bench_reembedding(postgres, fake) -> tuple[np.ndarray, float]:
 
 
 def _load(conn, model: str, ids, vectors) -> float:
+    shas = dict(conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"),
+                             {"ids": list(ids)}).tuples().all())
     started = time.perf_counter()
     for i in range(0, len(ids), WRITE_BATCH):
         sl = slice(i, i + WRITE_BATCH)
-        write_embeddings(conn, model, ids[sl], ["bench"] * len(ids[sl]), [1] * len(ids[sl]), vectors[sl])
+        written = write_embeddings(conn, model, ids[sl], [shas[c] for c in ids[sl]], [1] * len(ids[sl]), vectors[sl])
+        assert written == len(ids[sl])
         conn.commit()
     return time.perf_counter() - started
 

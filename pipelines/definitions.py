@@ -7,13 +7,13 @@ import dagster as dg
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
 from pipelines.jobs import ingestion_job, metrics_job, nightly_job, reembedding_job
 from pipelines.resources import build_resources
-from pipelines.schedules import nightly_metrics_schedule
+from pipelines.schedules import nightly_schedule
 from pipelines.sensors import embedding_model_change_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
     jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job],
-    schedules=[nightly_metrics_schedule],
+    schedules=[nightly_schedule],
     sensors=[embedding_model_change_sensor],
     resources=build_resources(),
 )

@@ -47,6 +47,7 @@ class EmbedStats:
     chunks_reused: int = 0
     chunks_embedded: int = 0
     chunks_failed: int = 0
+    chunks_vanished: int = 0  # deleted or rewritten while their request was in flight
     unique_texts: int = 0
     requests: int = 0
     minimum_requests: int = 0
@@ -74,16 +75,24 @@ def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
 
 def write_embeddings(
     conn: sa.Connection, model: str, chunk_ids: Sequence[int], shas: Sequence[str], tokens: Sequence[int], vectors
-) -> None:
-    """Replace the chunks' embeddings for `model` with binary COPY; the caller commits."""
-    ids = list(chunk_ids)
+) -> int:
+    """Replace the chunks' embeddings for `model` with binary COPY; the caller commits.
+
+    Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
+    retention sweep or a new chunking may run beside an embedding run)."""
+    current = dict(conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}).tuples().all())
+    keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
+    ids = [chunk_ids[i] for i in keep]
+    if not ids:
+        return 0
     conn.execute(query("delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
     cursor = conn.connection.driver_connection.cursor()
     with cursor, cursor.copy(load_sql("copy_chunk_embeddings")) as copy:
         copy.set_types(["int8", "text", "vector", "text", "int4"])
-        for cid, sha, tok, vec in zip(ids, shas, tokens, vectors):
-            copy.write_row((cid, model, vec, sha, tok))
+        for i in keep:
+            copy.write_row((chunk_ids[i], model, vectors[i], shas[i], tokens[i]))
     conn.execute(query("clear_embedding_errors"), {"model": model, "chunk_ids": ids})
+    return len(ids)
 
 
 def record_failures(conn: sa.Connection, model: str, items: Sequence[PendingText], reason: str, details: str | None):
@@ -212,7 +221,8 @@ def _run_batches(conn, embedder: EmbedderResource, spec: ModelSpec, batches, sta
                         shas.append(p.content_sha256)
                         toks.append(p.tokens)
                         vecs.append(vec)
-                write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
+                written = write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
                 conn.commit()
-                stats.chunks_embedded += len(ids)
+                stats.chunks_embedded += written
+                stats.chunks_vanished += len(ids) - written
             submit_more()

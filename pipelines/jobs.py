@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.partitions import daily_jst_partitions
-
 ingestion_job = dg.define_asset_job(
     "ingestion_job",
     selection=dg.AssetSelection.groups("sources", "chunks", "embeddings"),
@@ -27,7 +25,6 @@ metrics_job = dg.define_asset_job(
 nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups("reembedding"),
-    partitions_def=daily_jst_partitions,
     description="Nightly: retention sweep, ingestion, embeddings, and yesterday's (JST) RAG metrics.",
 )
 

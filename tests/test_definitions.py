@@ -50,3 +50,15 @@ def test_secrets_stay_as_env_var_references(monkeypatch):
     resources = build_resources()
     shown = repr(resources["embedder"]) + repr(resources["postgres"])
     assert "sk-should-not-leak" not in shown and "hunter2" not in shown
+
+
+def test_nightly_schedule_runs_the_whole_graph_but_reembedding():
+    defs = load_defs()
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "Asia/Tokyo")
+    job = defs.resolve_job_def(schedule.job_name)
+    assert job.partitions_def.timezone == "Asia/Tokyo"
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"source_documents", "document_chunks", "chunk_embeddings", "retention_sweep",
+            "rag_metrics_history"} <= selected
+    assert not selected & {"reembedding", "embedding_model_switch"}

@@ -227,3 +227,26 @@ def test_changing_chunk_size_rechunks_everything(postgres, content):
         stats = chunk_documents(conn, 30, 0)
         assert stats.documents_chunked == 3
         assert scalar(conn, "SELECT max(char_end - char_start) FROM document_chunks") <= 30
+
+
+def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres, content):
+    from pipelines.embedding import register_model, write_embeddings
+
+    sources = ContentSourcesResource(content_dir=str(content))
+    with postgres.connect() as conn:
+        sync_documents(conn, sources)
+        chunk_documents(conn, sources.chunk_max_chars, sources.chunk_overlap)
+        spec = EmbedderResource().spec()
+        register_model(conn, spec)
+        rows = conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks ORDER BY id")).all()
+        # While the request was in flight: one chunk's document was swept, another chunk was rewritten.
+        conn.execute(sa.text("DELETE FROM source_documents WHERE id = (SELECT document_id FROM document_chunks"
+                             " WHERE id = :id)"), {"id": rows[0].id})
+        conn.execute(sa.text("UPDATE document_chunks SET content_sha256 = 'new' WHERE id = :id"), {"id": rows[1].id})
+        conn.commit()
+        vectors = np.ones((3, spec.dimensions), dtype=np.float32)
+        written = write_embeddings(conn, spec.name, [r.id for r in rows], [r.content_sha256 for r in rows],
+                                   [1, 1, 1], vectors)
+        conn.commit()
+        assert written == 1
+        assert conn.execute(sa.text("SELECT chunk_id FROM chunk_embeddings")).scalars().all() == [rows[2].id]

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from assets.metrics import ai_dialogue_log, rag_metrics_history
 from pipelines import partitions
-from pipelines.jobs import metrics_job
-from pipelines.schedules import nightly_metrics_schedule
+from pipelines.jobs import metrics_job, nightly_job
+from pipelines.schedules import nightly_schedule
 from resources.postgres import PostgresResource
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -19,14 +19,14 @@ JST = ZoneInfo("Asia/Tokyo")
 def definitions(postgres: PostgresResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[ai_dialogue_log, rag_metrics_history],
-        jobs=[metrics_job],
-        schedules=[nightly_metrics_schedule],
+        jobs=[metrics_job, nightly_job],
+        schedules=[nightly_schedule],
         resources={"postgres": postgres or PostgresResource(database_url="postgresql+psycopg://unused/unused")},
     )
 
 
 def tick(at: dt.datetime) -> list[dg.RunRequest]:
-    schedule = definitions().resolve_schedule_def("nightly_metrics_schedule")
+    schedule = definitions().resolve_schedule_def("nightly_schedule")
     with dg.build_schedule_context(scheduled_execution_time=at) as context:
         data = schedule.evaluate_tick(context)
     return list(data.run_requests or [])
@@ -49,10 +49,10 @@ def test_definitions_load_with_the_job_schedule_and_checks():
 
 
 def test_schedule_runs_at_two_in_the_morning_tokyo_time():
-    schedule = definitions().resolve_schedule_def("nightly_metrics_schedule")
+    schedule = definitions().resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "Asia/Tokyo"
-    assert schedule.job_name == "metrics_job"
+    assert schedule.job_name == "nightly_job"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_schedule_runs_at_two_in_the_morning_tokyo_time():
 def test_tick_requests_the_previous_jst_day(at, partition):
     (request,) = tick(at)
     assert request.partition_key == partition
-    assert request.job_name == "metrics_job"
+    assert request.job_name == "nightly_job"
 
 
 def test_partitions_are_tokyo_days_from_a_configurable_start(monkeypatch):
@@ -100,7 +100,7 @@ def test_the_scheduled_run_computes_the_previous_day(postgres):
             [{"at": dt.datetime(2025, 6, 14, h, tzinfo=JST)} for h in (0, 12, 23)],
         )
     (request,) = tick(dt.datetime(2025, 6, 15, 2, 0, tzinfo=JST))
-    job = definitions(postgres).resolve_job_def("metrics_job")
+    job = definitions(postgres).resolve_job_def(request.job_name)
     result = job.execute_in_process(partition_key=request.partition_key, tags=request.tags)
     assert result.success
     with postgres.connect() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,12 +103,14 @@ def parse_markdown(raw: bytes, source_key: str, source: str = "local") -> Parsed
     return ParsedDocument(source=source, source_key=source_key, title=title, content=body, metadata=meta)
 
 
-def read_markdown_file(path: Path, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDocument:
-    size = path.stat().st_size
-    if size > max_bytes:
-        # Checked before reading so a huge file never lands in memory.
-        raise SourceItemError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-    return parse_markdown(path.read_bytes(), path.relative_to(root).as_posix())
+def read_markdown_file(path: str | os.PathLike, source_key: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDocument:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            # Checked before reading so a huge file never lands in memory.
+            raise SourceItemError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        raw = f.read()
+    return parse_markdown(raw, source_key)
 
 
 def row_document(table: str, key, title, texts: dict[str, object]) -> ParsedDocument:

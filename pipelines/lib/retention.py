@@ -6,7 +6,7 @@ import calendar
 import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo
 
 # Must match the zone of provenance.expires_at in sql/migrations/0003_provenance_retention.sql.
@@ -47,7 +47,8 @@ class ProvenanceRecord:
     acquired_at: dt.datetime | None  # None: when the document entered the database
 
     def as_row(self) -> dict:
-        row = asdict(self)
+        # A shallow dict: dataclasses.asdict deep-copies, which dominated unchanged re-runs.
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["acquired_at"] = self.acquired_at.isoformat() if self.acquired_at else None
         return row
 
