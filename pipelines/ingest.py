@@ -27,7 +27,7 @@ from resources.sql import query
 
 UPSERT_BATCH = 500
 CHUNK_PAGE = 200
-MARKDOWN_SUFFIXES = {".md", ".markdown"}
+MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
 @dataclass
@@ -57,7 +57,8 @@ def _markdown_files(root: Path) -> list[tuple[str, str]]:
     prefix = len(str(root)) + 1
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
-            if os.path.splitext(name)[1].lower() in MARKDOWN_SUFFIXES:
+            # Not splitext: it sees no suffix in a name like "..md" (tldr's page for `..`).
+            if name.lower().endswith(MARKDOWN_SUFFIXES):
                 path = os.path.join(dirpath, name)
                 found.append((path, path[prefix:].replace(os.sep, "/")))
     found.sort(key=lambda item: item[1])
