@@ -72,7 +72,8 @@ def main() -> None:
     sweep = _metadata(nightly, "retention_sweep")
     with postgres.connect() as conn:
         s = conn.execute(query("demo_summary")).mappings().one()
-    print(f"documents      {s['documents']}")
+    skipped = _metadata(ingestion, "source_documents").get("skipped_expired", 0)
+    print(f"documents      {s['documents']} (not re-ingested because their retention expired: {skipped})")
     print(f"chunks         {s['chunks']}")
     print(
         f"embeddings     {s['embeddings']} ({s['active_model']}); this run embedded"
@@ -88,7 +89,7 @@ def main() -> None:
     if sweep:
         print(
             f"sweeps         deleted {sweep.get('deleted', 0)}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
-            f" expiring within 30 days {sweep.get('expiring_30d', 0)}"
+            f" expiring within 30 days {sweep.get('expiring_next_30_days', 0)}"
         )
     print(f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them")
 
