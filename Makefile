@@ -27,6 +27,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -q
 
 bench: install

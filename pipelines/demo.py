@@ -12,9 +12,9 @@ import dagster as dg
 # Beta parameters (backfill_policy) warn at import; `make run` output is meant to be read by a person.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst
-from pipelines.definitions import defs
-from resources.sql import query
+from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
+from pipelines.definitions import defs  # noqa: E402
+from resources.sql import query  # noqa: E402
 
 DEMO_DAYS = 30
 # The summary below is the output; the runs' event logs are in the UI.

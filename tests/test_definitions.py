@@ -7,7 +7,6 @@ import sys
 import dagster as dg
 
 
-
 def load_defs() -> dg.Definitions:
     module = importlib.import_module("pipelines.definitions")
     return module.defs
