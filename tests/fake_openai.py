@@ -37,6 +37,8 @@ class FakeOpenAI:
         self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
         self.texts_embedded: list[str] = []
         self.auth_headers: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._server: ThreadingHTTPServer | None = None
 
     # -- scripting ------------------------------------------------------------------------------
@@ -106,6 +108,16 @@ class FakeOpenAI:
         self._reply(handler, status, body, headers)
 
     def _handle(self, handler) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._respond(handler)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _respond(self, handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         payload = json.loads(handler.rfile.read(length) or b"{}")
         with self.lock:

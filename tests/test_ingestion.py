@@ -250,3 +250,17 @@ def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres,
         conn.commit()
         assert written == 1
         assert conn.execute(sa.text("SELECT chunk_id FROM chunk_embeddings")).scalars().all() == [rows[2].id]
+
+
+def test_requests_run_concurrently_up_to_the_configured_limit(postgres, tmp_path):
+    root = tmp_path / "c"
+    for i in range(24):
+        write(root, f"d{i:02}.md", f"# Doc {i}\n\nBody {i}.\n")
+    sources = ContentSourcesResource(content_dir=str(root))
+    with FakeOpenAI(latency_s=0.3) as fake, postgres.connect() as conn:
+        embedder = EmbedderResource(
+            api_key=API_KEY, base_url=fake.base_url, max_retries=0, max_batch_inputs=2, concurrency=3
+        )
+        _, _, stats = ingest(conn, sources, embedder)
+    assert stats.requests == 12 and stats.chunks_embedded == 24
+    assert fake.max_in_flight == 3
