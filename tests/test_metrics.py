@@ -220,6 +220,57 @@ def test_citations_that_are_not_arrays_count_as_none(postgres):
     assert day["unique_sources_count"] == 2
 
 
+
+def _citation_columns_expected(text: str | None) -> tuple[int, set[str]]:
+    """citation_count and the set of sources SPEC section 5 derives from one row's citations JSON."""
+    value = None if text is None else json.loads(text)
+    if not isinstance(value, list):
+        return 0, set()
+    return len(value), {
+        c["source"] if isinstance(c["source"], str) else json.dumps(c["source"])
+        for c in value if isinstance(c, dict) and c.get("source") is not None
+    }
+
+
+def test_generated_citation_columns_match_an_independent_computation(postgres):
+    shapes = [
+        None,
+        Raw("null"),
+        Raw("{}"),
+        Raw('{"source": "doc-x"}'),
+        Raw('"a string"'),
+        Raw("42"),
+        [],
+        [{"sourceType": "web"}, {"excerpt": "no source here"}],
+        [{"source": None}, {"source": "doc-a"}],
+        [{"source": "doc-a"}, {"source": "doc-b"}, {"source": "doc-a"}],
+        ["bare string", 7, None, [{"source": "nested-not-counted"}], {"source": "doc-c"}],
+        [{"source": 5}, {"source": "5"}, {"source": ""}, {"source": "ドキュメント"}],
+        [{"source": f"https://example.com/a-very-long-source-path/{i:04d}"} for i in range(60)],  # too long to index
+    ]
+    insert(postgres, [row(jst("2025-06-07", 1, i), citations=c, user_id=f"u{i}") for i, c in enumerate(shapes)])
+    with postgres.connect() as conn:
+        got = conn.execute(sa.text(
+            "SELECT user_id, citations::text AS citations, citation_count, citation_sources FROM ai_dialogue_log"
+        )).mappings().all()
+    assert len(got) == len(shapes)
+    oversized = 0
+    for r in got:
+        count, sources = _citation_columns_expected(r["citations"])
+        assert r["citation_count"] == count, r
+        if r["citation_sources"] is None:
+            oversized += 1
+            assert len(sources) == 60, r
+        else:
+            assert sorted(r["citation_sources"]) == sorted(sources), r
+    assert oversized == 1
+    # The day's metrics count the oversized row's sources too, read from its citations.
+    assert materialize(postgres, "2025-06-07").success
+    frame = log_frame(postgres)
+    day = stored(postgres)["2025-06-07"]
+    assert day["unique_sources_count"] == len(set().union(*(_citation_columns_expected(r["citations"])[1] for r in got)))
+    assert_matches(day, expected(frame, "2025-06-07"))
+
 def test_neutral_and_missing_votes_are_excluded(postgres):
     votes = [1, 1, -1, 0, 0, None, None, None]
     insert(postgres, [row(jst("2025-06-08", 1 + i), user_feedback=v) for i, v in enumerate(votes)])
