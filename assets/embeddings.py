@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.chunks import document_chunks
-from pipelines.embedding import embed_pending, register_model
+from pipelines.embedding import EmbedStats, embed_pending, register_model
 from pipelines.reembedding import active_model, drop_retired_embeddings, embedder_for_model, ensure_hnsw_index
 from resources.embedders import EmbedderResource, EmbeddingConfigError
 from resources.postgres import PostgresResource
@@ -15,6 +15,32 @@ class EmbeddingRunConfig(dg.Config):
     allow_over_budget: bool = False
     max_attempts: int = 3
 
+
+
+def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
+    """What an embedding run did, as the typed metadata both embedding assets report."""
+    metadata = {
+        "model": dg.MetadataValue.text(stats.model),
+        "provider": dg.MetadataValue.text(stats.provider),
+        "dimensions": dg.MetadataValue.int(stats.dimensions),
+        "chunks_total": dg.MetadataValue.int(stats.chunks_total),
+        "chunks_embedded": dg.MetadataValue.int(stats.chunks_embedded),
+        "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
+        "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
+        "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
+        "unique_texts_sent": dg.MetadataValue.int(stats.unique_texts),
+        "requests": dg.MetadataValue.int(stats.requests),
+        "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
+        "tokens": dg.MetadataValue.int(stats.tokens),
+        "estimated_cost_usd": dg.MetadataValue.float(round(stats.estimated_cost_usd, 6)),
+        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
+        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
+    }
+    if stats.failures:
+        metadata["failures"] = dg.MetadataValue.md(
+            "| chunk | reason |\n| --- | --- |\n" + "\n".join(f"| {c} | {r} |" for c, r in stats.failures[:20])
+        )
+    return metadata
 
 @dg.asset(
     deps=[document_chunks],
@@ -64,30 +90,12 @@ def chunk_embeddings(
         index = ensure_hnsw_index(conn, stats.model, stats.dimensions, embedder.hnsw_maintenance_work_mem)
         cleanup = drop_retired_embeddings(conn, embedder.retired_grace_days, log=context.log.info)
     metadata = {
-        "model": dg.MetadataValue.text(stats.model),
+        **embed_stats_metadata(stats),
         "configured_model": dg.MetadataValue.text(configured.name),
+        "model_status": dg.MetadataValue.text(stats.model_status),
         "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
         "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
-        "provider": dg.MetadataValue.text(stats.provider),
-        "model_status": dg.MetadataValue.text(stats.model_status),
-        "dimensions": dg.MetadataValue.int(stats.dimensions),
-        "chunks_total": dg.MetadataValue.int(stats.chunks_total),
-        "chunks_embedded": dg.MetadataValue.int(stats.chunks_embedded),
-        "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
-        "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
-        "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
-        "unique_texts_sent": dg.MetadataValue.int(stats.unique_texts),
-        "requests": dg.MetadataValue.int(stats.requests),
-        "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
-        "tokens": dg.MetadataValue.int(stats.tokens),
-        "estimated_cost_usd": dg.MetadataValue.float(round(stats.estimated_cost_usd, 6)),
-        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
-        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
     }
-    if stats.failures:
-        metadata["failures"] = dg.MetadataValue.md(
-            "| chunk | reason |\n| --- | --- |\n" + "\n".join(f"| {c} | {r} |" for c, r in stats.failures[:20])
-        )
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.embeddings import chunk_embeddings
+from assets.embeddings import chunk_embeddings, embed_stats_metadata
 from pipelines.embedding import BudgetExceededError, EmbedStats
 from pipelines.reembedding import (
     CoverageError,
@@ -92,22 +92,14 @@ def reembedding(
             ) from None
     stats, cov = result.stats, result.coverage
     metadata = {
+        **embed_stats_metadata(stats),
         **_estimate_metadata(stats, embedder.budget_usd),
         "previous_active_model": dg.MetadataValue.text(result.previous_active or "none"),
         "status_before": dg.MetadataValue.text(result.status_before or "unregistered"),
         "reopened_retired_model": dg.MetadataValue.bool(result.reopened),
-        "provider": dg.MetadataValue.text(stats.provider),
-        "dimensions": dg.MetadataValue.int(stats.dimensions),
+        # Coverage of the current chunks, re-counted after the build (chunks may have changed meanwhile).
         "chunks_total": dg.MetadataValue.int(cov.total_chunks),
-        "chunks_embedded": dg.MetadataValue.int(stats.chunks_embedded),
-        "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
-        "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
         "chunks_missing": dg.MetadataValue.int(cov.missing),
-        "requests": dg.MetadataValue.int(stats.requests),
-        "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
-        "tokens": dg.MetadataValue.int(stats.tokens),
-        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
-        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
     }
     if result.index is not None:
         metadata["hnsw_index"] = dg.MetadataValue.text(f"{result.index.index_name} ({result.index.note})")
