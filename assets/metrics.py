@@ -94,13 +94,9 @@ def refresh_rag_metrics(
         raise ValueError(f"metrics window {start.isoformat()} .. {end.isoformat()} is not whole {timezone} days")
     if end <= start:
         raise ValueError(f"metrics window {start.isoformat()} .. {end.isoformat()} is empty")
-    params = {
-        "start_day": start.date(),
-        "end_day": end.date(),
-        "window_start": window_start,
-        "window_end": window_end,
-        "tz": timezone,
-    }
+    # The query reads each day between its own local midnights, which for a window of whole days are
+    # exactly the window.
+    params = {"start_day": start.date(), "end_day": end.date(), "tz": timezone}
     rows = [dict(r) for r in conn.execute(query("compute_rag_metrics"), params).mappings()]
     for row in rows:
         row["slo_compliance"] = slo.evaluate_slo(row, targets or slo.SloTargets())
