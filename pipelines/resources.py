@@ -16,30 +16,16 @@ def _env(name: str):
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def _env_int(name: str) -> int | None:
+def _env_number(name: str, kind: type, default=None):
+    """The variable parsed as `kind`, or `default` when unset (an explicit 0 is kept, unlike `or`)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
-        return None
+        return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _env_float(name: str) -> float | None:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _env_or(name: str, parse, default):
-    """The parsed variable, or `default` when unset: unlike `or`, an explicit 0 is kept."""
-    value = parse(name)
-    return default if value is None else value
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -48,19 +34,19 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "content_sources": ContentSourcesResource(
             content_dir=os.environ.get("CONTENT_DIR") or str(DEFAULT_CONTENT_DIR),
             tables=parse_table_sources(os.environ.get("SOURCE_TABLES")),
-            chunk_max_chars=_env_int("CHUNK_MAX_CHARS") or 1200,
-            chunk_overlap=_env_int("CHUNK_OVERLAP") or 100,
+            chunk_max_chars=_env_number("CHUNK_MAX_CHARS", int, 1200),
+            chunk_overlap=_env_number("CHUNK_OVERLAP", int, 100),
         ),
         "embedder": EmbedderResource(
             provider=os.environ.get("EMBEDDING_PROVIDER") or "auto",
             model=os.environ.get("EMBEDDING_MODEL") or None,
-            dimensions=_env_int("EMBEDDING_DIMENSIONS"),
+            dimensions=_env_number("EMBEDDING_DIMENSIONS", int),
             api_key=_env("OPENAI_API_KEY"),
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            price_per_million_tokens=_env_float("EMBEDDING_PRICE_PER_MTOK"),
-            concurrency=_env_int("EMBEDDING_CONCURRENCY") or 4,
-            budget_usd=_env_float("EMBEDDING_BUDGET_USD"),
-            retired_grace_days=_env_or("RETIRED_GRACE_DAYS", _env_float, 7.0),
+            price_per_million_tokens=_env_number("EMBEDDING_PRICE_PER_MTOK", float),
+            concurrency=_env_number("EMBEDDING_CONCURRENCY", int, 4),
+            budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
+            retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, 7.0),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM") or "256MB",
         ),
     }
