@@ -144,9 +144,9 @@ def embed_pending(
     pending = collect_pending(rows)
     oversize = [p for p in pending if p.tokens > embedder.max_input_tokens]
     if oversize:
-        for p in oversize:
-            stats.failures.append((p.chunk_ids[0], f"{p.tokens} tokens, over the {embedder.max_input_tokens}-token input limit"))
-            record_failures(conn, spec.name, [p], f"input of ~{p.tokens} tokens exceeds the model's input limit", None)
+        reason = f"input exceeds the model's {embedder.max_input_tokens}-token limit"
+        stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
+        record_failures(conn, spec.name, oversize, reason, "token counts are estimates; split the source text")
         stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
         pending = [p for p in pending if p.tokens <= embedder.max_input_tokens]
     stats.unique_texts = len(pending)

@@ -264,3 +264,16 @@ def test_requests_run_concurrently_up_to_the_configured_limit(postgres, tmp_path
         _, _, stats = ingest(conn, sources, embedder)
     assert stats.requests == 12 and stats.chunks_embedded == 24
     assert fake.max_in_flight == 3
+
+
+def test_inputs_over_the_token_limit_are_recorded_without_a_request(postgres, tmp_path):
+    root = tmp_path / "c"
+    write(root, "small.md", "# Small\n\nShort.\n")
+    write(root, "long.md", "# Long\n\n" + "word " * 400 + "\n")
+    sources = ContentSourcesResource(content_dir=str(root), chunk_max_chars=5000, chunk_overlap=0)
+    with FakeOpenAI() as fake, postgres.connect() as conn:
+        embedder = EmbedderResource(api_key=API_KEY, base_url=fake.base_url, max_retries=0, max_input_tokens=200)
+        _, _, stats = ingest(conn, sources, embedder)
+        assert (stats.chunks_embedded, stats.chunks_failed) == (1, 1)
+        assert all("word" not in t for t in fake.texts_embedded)
+        assert "200-token limit" in conn.execute(sa.text("SELECT error FROM embedding_errors")).scalar_one()
