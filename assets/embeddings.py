@@ -12,9 +12,10 @@ GROUP = "embeddings"
 
 
 class EmbeddingRunConfig(dg.Config):
+    """Run config shared by both embedding assets."""
+
     allow_over_budget: bool = False
     max_attempts: int = 3
-
 
 
 def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.embeddings import chunk_embeddings, embed_stats_metadata
+from assets.embeddings import EmbeddingRunConfig, chunk_embeddings, embed_stats_metadata
 from pipelines.embedding import BudgetExceededError, EmbedStats
 from pipelines.reembedding import (
     CoverageError,
@@ -21,11 +21,6 @@ from resources.postgres import PostgresResource
 GROUP = "reembedding"
 RECALL_WARN_BELOW = 0.95
 RECALL_SAMPLE = 50
-
-
-class ReembeddingRunConfig(dg.Config):
-    allow_over_budget: bool = False
-    max_attempts: int = 3
 
 
 def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
@@ -56,7 +51,7 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
 )
 def reembedding(
     context: dg.AssetExecutionContext,
-    config: ReembeddingRunConfig,
+    config: EmbeddingRunConfig,
     postgres: PostgresResource,
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
