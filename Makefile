@@ -21,7 +21,7 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	cp deploy/dagster.local.yaml $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m pipelines.demo
+	$(PY) -m demo.run
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

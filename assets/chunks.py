@@ -6,7 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.sources import source_documents
-from pipelines.ingest import chunk_documents
+from pipelines.chunks import chunk_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 

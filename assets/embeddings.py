@@ -3,9 +3,11 @@
 import dagster as dg
 
 from assets.chunks import document_chunks
-from pipelines.embedding import EmbedStats, embed_pending, register_model
-from pipelines.reembedding import active_model, drop_retired_embeddings, embedder_for_model, ensure_hnsw_index
-from resources.embedders import EmbedderResource, EmbeddingConfigError
+from pipelines.embedders import EmbeddingConfigError
+from pipelines.embeddings import EmbedStats, embed_pending
+from pipelines.hnsw import ensure_hnsw_index
+from pipelines.models import active_model, drop_retired_embeddings, embedder_for_model, register_model
+from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
 GROUP = "embeddings"
@@ -39,9 +41,11 @@ def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
     }
     if stats.failures:
         metadata["failures"] = dg.MetadataValue.md(
-            "| chunk | reason |\n| --- | --- |\n" + "\n".join(f"| {c} | {r} |" for c, r in stats.failures[:20])
+            "| chunk | reason |\n| --- | --- |\n"
+            + "\n".join(f"| {c} | {r} |" for c, r in stats.failures[:20])
         )
     return metadata
+
 
 @dg.asset(
     deps=[document_chunks],

@@ -3,18 +3,17 @@
 import dagster as dg
 
 from assets.embeddings import EmbeddingRunConfig, chunk_embeddings, embed_stats_metadata
-from pipelines.embedding import BudgetExceededError, EmbedStats
-from pipelines.reembedding import (
+from pipelines.embeddings import BudgetExceededError, EmbedStats
+from pipelines.hnsw import ensure_hnsw_index, measure_recall
+from pipelines.models import (
     CoverageError,
     active_model,
-    build_model,
     coverage,
     drop_retired_embeddings,
-    ensure_hnsw_index,
-    measure_recall,
     retire_abandoned_builds,
     switch_active_model,
 )
+from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -29,7 +28,9 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
         "texts_to_embed": dg.MetadataValue.int(stats.unique_texts),
         "estimated_tokens": dg.MetadataValue.int(stats.estimated_tokens),
         "estimated_cost_usd": dg.MetadataValue.float(round(stats.estimated_cost_usd, 6)),
-        "budget_usd": dg.MetadataValue.float(budget_usd) if budget_usd is not None else dg.MetadataValue.text("none"),
+        "budget_usd": dg.MetadataValue.float(budget_usd)
+        if budget_usd is not None
+        else dg.MetadataValue.text("none"),
         "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
     }
 
@@ -108,7 +109,9 @@ def reembedding(
                 metadata={
                     "chunks_total": cov.total_chunks,
                     "chunks_missing": cov.missing,
-                    "sample_missing_chunk_ids": dg.MetadataValue.text(", ".join(map(str, cov.sample_missing)) or "-"),
+                    "sample_missing_chunk_ids": dg.MetadataValue.text(
+                        ", ".join(map(str, cov.sample_missing)) or "-"
+                    ),
                 },
             )
         ],
@@ -146,7 +149,9 @@ def embedding_model_switch(
             context.log.info(f"switched readers from {switch.previous} to {target}")
         abandoned = retire_abandoned_builds(conn, keep=target)
         if abandoned:
-            context.log.info(f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period")
+            context.log.info(
+                f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period"
+            )
         active = active_model(conn)
         conn.commit()
         index = ensure_hnsw_index(conn, active.name, active.dimensions, embedder.hnsw_maintenance_work_mem)

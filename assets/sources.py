@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
-from pipelines.ingest import sync_documents
+from pipelines.sources import sync_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 

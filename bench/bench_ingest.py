@@ -8,11 +8,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import TLDR, report, throwaway_postgres
-from pipelines.embedding import embed_pending, write_embeddings
-from pipelines.ingest import chunk_documents, sync_documents
+from pipelines.chunks import chunk_documents
+from pipelines.embeddings import embed_pending, write_embeddings
+from pipelines.sources import sync_documents
+from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource
-from resources.sql import load_sql
 from tests.fake_openai import FakeOpenAI
 
 DIMS = 1536
@@ -27,11 +28,20 @@ def _ingest(conn, sources, embedder):
 
 def bench_write_path(postgres, rng) -> None:
     with postgres.connect() as conn:
-        conn.execute(sa.text("INSERT INTO embedding_models (name, provider, dimensions, status)"
-                             " VALUES ('bench', 'local', :d, 'building')"), {"d": DIMS})
-        conn.execute(sa.text("CREATE TABLE bench_raw (LIKE chunk_embeddings INCLUDING DEFAULTS INCLUDING INDEXES)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO embedding_models (name, provider, dimensions, status)"
+                " VALUES ('bench', 'local', :d, 'building')"
+            ),
+            {"d": DIMS},
+        )
+        conn.execute(
+            sa.text("CREATE TABLE bench_raw (LIKE chunk_embeddings INCLUDING DEFAULTS INCLUDING INDEXES)")
+        )
         conn.commit()
-        rows = conn.execute(sa.text("SELECT id, content_sha256, token_count FROM document_chunks ORDER BY id")).all()
+        rows = conn.execute(
+            sa.text("SELECT id, content_sha256, token_count FROM document_chunks ORDER BY id")
+        ).all()
         vectors = rng.standard_normal((len(rows), DIMS)).astype(np.float32)
         ids = [r.id for r in rows]
         shas = [r.content_sha256 for r in rows]
@@ -54,8 +64,15 @@ def bench_write_path(postgres, rng) -> None:
         conn.commit()
         baseline = time.perf_counter() - started
     n = len(rows)
-    report(f"embedding write path ({n} x {DIMS}d) rows/s", n / ours, "rows/s", n / baseline, "raw binary COPY",
-           baseline / ours, ">= 0.7")
+    report(
+        f"embedding write path ({n} x {DIMS}d) rows/s",
+        n / ours,
+        "rows/s",
+        n / baseline,
+        "raw binary COPY",
+        baseline / ours,
+        ">= 0.7",
+    )
 
 
 def run() -> None:
@@ -68,15 +85,37 @@ def run() -> None:
             first = _ingest(conn, sources, embedder)
             first_s = time.perf_counter() - started
             first_requests = fake.request_count
-            report("tldr requests sent vs API-limit minimum", first.requests, "requests", first.minimum_requests,
-                   "minimum", first.minimum_requests / max(first.requests, 1), "1.0")
+            report(
+                "tldr requests sent vs API-limit minimum",
+                first.requests,
+                "requests",
+                first.minimum_requests,
+                "minimum",
+                first.minimum_requests / max(first.requests, 1),
+                "1.0",
+            )
             fake.reset_counts()
             started = time.perf_counter()
             second = _ingest(conn, sources, embedder)
             second_s = time.perf_counter() - started
-            report("unchanged re-run wall time", second_s, "s", first_s, "first run", second_s / first_s, "<= 0.1")
-            report("unchanged re-run API requests", fake.request_count, "requests", first_requests, "first run",
-                   fake.request_count / max(first_requests, 1), "0 requests")
+            report(
+                "unchanged re-run wall time",
+                second_s,
+                "s",
+                first_s,
+                "first run",
+                second_s / first_s,
+                "<= 0.1",
+            )
+            report(
+                "unchanged re-run API requests",
+                fake.request_count,
+                "requests",
+                first_requests,
+                "first run",
+                fake.request_count / max(first_requests, 1),
+                "0 requests",
+            )
             assert second.chunks_embedded == 0
         bench_write_path(postgres, rng)
 

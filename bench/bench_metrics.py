@@ -23,12 +23,13 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from assets.metrics import ai_dialogue_log, rag_metrics_history, refresh_rag_metrics
+from assets.metrics import ai_dialogue_log, rag_metrics_history
+from assets.partitions import METRICS_TIMEZONE, daily_jst_partitions
 from bench.common import report, throwaway_postgres
 from demo.dialogue import load_demo_dialogue
-from pipelines.partitions import METRICS_TIMEZONE, daily_jst_partitions
+from pipelines.metrics import refresh_rag_metrics
+from pipelines.sql import query
 from resources.postgres import PostgresResource
-from resources.sql import query
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -45,11 +46,13 @@ def _last_days(days: int) -> list[str]:
 
 def _snapshot(postgres: PostgresResource) -> list[tuple]:
     with postgres.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT date, total_queries, unique_users, citation_count, citation_rate, unique_sources_count,"
-            " latency_p50_ms, latency_p95_ms, latency_p99_ms, total_cost, cost_per_answer,"
-            " average_relevance_score, positive_votes_rate, slo_compliance FROM rag_metrics_history ORDER BY date"
-        )).all()
+        return conn.execute(
+            sa.text(
+                "SELECT date, total_queries, unique_users, citation_count, citation_rate, unique_sources_count,"
+                " latency_p50_ms, latency_p95_ms, latency_p99_ms, total_cost, cost_per_answer,"
+                " average_relevance_score, positive_votes_rate, slo_compliance FROM rag_metrics_history ORDER BY date"
+            )
+        ).all()
 
 
 PROCESS_RUNS = 5
@@ -62,9 +65,22 @@ def _process_run_seconds(postgres: PostgresResource, keys: list[str]) -> float:
         started = time.perf_counter()
         for key in keys:
             subprocess.run(
-                [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions",
-                 "--select", "rag_metrics_history", "--partition", key],
-                env=env, check=True, capture_output=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "pipelines.location.definitions",
+                    "--select",
+                    "rag_metrics_history",
+                    "--partition",
+                    key,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
             )
         return (time.perf_counter() - started) / len(keys)
 
@@ -84,8 +100,12 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
         load_started = time.perf_counter()
         with postgres.begin() as conn:
             loaded = load_demo_dialogue(
-                conn, days=days, end_day=dt.date.fromisoformat(keys[-1]), seed=2025,
-                rows_per_day=rows_per_day, volume_jitter=0.0,
+                conn,
+                days=days,
+                end_day=dt.date.fromisoformat(keys[-1]),
+                seed=2025,
+                rows_per_day=rows_per_day,
+                volume_jitter=0.0,
             )
         load_s = time.perf_counter() - load_started
         # A nightly run reads pages written long before: vacuumed (hint bits set, all-visible, so
@@ -96,9 +116,11 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
             conn.execute(sa.text("VACUUM ANALYZE ai_dialogue_log"))
         vacuum_s = time.perf_counter() - vacuum_started
         rows = loaded.rows
-        print(f"metrics bench: loaded {rows:,} dialogue rows over {days} JST days in {load_s:.1f} s "
-              f"({rows / load_s:,.0f} rows/s by COPY, generation included); "
-              f"VACUUM ANALYZE after loading {vacuum_s:.1f} s, not timed below")
+        print(
+            f"metrics bench: loaded {rows:,} dialogue rows over {days} JST days in {load_s:.1f} s "
+            f"({rows / load_s:,.0f} rows/s by COPY, generation included); "
+            f"VACUUM ANALYZE after loading {vacuum_s:.1f} s, not timed below"
+        )
 
         instance = dg.DagsterInstance.ephemeral()
         assets = [ai_dialogue_log, rag_metrics_history]
@@ -110,16 +132,26 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
 
         def per_day_runs() -> None:
             for key in keys:
-                dg.materialize(assets, resources=resources, instance=instance, partition_key=key, run_config=QUIET)
+                dg.materialize(
+                    assets, resources=resources, instance=instance, partition_key=key, run_config=QUIET
+                )
 
         # Both sides are timed with the window's index pages already read once: the per-day runs go
         # second and would otherwise find in cache what the single run had to read from disk.
         first, last = (daily_jst_partitions.time_window_for_partition_key(k) for k in (keys[0], keys[-1]))
         with postgres.connect() as conn:
-            warm_up_s = _timed(lambda: conn.execute(query("compute_rag_metrics"), {
-                "start_day": first.start.astimezone(tz).date(), "end_day": last.end.astimezone(tz).date(),
-                "window_start": first.start, "window_end": last.end, "tz": METRICS_TIMEZONE,
-            }).all())
+            warm_up_s = _timed(
+                lambda: conn.execute(
+                    query("compute_rag_metrics"),
+                    {
+                        "start_day": first.start.astimezone(tz).date(),
+                        "end_day": last.end.astimezone(tz).date(),
+                        "window_start": first.start,
+                        "window_end": last.end,
+                        "tz": METRICS_TIMEZONE,
+                    },
+                ).all()
+            )
         print(f"metrics bench: one untimed read-only pass over the window first ({warm_up_s:.2f} s)")
 
         single_s = _timed(single_run)
@@ -145,20 +177,49 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
         assert window[0].start.astimezone(tz).date().isoformat() == keys[0]
 
     label = f"{days}d x {rows_per_day // 1000}k rows"
-    report(f"metrics backfill {label}, single run", single_s, "s", per_day_s, "one run per day",
-           per_day_s / single_s, ">= 10x faster")
-    report(f"metrics rows aggregated/s {label}", rows / single_s, "rows/s", rows / per_day_s, "one run per day",
-           per_day_s / single_s, "rows/s reported")
+    report(
+        f"metrics backfill {label}, single run",
+        single_s,
+        "s",
+        per_day_s,
+        "one run per day",
+        per_day_s / single_s,
+        ">= 10x faster",
+    )
+    report(
+        f"metrics rows aggregated/s {label}",
+        rows / single_s,
+        "rows/s",
+        rows / per_day_s,
+        "one run per day",
+        per_day_s / single_s,
+        "rows/s reported",
+    )
     # A backfill without the single-run policy launches one run per day, each in its own process the way
     # the run launcher starts them; a few such runs are timed and scaled to the range.
     process_total = process_per_run_s * days
-    report(f"metrics backfill {label}, single run", single_s, "s", process_total,
-           f"1 process/day, {PROCESS_RUNS} timed x{days / PROCESS_RUNS:.0f}", process_total / single_s,
-           "(how a UI backfill would run without single_run)")
-    report(f"metrics SQL only {label}, one pass", sql_single_s, "s", sql_per_day_s, "one pass per day",
-           sql_per_day_s / sql_single_s, "(diagnostic)")
+    report(
+        f"metrics backfill {label}, single run",
+        single_s,
+        "s",
+        process_total,
+        f"1 process/day, {PROCESS_RUNS} timed x{days / PROCESS_RUNS:.0f}",
+        process_total / single_s,
+        "(how a UI backfill would run without single_run)",
+    )
+    report(
+        f"metrics SQL only {label}, one pass",
+        sql_single_s,
+        "s",
+        sql_per_day_s,
+        "one pass per day",
+        sql_per_day_s / sql_single_s,
+        "(diagnostic)",
+    )
     results.append((f"metrics backfill {label} (s, single run vs per-day runs)", single_s, per_day_s))
-    results.append((f"metrics rows aggregated per second {label} (single vs per-day)", rows / single_s, rows / per_day_s))
+    results.append(
+        (f"metrics rows aggregated per second {label} (single vs per-day)", rows / single_s, rows / per_day_s)
+    )
     results.append((f"metrics SQL only {label} (s, one pass vs per day)", sql_single_s, sql_per_day_s))
     return results
 

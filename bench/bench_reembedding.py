@@ -12,8 +12,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import report, throwaway_postgres
-from pipelines.embedding import embed_pending, write_embeddings
-from pipelines.reembedding import build_model, ensure_hnsw_index, switch_active_model
+from pipelines.embeddings import embed_pending, write_embeddings
+from pipelines.hnsw import ensure_hnsw_index
+from pipelines.models import switch_active_model
+from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource
 from tests.chunk_seed import add_chunks, chunk_texts
 from tests.fake_openai import FakeOpenAI
@@ -29,7 +31,11 @@ HNSW_COMPARE_N = 4_000  # inserting into a live HNSW index is slow; this keeps t
 
 def _embedder(fake, model: str) -> EmbedderResource:
     return EmbedderResource(
-        provider="openai", model=model, api_key="sk-bench", base_url=fake.base_url, max_retries=0,
+        provider="openai",
+        model=model,
+        api_key="sk-bench",
+        base_url=fake.base_url,
+        max_retries=0,
         hnsw_maintenance_work_mem=MEM,
     )
 
@@ -56,29 +62,71 @@ def bench_reembedding(postgres, fake) -> tuple[np.ndarray, float]:
         re_embed = again.stats.duration_s
         assert again.coverage.complete and first.chunks_embedded == again.stats.chunks_embedded == N_CHUNKS
 
-        rows = conn.execute(
-            sa.text("SELECT embedding FROM chunk_embeddings WHERE model = :m ORDER BY chunk_id"), {"m": NEXT_MODEL}
-        ).scalars().all()
+        rows = (
+            conn.execute(
+                sa.text("SELECT embedding FROM chunk_embeddings WHERE model = :m ORDER BY chunk_id"),
+                {"m": NEXT_MODEL},
+            )
+            .scalars()
+            .all()
+        )
         conn.commit()
     n = N_CHUNKS
-    report(f"re-embedding {n} chunks, embed+write", re_embed, "s", first_embed, "first embedding",
-           re_embed / first_embed, "<= 1.2")
-    report(f"re-embedding {n} chunks, incl. HNSW + switch", re_total, "s", first_total, "first embedding + HNSW",
-           re_total / first_total, "<= 1.2")
-    report("re-embedding API requests", fake.request_count, "requests", first_requests, "first embedding",
-           fake.request_count / max(first_requests, 1), "1.0")
-    report(f"  (HNSW build inside those runs, {n} x {DIMS}d)", again.index.seconds, "s", first_index,
-           "first embedding's", again.index.seconds / first_index, "~1.0")
-    return np.asarray([r.to_numpy() if hasattr(r, "to_numpy") else r for r in rows], dtype=np.float32), first_index
+    report(
+        f"re-embedding {n} chunks, embed+write",
+        re_embed,
+        "s",
+        first_embed,
+        "first embedding",
+        re_embed / first_embed,
+        "<= 1.2",
+    )
+    report(
+        f"re-embedding {n} chunks, incl. HNSW + switch",
+        re_total,
+        "s",
+        first_total,
+        "first embedding + HNSW",
+        re_total / first_total,
+        "<= 1.2",
+    )
+    report(
+        "re-embedding API requests",
+        fake.request_count,
+        "requests",
+        first_requests,
+        "first embedding",
+        fake.request_count / max(first_requests, 1),
+        "1.0",
+    )
+    report(
+        f"  (HNSW build inside those runs, {n} x {DIMS}d)",
+        again.index.seconds,
+        "s",
+        first_index,
+        "first embedding's",
+        again.index.seconds / first_index,
+        "~1.0",
+    )
+    return np.asarray(
+        [r.to_numpy() if hasattr(r, "to_numpy") else r for r in rows], dtype=np.float32
+    ), first_index
 
 
 def _load(conn, model: str, ids, vectors) -> float:
-    shas = dict(conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"),
-                             {"ids": list(ids)}).tuples().all())
+    shas = dict(
+        conn.execute(
+            sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"), {"ids": list(ids)}
+        )
+        .tuples()
+        .all()
+    )
     started = time.perf_counter()
     for i in range(0, len(ids), WRITE_BATCH):
         sl = slice(i, i + WRITE_BATCH)
-        written = write_embeddings(conn, model, ids[sl], [shas[c] for c in ids[sl]], [1] * len(ids[sl]), vectors[sl])
+        written = write_embeddings(
+            conn, model, ids[sl], [shas[c] for c in ids[sl]], [1] * len(ids[sl]), vectors[sl]
+        )
         assert written == len(ids[sl])
         conn.commit()
     return time.perf_counter() - started
@@ -86,7 +134,9 @@ def _load(conn, model: str, ids, vectors) -> float:
 
 def _register(conn, name: str) -> None:
     conn.execute(
-        sa.text("INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:n, 'local', :d, 'building')"),
+        sa.text(
+            "INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:n, 'local', :d, 'building')"
+        ),
         {"n": name, "d": DIMS},
     )
     conn.commit()
@@ -100,7 +150,11 @@ def bench_hnsw_build(postgres, vectors: np.ndarray, first_index_s: float) -> Non
     with postgres.connect() as conn:
         for name in (plain, after, before):
             _register(conn, name)
-        ids = conn.execute(sa.text("SELECT id FROM document_chunks ORDER BY id")).scalars().all()[: len(vectors)]
+        ids = (
+            conn.execute(sa.text("SELECT id FROM document_chunks ORDER BY id"))
+            .scalars()
+            .all()[: len(vectors)]
+        )
         plain_load_s = _load(conn, plain, ids, vectors)
 
         m = HNSW_COMPARE_N
@@ -109,10 +163,24 @@ def bench_hnsw_build(postgres, vectors: np.ndarray, first_index_s: float) -> Non
         ensure_hnsw_index(conn, before, DIMS, MEM)
         indexed_load_s = _load(conn, before, ids[:m], vectors[:m])
     n = len(vectors)
-    report(f"HNSW build per 10,000 x {DIMS}d", first_index_s * 10_000 / n, "s", plain_load_s * 10_000 / n,
-           "binary COPY of them", first_index_s / plain_load_s, "report")
-    report(f"bulk load then HNSW build, {m} x {DIMS}d", load_s + build_s, "s", indexed_load_s,
-           "load into live index", (load_s + build_s) / indexed_load_s, "< 1.0")
+    report(
+        f"HNSW build per 10,000 x {DIMS}d",
+        first_index_s * 10_000 / n,
+        "s",
+        plain_load_s * 10_000 / n,
+        "binary COPY of them",
+        first_index_s / plain_load_s,
+        "report",
+    )
+    report(
+        f"bulk load then HNSW build, {m} x {DIMS}d",
+        load_s + build_s,
+        "s",
+        indexed_load_s,
+        "load into live index",
+        (load_s + build_s) / indexed_load_s,
+        "< 1.0",
+    )
 
 
 def run() -> None:

@@ -115,10 +115,24 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         f" ({result.batches} batches of {DEFAULT_BATCH_SIZE}, with audit + tombstone rows)"
     )
     print(f"baseline one-statement DELETE: {baseline_s:.1f} s = {baseline_rate:,.0f} documents/s")
-    report("retention sweep documents/s", sweep_rate, "docs/s", baseline_rate, "one-statement DELETE",
-           sweep_rate / baseline_rate, "documents/s reported")
-    report("retention longest lock hold", result.longest_lock_s * 1000, "ms", baseline_s * 1000,
-           "one-statement DELETE", result.longest_lock_s / baseline_s, "short (bounded batches)")
+    report(
+        "retention sweep documents/s",
+        sweep_rate,
+        "docs/s",
+        baseline_rate,
+        "one-statement DELETE",
+        sweep_rate / baseline_rate,
+        "documents/s reported",
+    )
+    report(
+        "retention longest lock hold",
+        result.longest_lock_s * 1000,
+        "ms",
+        baseline_s * 1000,
+        "one-statement DELETE",
+        result.longest_lock_s / baseline_s,
+        "short (bounded batches)",
+    )
     return {
         "documents_per_s": sweep_rate,
         "baseline_documents_per_s": baseline_rate,

@@ -27,5 +27,9 @@ def throwaway_postgres() -> Iterator[PostgresResource]:
             server.cleanup()
 
 
-def report(name: str, value: float, unit: str, baseline: float, baseline_label: str, ratio: float, goal: str) -> None:
-    print(f"{name:<46} {value:>12.3f} {unit:<10} baseline ({baseline_label}) {baseline:>10.3f}  ratio {ratio:>7.3f}  goal {goal}")
+def report(
+    name: str, value: float, unit: str, baseline: float, baseline_label: str, ratio: float, goal: str
+) -> None:
+    print(
+        f"{name:<46} {value:>12.3f} {unit:<10} baseline ({baseline_label}) {baseline:>10.3f}  ratio {ratio:>7.3f}  goal {goal}"
+    )

@@ -19,26 +19,63 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.partitions import METRICS_TIMEZONE
-from resources.sql import query
+from assets.partitions import METRICS_TIMEZONE
+from pipelines.sql import query
 
 TZ = ZoneInfo(METRICS_TIMEZONE)
 # Every demo row's session_id starts with this, so reloading replaces demo rows and nothing else.
 DEMO_SESSION_PREFIX = "demo-"
 
 COLUMNS = (
-    "user_id", "session_id", "query", "response", "model_used", "citations", "citation_rate",
-    "latency_ms", "token_cost_jpy", "relevance_score", "user_feedback", "temperature",
-    "prompt_tokens", "completion_tokens", "total_tokens", "created_at",
+    "user_id",
+    "session_id",
+    "query",
+    "response",
+    "model_used",
+    "citations",
+    "citation_rate",
+    "latency_ms",
+    "token_cost_jpy",
+    "relevance_score",
+    "user_feedback",
+    "temperature",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "created_at",
 )
 # Nullable integers must reach the CSV as "12", never as pandas' float rendering "12.0".
 INTEGER_COLUMNS = ("latency_ms", "user_feedback", "prompt_tokens", "completion_tokens", "total_tokens")
 
 # Share of the day's traffic per JST hour: quiet at night, a lunch bump, busiest in the evening.
-_HOURLY = np.array([
-    2.0, 1.2, 0.7, 0.4, 0.3, 0.4, 0.9, 2.0, 3.5, 4.5, 5.0, 5.2,
-    5.5, 5.0, 4.6, 4.6, 5.0, 5.5, 6.2, 7.0, 7.6, 7.4, 6.0, 3.8,
-])
+_HOURLY = np.array(
+    [
+        2.0,
+        1.2,
+        0.7,
+        0.4,
+        0.3,
+        0.4,
+        0.9,
+        2.0,
+        3.5,
+        4.5,
+        5.0,
+        5.2,
+        5.5,
+        5.0,
+        4.6,
+        4.6,
+        5.0,
+        5.5,
+        6.2,
+        7.0,
+        7.6,
+        7.4,
+        6.0,
+        3.8,
+    ]
+)
 _HOURLY = _HOURLY / _HOURLY.sum()
 
 # model, share of answers on a normal day, JPY per 1k prompt tokens, JPY per 1k completion tokens
@@ -48,8 +85,18 @@ _MODELS = (
     ("claude-3-5-haiku", 0.10, 0.60, 3.0),
 )
 _TOPICS = (
-    "コード進行", "スケール練習", "リズム感", "耳コピ", "作曲の始め方", "ミキシング", "ピアノの運指",
-    "ギターのカッティング", "音楽理論の基礎", "ボイストレーニング", "DTM の環境", "譜読み",
+    "コード進行",
+    "スケール練習",
+    "リズム感",
+    "耳コピ",
+    "作曲の始め方",
+    "ミキシング",
+    "ピアノの運指",
+    "ギターのカッティング",
+    "音楽理論の基礎",
+    "ボイストレーニング",
+    "DTM の環境",
+    "譜読み",
 )
 _SYNTHETIC_SOURCES = (
     [(f"Material #{n}", "material") for n in range(101, 161)]
@@ -117,8 +164,10 @@ def plan_days(
             )
         elif incident == "expensive_model":
             profile = _replace(
-                profile, large_model_share=float(rng.uniform(0.75, 0.95)),
-                context_factor=float(rng.uniform(1.4, 1.9)), incident=incident,
+                profile,
+                large_model_share=float(rng.uniform(0.75, 0.95)),
+                context_factor=float(rng.uniform(1.4, 1.9)),
+                incident=incident,
             )
         plan.append(profile)
     return plan
@@ -151,13 +200,15 @@ def _citations_json(
         items = []
         for j in range(k, k + count):
             source, kind = pool[picks[j]]
-            items.append({
-                "source": source,
-                "sourceType": kind,
-                "excerpt": f"{source} ¶{paragraph[j]}",
-                "confidence": confidence[j],
-                "timestamp": stamps[row],
-            })
+            items.append(
+                {
+                    "source": source,
+                    "sourceType": kind,
+                    "excerpt": f"{source} ¶{paragraph[j]}",
+                    "confidence": confidence[j],
+                    "timestamp": stamps[row],
+                }
+            )
         k += count
         out.append(json.dumps(items, ensure_ascii=False))
     return out
@@ -184,7 +235,9 @@ def generate_day(
     user = rng.choice(n_users, size=n, p=weights / weights.sum())
     user_id = np.char.add("demo-user-", np.char.zfill(user.astype(str), 4))
     session_no = rng.integers(0, 3, size=n)
-    session_id = pd.Series(user_id).str.replace("demo-user-", f"{DEMO_SESSION_PREFIX}{profile.day:%Y%m%d}-", regex=False)
+    session_id = pd.Series(user_id).str.replace(
+        "demo-user-", f"{DEMO_SESSION_PREFIX}{profile.day:%Y%m%d}-", regex=False
+    )
     session_id = session_id + "-" + pd.Series(session_no.astype(str))
 
     small, large, mid = _MODELS
@@ -193,7 +246,9 @@ def generate_day(
     shares = np.array([small[1], mid[1]]) / (small[1] + mid[1]) * rest
     model_idx = rng.choice(3, size=n, p=[shares[0], p_large, shares[1]])
     models = (small, large, mid)
-    prompt_tokens = np.maximum(rng.lognormal(np.log(1400.0), 0.35, size=n) * profile.context_factor, 50).astype(int)
+    prompt_tokens = np.maximum(
+        rng.lognormal(np.log(1400.0), 0.35, size=n) * profile.context_factor, 50
+    ).astype(int)
     completion_tokens = np.maximum(rng.lognormal(np.log(320.0), 0.5, size=n), 5).astype(int)
     price_in = np.array([m[2] for m in models])[model_idx]
     price_out = np.array([m[3] for m in models])[model_idx]
@@ -213,24 +268,26 @@ def generate_day(
 
     topic_idx = rng.integers(0, len(_TOPICS), size=n)
     topics = np.array(_TOPICS)[topic_idx]
-    return pd.DataFrame({
-        "user_id": user_id,
-        "session_id": session_id.to_numpy(),
-        "query": np.char.add(topics, "について教えてください"),
-        "response": np.char.add(topics, "のポイントを教材から説明します。"),
-        "model_used": np.array([m[0] for m in models])[model_idx],
-        "citations": citations,
-        "citation_rate": backed,
-        "latency_ms": latency_ms,
-        "token_cost_jpy": cost,
-        "relevance_score": relevance,
-        "user_feedback": feedback,
-        "temperature": rng.choice([0.2, 0.7], size=n, p=[0.8, 0.2]),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "created_at": created,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": user_id,
+            "session_id": session_id.to_numpy(),
+            "query": np.char.add(topics, "について教えてください"),
+            "response": np.char.add(topics, "のポイントを教材から説明します。"),
+            "model_used": np.array([m[0] for m in models])[model_idx],
+            "citations": citations,
+            "citation_rate": backed,
+            "latency_ms": latency_ms,
+            "token_cost_jpy": cost,
+            "relevance_score": relevance,
+            "user_feedback": feedback,
+            "temperature": rng.choice([0.2, 0.7], size=n, p=[0.8, 0.2]),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "created_at": created,
+        }
+    )
 
 
 def generate_dialogue(
@@ -258,7 +315,9 @@ def copy_dialogue(conn: sa.Connection, frames: Iterator[pd.DataFrame]) -> int:
             buffer = io.StringIO()
             # CSV because the JSON is full of backslashes and quotes that text-format COPY would mangle;
             # an unquoted empty field is NULL.
-            frame.to_csv(buffer, header=False, index=False, columns=list(COLUMNS), date_format="%Y-%m-%d %H:%M:%S.%f%z")
+            frame.to_csv(
+                buffer, header=False, index=False, columns=list(COLUMNS), date_format="%Y-%m-%d %H:%M:%S.%f%z"
+            )
             copy.write(buffer.getvalue())
             written += len(frame)
     return written
@@ -297,7 +356,11 @@ def load_demo_dialogue(
     window_end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), TZ)
     conn.execute(
         query("delete_demo_dialogue"),
-        {"window_start": window_start, "window_end": window_end, "session_pattern": f"{DEMO_SESSION_PREFIX}%"},
+        {
+            "window_start": window_start,
+            "window_end": window_end,
+            "session_pattern": f"{DEMO_SESSION_PREFIX}%",
+        },
     )
     plan, frames = generate_dialogue(first_day, days, rows_per_day, sources, seed, volume_jitter)
     rows = copy_dialogue(conn, frames)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from resources.sql import query
+from pipelines.sql import query
 
 # Any constant works; every sweep and every ingestion batch must use the same one.
 RETENTION_LOCK_KEY = 7_300_120_004

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, ef_search_for, set_local
 from pipelines.lib.vector_index import index_plan
-from pipelines.reembedding import (
-    INDEX_SCAN_SETTINGS,
-    active_model,
-    ef_search_for,
-    embedder_for_model,
-    set_local,
-)
+from pipelines.models import active_model, embedder_for_model
+from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
-from resources.sql import load_sql
 
 MAX_K = 1000  # hnsw.ef_search's ceiling: an index scan cannot return more
 
@@ -98,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from pipelines.resources import build_resources
+    from pipelines.location.resources import build_resources
 
     # build_resources() holds dg.EnvVar values; Dagster resolves them when it initialises the resources.
     with dg.build_resources(build_resources()) as resources, resources.postgres.connect() as conn:

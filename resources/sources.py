@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,7 @@ from typing import Optional
 import dagster as dg
 
 from pipelines.lib.documents import DEFAULT_MAX_BYTES
+from pipelines.lib.provenance import ProvenanceDefaults, parse_retention_defaults
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONTENT_DIR = PROJECT_ROOT / "demo" / "content"
@@ -64,3 +66,11 @@ class ContentSourcesResource(dg.ConfigurableResource):
     @property
     def content_path(self) -> Path:
         return Path(self.content_dir).expanduser().resolve()
+
+
+RETENTION_DEFAULTS_ENV = "RETENTION_DEFAULTS"
+
+
+def retention_defaults_from_env() -> dict[str, ProvenanceDefaults]:
+    """Unset or empty means no defaults: retention null (keep forever) and built-in terms."""
+    return parse_retention_defaults(os.environ.get(RETENTION_DEFAULTS_ENV))

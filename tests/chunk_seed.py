@@ -10,21 +10,61 @@ import sqlalchemy as sa
 from pipelines.lib.tokens import estimate_tokens
 
 WORDS = [
-    "scale", "chord", "tempo", "rhythm", "melody", "harmony", "practice", "lesson", "metronome",
-    "interval", "octave", "pitch", "finger", "posture", "bow", "string", "piano", "violin",
-    "guitar", "teacher", "student", "score", "note", "rest", "beat", "measure", "key", "minor",
-    "major", "arpeggio", "etude", "recital", "refund", "invoice", "billing", "account", "session",
-    "schedule", "feedback", "exam",
+    "scale",
+    "chord",
+    "tempo",
+    "rhythm",
+    "melody",
+    "harmony",
+    "practice",
+    "lesson",
+    "metronome",
+    "interval",
+    "octave",
+    "pitch",
+    "finger",
+    "posture",
+    "bow",
+    "string",
+    "piano",
+    "violin",
+    "guitar",
+    "teacher",
+    "student",
+    "score",
+    "note",
+    "rest",
+    "beat",
+    "measure",
+    "key",
+    "minor",
+    "major",
+    "arpeggio",
+    "etude",
+    "recital",
+    "refund",
+    "invoice",
+    "billing",
+    "account",
+    "session",
+    "schedule",
+    "feedback",
+    "exam",
 ]
 
 
 def chunk_texts(n: int, seed: int = 0, prefix: str = "c") -> list[str]:
     """`n` distinct texts of 12–30 words; the tag keeps each unique."""
     rng = random.Random(seed)
-    return [f"{prefix}{i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))) + "." for i in range(n)]
+    return [
+        f"{prefix}{i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))) + "."
+        for i in range(n)
+    ]
 
 
-def add_chunks(conn: sa.Connection, texts: list[str], per_document: int = 10, source: str = "test") -> list[int]:
+def add_chunks(
+    conn: sa.Connection, texts: list[str], per_document: int = 10, source: str = "test"
+) -> list[int]:
     """Insert documents holding `texts` as chunks (in order); return the chunk ids. Commits."""
     ids: list[int] = []
     for start in range(0, len(texts), per_document):
@@ -35,8 +75,13 @@ def add_chunks(conn: sa.Connection, texts: list[str], per_document: int = 10, so
                 "INSERT INTO source_documents (source, source_key, title, content, content_sha256)"
                 " VALUES (:s, :k, :t, :c, :h) RETURNING id"
             ),
-            {"s": source, "k": f"{source}-{start}-{len(ids)}", "t": f"doc {start}", "c": body,
-             "h": hashlib.sha256(body.encode()).hexdigest()},
+            {
+                "s": source,
+                "k": f"{source}-{start}-{len(ids)}",
+                "t": f"doc {start}",
+                "c": body,
+                "h": hashlib.sha256(body.encode()).hexdigest(),
+            },
         ).scalar_one()
         offset = 0
         for index, text in enumerate(part):
@@ -46,8 +91,15 @@ def add_chunks(conn: sa.Connection, texts: list[str], per_document: int = 10, so
                         "INSERT INTO document_chunks (document_id, chunk_index, content, content_sha256,"
                         " char_start, char_end, token_count) VALUES (:d, :i, :c, :h, :s, :e, :t) RETURNING id"
                     ),
-                    {"d": doc_id, "i": index, "c": text, "h": hashlib.sha256(text.encode()).hexdigest(),
-                     "s": offset, "e": offset + len(text), "t": estimate_tokens(text)},
+                    {
+                        "d": doc_id,
+                        "i": index,
+                        "c": text,
+                        "h": hashlib.sha256(text.encode()).hexdigest(),
+                        "s": offset,
+                        "e": offset + len(text),
+                        "t": estimate_tokens(text),
+                    },
                 ).scalar_one()
             )
             offset += len(text) + 2

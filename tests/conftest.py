@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from resources.postgres import PostgresResource, get_engine
+from pipelines.db import get_engine
+from resources.postgres import PostgresResource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TLDR = SHARED / "corpus" / "tldr"

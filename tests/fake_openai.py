@@ -17,7 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+NATIVE_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 POISON = "poison"
 
 
@@ -127,13 +131,22 @@ class FakeOpenAI:
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
         model = payload.get("model", "")
         dims = payload.get("dimensions") or NATIVE_DIMENSIONS.get(model, 1536)
-        record = {"model": model, "n_inputs": len(inputs), "dimensions": payload.get("dimensions"),
-                  "encoding_format": payload.get("encoding_format"), "fault": fault, "status": 200}
+        record = {
+            "model": model,
+            "n_inputs": len(inputs),
+            "dimensions": payload.get("dimensions"),
+            "encoding_format": payload.get("encoding_format"),
+            "fault": fault,
+            "status": 200,
+        }
         with self.lock:
             self.requests.append(record)
         if self.latency_s:
             time.sleep(self.latency_s)
-        if self.expected_api_key and handler.headers.get("Authorization") != f"Bearer {self.expected_api_key}":
+        if (
+            self.expected_api_key
+            and handler.headers.get("Authorization") != f"Bearer {self.expected_api_key}"
+        ):
             record["status"] = 401
             return self._error(handler, 401, "invalid api key")
         if fault:
@@ -155,12 +168,21 @@ class FakeOpenAI:
         data = []
         for i, text in enumerate(inputs):
             vec = fake_vector(text, out_dims)
-            emb = base64.b64encode(vec.astype("<f4").tobytes()).decode() if payload.get("encoding_format") == "base64" else vec.tolist()
+            emb = (
+                base64.b64encode(vec.astype("<f4").tobytes()).decode()
+                if payload.get("encoding_format") == "base64"
+                else vec.tolist()
+            )
             data.append({"object": "embedding", "index": i, "embedding": emb})
         if fault and fault[0] == "missing_item" and data:
             data.pop()
         tokens = sum(max(1, len(t) // 4) for t in inputs)
         with self.lock:
             self.texts_embedded.extend(inputs)
-        body = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         self._reply(handler, 200, json.dumps(body).encode())

@@ -26,7 +26,12 @@ Run it.
 
 
 def test_headings_skip_fenced_code():
-    assert [(lvl, t) for _, lvl, t in headings(DOC)] == [(1, "Guide"), (2, "Install"), (3, "Linux"), (2, "Usage")]
+    assert [(lvl, t) for _, lvl, t in headings(DOC)] == [
+        (1, "Guide"),
+        (2, "Install"),
+        (3, "Linux"),
+        (2, "Usage"),
+    ]
 
 
 def test_heading_path_follows_nesting():

@@ -8,7 +8,7 @@ import dagster as dg
 
 
 def load_defs() -> dg.Definitions:
-    module = importlib.import_module("pipelines.definitions")
+    module = importlib.import_module("pipelines.location.definitions")
     return module.defs
 
 
@@ -35,8 +35,14 @@ def test_ingestion_assets_are_in_the_graph_with_groups_and_kinds():
 
 def test_workspace_module_loads_in_a_fresh_interpreter():
     out = subprocess.run(
-        [sys.executable, "-c", "from pipelines.definitions import defs; print(len(defs.get_repository_def().get_all_jobs()))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "from pipelines.location.definitions import defs; print(len(defs.get_repository_def().get_all_jobs()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert int(out.stdout.strip()) >= 1
 
@@ -44,7 +50,7 @@ def test_workspace_module_loads_in_a_fresh_interpreter():
 def test_secrets_stay_as_env_var_references(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@db.invalid/x")
-    from pipelines.resources import build_resources
+    from pipelines.location.resources import build_resources
 
     resources = build_resources()
     shown = repr(resources["embedder"]) + repr(resources["postgres"])
@@ -58,6 +64,11 @@ def test_nightly_schedule_runs_the_whole_graph_but_reembedding():
     job = defs.resolve_job_def(schedule.job_name)
     assert job.partitions_def.timezone == "Asia/Tokyo"
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert {"source_documents", "document_chunks", "chunk_embeddings", "retention_sweep",
-            "rag_metrics_history"} <= selected
+    assert {
+        "source_documents",
+        "document_chunks",
+        "chunk_embeddings",
+        "retention_sweep",
+        "rag_metrics_history",
+    } <= selected
     assert not selected & {"reembedding", "embedding_model_switch"}

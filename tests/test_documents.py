@@ -11,7 +11,9 @@ from pipelines.lib.documents import (
 
 
 def test_frontmatter_gives_title_and_metadata():
-    doc = parse_markdown(b"---\ntitle: Hello\ndate: 2024-02-29\ntags: [a, b]\n---\n# Heading\n\nBody\n", "x.md")
+    doc = parse_markdown(
+        b"---\ntitle: Hello\ndate: 2024-02-29\ntags: [a, b]\n---\n# Heading\n\nBody\n", "x.md"
+    )
     assert doc.title == "Hello"
     assert doc.metadata == {"title": "Hello", "date": "2024-02-29", "tags": ["a", "b"]}
     assert doc.content == "# Heading\n\nBody\n"
@@ -54,7 +56,9 @@ def test_huge_file_is_refused_without_reading_it(tmp_path):
 
 
 def test_row_document_joins_text_columns_under_their_names():
-    doc = row_document("question_templates", 7, "Scales", {"question": "How?", "answer": None, "hint": "Slowly"})
+    doc = row_document(
+        "question_templates", 7, "Scales", {"question": "How?", "answer": None, "hint": "Slowly"}
+    )
     assert doc.source == "table:question_templates" and doc.source_key == "7"
     assert doc.content == "## question\n\nHow?\n\n## hint\n\nSlowly"
     with pytest.raises(SourceItemError, match="every configured text column is empty"):

@@ -5,7 +5,8 @@ import base64
 import numpy as np
 import pytest
 
-from resources.embedders import EmbedderResource, EmbeddingConfigError, EmbeddingError, decode_vectors
+from pipelines.embedders import EmbeddingConfigError, EmbeddingError, decode_vectors
+from resources.embedders import EmbedderResource
 from tests.fake_openai import FakeOpenAI, fake_vector
 
 API_KEY = "sk-test-secret-123456"
@@ -74,7 +75,10 @@ def test_bad_answers_are_clear_errors(fake, fault, message):
 
 def test_slow_answers_time_out_as_a_clear_error(fake):
     fake.inject(("slow", 2), ("slow", 2))
-    with _resource(fake, max_retries=1, timeout_s=0.3).open() as emb, pytest.raises(EmbeddingError, match="timed out"):
+    with (
+        _resource(fake, max_retries=1, timeout_s=0.3).open() as emb,
+        pytest.raises(EmbeddingError, match="timed out"),
+    ):
         emb.embed(["x"])
 
 

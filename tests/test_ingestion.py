@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from pipelines.embedding import BudgetExceededError, embed_pending
-from pipelines.ingest import chunk_documents, sync_documents
+from pipelines.chunks import chunk_documents
+from pipelines.embeddings import BudgetExceededError, embed_pending
+from pipelines.sources import sync_documents
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource, TableSource
 from tests.fake_openai import FakeOpenAI, fake_vector
@@ -96,8 +97,12 @@ def test_removed_file_takes_its_chunks_and_embeddings(postgres, content):
 def test_table_sources_and_hostile_identifiers(postgres, tmp_path):
     with postgres.connect() as conn:
         conn.execute(sa.text("CREATE TABLE question_templates (id int PRIMARY KEY, title text, body text)"))
-        conn.execute(sa.text("INSERT INTO question_templates VALUES (1, 'Scales', 'How to practise scales?'),"
-                             " (2, '和音', 'コードの押さえ方は？'), (3, 'Empty', NULL)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO question_templates VALUES (1, 'Scales', 'How to practise scales?'),"
+                " (2, '和音', 'コードの押さえ方は？'), (3, 'Empty', NULL)"
+            )
+        )
         conn.commit()
         sources = ContentSourcesResource(
             content_dir=str(tmp_path),
@@ -110,8 +115,13 @@ def test_table_sources_and_hostile_identifiers(postgres, tmp_path):
             ],
         )
         stats = sync_documents(conn, sources)
-        docs = conn.execute(sa.text("SELECT source, source_key, title FROM source_documents ORDER BY 2")).all()
-        assert docs == [("table:question_templates", "1", "Scales"), ("table:question_templates", "2", "和音")]
+        docs = conn.execute(
+            sa.text("SELECT source, source_key, title FROM source_documents ORDER BY 2")
+        ).all()
+        assert docs == [
+            ("table:question_templates", "1", "Scales"),
+            ("table:question_templates", "2", "和音"),
+        ]
         reasons = [r for _, _, r in stats.errors]
         assert any("every configured text column is empty" in r for r in reasons)
         assert any("'no_such_table' does not exist" in r for r in reasons)
@@ -131,9 +141,13 @@ def test_identical_texts_are_sent_once_and_reruns_send_nothing(postgres, content
         embedder = EmbedderResource(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
         _, _, stats = ingest(conn, sources, embedder)
         assert stats.chunks_embedded == 5 and stats.unique_texts == 4
-        assert sorted(fake.texts_embedded) == sorted(set(fake.texts_embedded)) and len(fake.texts_embedded) == 4
+        assert (
+            sorted(fake.texts_embedded) == sorted(set(fake.texts_embedded)) and len(fake.texts_embedded) == 4
+        )
         stored = conn.execute(
-            sa.text("SELECT c.content, e.embedding FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id")
+            sa.text(
+                "SELECT c.content, e.embedding FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id"
+            )
         ).all()
         for text, vec in stored:
             np.testing.assert_allclose(vec.to_numpy(), fake_vector(text, 1536), atol=1e-7)
@@ -144,26 +158,46 @@ def test_identical_texts_are_sent_once_and_reruns_send_nothing(postgres, content
 
 def test_editing_one_file_reembeds_only_its_changed_chunks(postgres, tmp_path):
     root = tmp_path / "c"
-    sections = "\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} says something distinct. " * 8 for i in range(6))
+    sections = "\n\n".join(
+        f"## Part {i}\n\n" + f"Paragraph {i} says something distinct. " * 8 for i in range(6)
+    )
     write(root, "long.md", "# Long\n\n" + sections)
     write(root, "other.md", "# Other\n\nUnrelated.\n")
     sources = ContentSourcesResource(content_dir=str(root), chunk_max_chars=400, chunk_overlap=0)
     with FakeOpenAI() as fake, postgres.connect() as conn:
         embedder = EmbedderResource(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
         ingest(conn, sources, embedder)
-        before = dict(conn.execute(sa.text("SELECT c.chunk_index, c.content FROM document_chunks c JOIN source_documents d"
-                                           " ON d.id = c.document_id WHERE d.source_key='long.md'")).all())
+        before = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT c.chunk_index, c.content FROM document_chunks c JOIN source_documents d"
+                    " ON d.id = c.document_id WHERE d.source_key='long.md'"
+                )
+            ).all()
+        )
         assert len(before) >= 6
         write(root, "long.md", ("# Long\n\n" + sections).replace("Paragraph 3 says", "Paragraph 3 now says"))
         fake.reset_counts()
         _, chunk_stats, stats = ingest(conn, sources, embedder)
-        after = dict(conn.execute(sa.text("SELECT c.chunk_index, c.content FROM document_chunks c JOIN source_documents d"
-                                          " ON d.id = c.document_id WHERE d.source_key='long.md'")).all())
+        after = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT c.chunk_index, c.content FROM document_chunks c JOIN source_documents d"
+                    " ON d.id = c.document_id WHERE d.source_key='long.md'"
+                )
+            ).all()
+        )
         changed = {t for i, t in after.items() if before.get(i) != t}
         assert changed and set(fake.texts_embedded) == changed
         assert chunk_stats.documents_chunked == 1
-        assert scalar(conn, "SELECT count(*) FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id"
-                            " WHERE e.content_sha256 <> c.content_sha256") == 0
+        assert (
+            scalar(
+                conn,
+                "SELECT count(*) FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id"
+                " WHERE e.content_sha256 <> c.content_sha256",
+            )
+            == 0
+        )
 
 
 def test_a_poisoned_input_fails_alone_and_the_rest_is_embedded(postgres, tmp_path):
@@ -176,8 +210,12 @@ def test_a_poisoned_input_fails_alone_and_the_rest_is_embedded(postgres, tmp_pat
         embedder = EmbedderResource(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
         _, _, stats = ingest(conn, sources, embedder)
         assert stats.chunks_embedded == 7 and stats.chunks_failed == 1
-        err = conn.execute(sa.text("SELECT c.content, x.error, x.attempts FROM embedding_errors x"
-                                   " JOIN document_chunks c ON c.id = x.chunk_id")).one()
+        err = conn.execute(
+            sa.text(
+                "SELECT c.content, x.error, x.attempts FROM embedding_errors x"
+                " JOIN document_chunks c ON c.id = x.chunk_id"
+            )
+        ).one()
         assert "poison" in err.content and "HTTP 400" in err.error and err.attempts == 1
         # Failed chunks are retried on later runs, up to max_attempts, then left alone.
         embed_pending(conn, embedder, max_attempts=2)
@@ -230,7 +268,8 @@ def test_changing_chunk_size_rechunks_everything(postgres, content):
 
 
 def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres, content):
-    from pipelines.embedding import register_model, write_embeddings
+    from pipelines.embeddings import write_embeddings
+    from pipelines.models import register_model
 
     sources = ContentSourcesResource(content_dir=str(content))
     with postgres.connect() as conn:
@@ -240,13 +279,21 @@ def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres,
         register_model(conn, spec)
         rows = conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks ORDER BY id")).all()
         # While the request was in flight: one chunk's document was swept, another chunk was rewritten.
-        conn.execute(sa.text("DELETE FROM source_documents WHERE id = (SELECT document_id FROM document_chunks"
-                             " WHERE id = :id)"), {"id": rows[0].id})
-        conn.execute(sa.text("UPDATE document_chunks SET content_sha256 = 'new' WHERE id = :id"), {"id": rows[1].id})
+        conn.execute(
+            sa.text(
+                "DELETE FROM source_documents WHERE id = (SELECT document_id FROM document_chunks"
+                " WHERE id = :id)"
+            ),
+            {"id": rows[0].id},
+        )
+        conn.execute(
+            sa.text("UPDATE document_chunks SET content_sha256 = 'new' WHERE id = :id"), {"id": rows[1].id}
+        )
         conn.commit()
         vectors = np.ones((3, spec.dimensions), dtype=np.float32)
-        written = write_embeddings(conn, spec.name, [r.id for r in rows], [r.content_sha256 for r in rows],
-                                   [1, 1, 1], vectors)
+        written = write_embeddings(
+            conn, spec.name, [r.id for r in rows], [r.content_sha256 for r in rows], [1, 1, 1], vectors
+        )
         conn.commit()
         assert written == 1
         assert conn.execute(sa.text("SELECT chunk_id FROM chunk_embeddings")).scalars().all() == [rows[2].id]
@@ -272,7 +319,9 @@ def test_inputs_over_the_token_limit_are_recorded_without_a_request(postgres, tm
     write(root, "long.md", "# Long\n\n" + "word " * 400 + "\n")
     sources = ContentSourcesResource(content_dir=str(root), chunk_max_chars=5000, chunk_overlap=0)
     with FakeOpenAI() as fake, postgres.connect() as conn:
-        embedder = EmbedderResource(api_key=API_KEY, base_url=fake.base_url, max_retries=0, max_input_tokens=200)
+        embedder = EmbedderResource(
+            api_key=API_KEY, base_url=fake.base_url, max_retries=0, max_input_tokens=200
+        )
         _, _, stats = ingest(conn, sources, embedder)
         assert (stats.chunks_embedded, stats.chunks_failed) == (1, 1)
         assert all("word" not in t for t in fake.texts_embedded)

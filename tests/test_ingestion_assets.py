@@ -21,7 +21,11 @@ ASSETS = [source_documents, document_chunks, chunk_embeddings]
 def materialize(postgres, sources, embedder=None):
     result = dg.materialize(
         ASSETS,
-        resources={"postgres": postgres, "content_sources": sources, "embedder": embedder or EmbedderResource()},
+        resources={
+            "postgres": postgres,
+            "content_sources": sources,
+            "embedder": embedder or EmbedderResource(),
+        },
     )
     assert result.success
     return {
@@ -46,7 +50,11 @@ def test_assets_report_typed_metadata_and_checks(postgres, tmp_path):
     assert meta["document_chunks"]["chunks_total"] == 2 and checks["every_document_chunked"].passed
     emb = meta["chunk_embeddings"]
     assert (emb["chunks_embedded"], emb["requests"], emb["model"], emb["dimensions"]) == (
-        2, 1, "text-embedding-3-small", 1536)
+        2,
+        1,
+        "text-embedding-3-small",
+        1536,
+    )
     # Tokens are what the server billed (its usage rule: a token per 4 characters), not our estimate.
     assert emb["tokens"] == sum(max(1, len(t) // 4) for t in fake.texts_embedded)
     assert emb["cost_usd"] == pytest.approx(emb["tokens"] * 0.02 / 1e6, abs=1e-6)
@@ -63,18 +71,22 @@ def test_tldr_corpus_end_to_end(postgres, tmp_path):
     sources = ContentSourcesResource(content_dir=str(corpus))
     meta, _ = materialize(postgres, sources)
     assert meta["source_documents"]["documents_total"] == len(files)
-    assert meta["chunk_embeddings"]["chunks_embedded"] + meta["chunk_embeddings"]["chunks_reused_by_hash"] == (
-        meta["document_chunks"]["chunks_total"])
+    assert (
+        meta["chunk_embeddings"]["chunks_embedded"] + meta["chunk_embeddings"]["chunks_reused_by_hash"]
+        == (meta["document_chunks"]["chunks_total"])
+    )
     with postgres.connect() as conn:
         keys = set(conn.execute(sa.text("SELECT source_key FROM source_documents")).scalars())
         assert keys == {p.relative_to(corpus).as_posix() for p in files}
         # Spans: each chunk is the exact slice of its document and together they cover every non-space char.
         sample = random.Random(7).sample(sorted(keys), 300) + ["pages.ja/common/tar.md"]
         rows = conn.execute(
-            sa.text("SELECT d.source_key, d.content, array_agg(c.char_start ORDER BY c.chunk_index),"
-                    " array_agg(c.char_end ORDER BY c.chunk_index), array_agg(c.content ORDER BY c.chunk_index)"
-                    " FROM source_documents d JOIN document_chunks c ON c.document_id = d.id"
-                    " WHERE d.source_key = ANY(:k) GROUP BY d.id"),
+            sa.text(
+                "SELECT d.source_key, d.content, array_agg(c.char_start ORDER BY c.chunk_index),"
+                " array_agg(c.char_end ORDER BY c.chunk_index), array_agg(c.content ORDER BY c.chunk_index)"
+                " FROM source_documents d JOIN document_chunks c ON c.document_id = d.id"
+                " WHERE d.source_key = ANY(:k) GROUP BY d.id"
+            ),
             {"k": sample},
         ).all()
         assert len(rows) == len(set(sample))
@@ -84,8 +96,15 @@ def test_tldr_corpus_end_to_end(postgres, tmp_path):
                 assert text[s:e] == c, key
                 covered[s:e] = b"\x01" * (e - s)
             assert all(covered[i] or ch.isspace() for i, ch in enumerate(text)), key
-        assert conn.execute(sa.text("SELECT count(*) FROM document_chunks c WHERE NOT EXISTS"
-                                    " (SELECT 1 FROM active_chunk_embeddings e WHERE e.chunk_id = c.id)")).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM document_chunks c WHERE NOT EXISTS"
+                    " (SELECT 1 FROM active_chunk_embeddings e WHERE e.chunk_id = c.id)"
+                )
+            ).scalar()
+            == 0
+        )
 
     meta2, _ = materialize(postgres, sources)
     assert meta2["chunk_embeddings"]["chunks_embedded"] == 0 and meta2["chunk_embeddings"]["requests"] == 0
@@ -94,13 +113,25 @@ def test_tldr_corpus_end_to_end(postgres, tmp_path):
 
     edited = corpus / "pages" / "common" / "git.md"
     with postgres.connect() as conn:
-        before = set(conn.execute(sa.text("SELECT c.content FROM document_chunks c JOIN source_documents d"
-                                          " ON d.id = c.document_id WHERE d.source_key = 'pages/common/git.md'")).scalars())
+        before = set(
+            conn.execute(
+                sa.text(
+                    "SELECT c.content FROM document_chunks c JOIN source_documents d"
+                    " ON d.id = c.document_id WHERE d.source_key = 'pages/common/git.md'"
+                )
+            ).scalars()
+        )
     edited.write_text(edited.read_text() + "\n- Show the edit made by the test:\n\n`git edit-test`\n")
     meta3, _ = materialize(postgres, sources)
     with postgres.connect() as conn:
-        after = set(conn.execute(sa.text("SELECT c.content FROM document_chunks c JOIN source_documents d"
-                                         " ON d.id = c.document_id WHERE d.source_key = 'pages/common/git.md'")).scalars())
+        after = set(
+            conn.execute(
+                sa.text(
+                    "SELECT c.content FROM document_chunks c JOIN source_documents d"
+                    " ON d.id = c.document_id WHERE d.source_key = 'pages/common/git.md'"
+                )
+            ).scalars()
+        )
     assert meta3["source_documents"]["inserted_or_updated"] == 1
     assert meta3["document_chunks"]["documents_rechunked"] == 1
     assert meta3["chunk_embeddings"]["chunks_embedded"] == len(after - before) >= 1

@@ -17,9 +17,18 @@ from demo.dialogue import COLUMNS, copy_dialogue, generate_dialogue, load_demo_d
 JST = ZoneInfo("Asia/Tokyo")
 UTC = dt.UTC
 METRIC_COLUMNS = (
-    "total_queries", "unique_users", "citation_count", "citation_rate", "unique_sources_count",
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "total_cost", "cost_per_answer",
-    "average_relevance_score", "positive_votes_rate",
+    "total_queries",
+    "unique_users",
+    "citation_count",
+    "citation_rate",
+    "unique_sources_count",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "total_cost",
+    "cost_per_answer",
+    "average_relevance_score",
+    "positive_votes_rate",
 )
 
 
@@ -28,12 +37,30 @@ METRIC_COLUMNS = (
 
 def row(created_at: dt.datetime, **values) -> dict:
     base = {
-        "user_id": "u1", "session_id": "s1", "query": "q", "response": "r", "model_used": "m",
-        "citations": [{"source": "doc-a", "sourceType": "document", "excerpt": "e", "confidence": 0.9,
-                       "timestamp": "2025-06-01T00:00:00Z"}],
-        "citation_rate": None, "latency_ms": 1000, "token_cost_jpy": 1.5, "relevance_score": 0.8,
-        "user_feedback": 1, "temperature": 0.2, "prompt_tokens": 100, "completion_tokens": 20,
-        "total_tokens": 120, "created_at": created_at,
+        "user_id": "u1",
+        "session_id": "s1",
+        "query": "q",
+        "response": "r",
+        "model_used": "m",
+        "citations": [
+            {
+                "source": "doc-a",
+                "sourceType": "document",
+                "excerpt": "e",
+                "confidence": 0.9,
+                "timestamp": "2025-06-01T00:00:00Z",
+            }
+        ],
+        "citation_rate": None,
+        "latency_ms": 1000,
+        "token_cost_jpy": 1.5,
+        "relevance_score": 0.8,
+        "user_feedback": 1,
+        "temperature": 0.2,
+        "prompt_tokens": 100,
+        "completion_tokens": 20,
+        "total_tokens": 120,
+        "created_at": created_at,
     }
     base.update(values)
     return base
@@ -75,10 +102,16 @@ def stored(postgres) -> dict[str, dict]:
 
 def log_frame(postgres) -> pd.DataFrame:
     with postgres.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT user_id, citations, latency_ms, token_cost_jpy::float8 AS cost, relevance_score,"
-            " user_feedback, created_at FROM ai_dialogue_log"
-        )).mappings().all()
+        rows = (
+            conn.execute(
+                sa.text(
+                    "SELECT user_id, citations, latency_ms, token_cost_jpy::float8 AS cost, relevance_score,"
+                    " user_feedback, created_at FROM ai_dialogue_log"
+                )
+            )
+            .mappings()
+            .all()
+        )
     frame = pd.DataFrame([dict(r) for r in rows])
     frame["day"] = [t.astimezone(JST).date().isoformat() for t in frame["created_at"]]
     return frame
@@ -89,10 +122,18 @@ def expected(frame: pd.DataFrame, day: str) -> dict:
     d = frame[frame["day"] == day] if len(frame) else frame
     n = len(d)
     cites = [c if isinstance(c, list) else [] for c in d["citations"]] if n else []
-    sources = {str(c["source"]) for cs in cites for c in cs if isinstance(c, dict) and c.get("source") is not None}
+    sources = {
+        str(c["source"]) for cs in cites for c in cs if isinstance(c, dict) and c.get("source") is not None
+    }
     lat = np.array([v for v in d["latency_ms"] if v is not None and not pd.isna(v)], dtype=float) if n else []
-    rel = np.array([v for v in d["relevance_score"] if v is not None and not pd.isna(v)], dtype=float) if n else []
-    votes = [int(v) for v in d["user_feedback"] if v is not None and not pd.isna(v) and int(v) != 0] if n else []
+    rel = (
+        np.array([v for v in d["relevance_score"] if v is not None and not pd.isna(v)], dtype=float)
+        if n
+        else []
+    )
+    votes = (
+        [int(v) for v in d["user_feedback"] if v is not None and not pd.isna(v) and int(v) != 0] if n else []
+    )
     p = np.percentile(lat, [50, 95, 99]) if len(lat) else [None] * 3
     total_cost = float(np.sum(d["cost"])) if n else 0.0
     return {
@@ -101,7 +142,9 @@ def expected(frame: pd.DataFrame, day: str) -> dict:
         "citation_count": sum(len(c) for c in cites),
         "citation_rate": 100.0 * sum(1 for c in cites if len(c) > 0) / n if n else None,
         "unique_sources_count": len(sources),
-        "latency_p50_ms": p[0], "latency_p95_ms": p[1], "latency_p99_ms": p[2],
+        "latency_p50_ms": p[0],
+        "latency_p95_ms": p[1],
+        "latency_p99_ms": p[2],
         "total_cost": total_cost,
         "cost_per_answer": total_cost / n if n else None,
         "average_relevance_score": float(np.mean(rel)) if len(rel) else None,
@@ -127,14 +170,20 @@ def test_every_metric_matches_an_independent_computation(postgres):
     plan, frames = generate_dialogue(dt.date(2025, 6, 1), days=5, rows_per_day=400, seed=11)
     with postgres.begin() as conn:
         copy_dialogue(conn, frames)
-    insert(postgres, [
-        row(jst("2025-06-03", 9), citations=None, user_feedback=0, latency_ms=None),
-        row(jst("2025-06-03", 10), citations=[], user_feedback=None, relevance_score=None),
-        row(jst("2025-06-03", 11), citations=Raw('{"source": "doc-z"}')),
-        row(jst("2025-06-03", 12), citations=Raw('"not an array"')),
-        row(jst("2025-06-03", 13), citations=Raw("42")),
-        row(jst("2025-06-03", 14), citations=["bare string", {"sourceType": "web"}, {"source": None}, {"source": "doc-q"}]),
-    ])
+    insert(
+        postgres,
+        [
+            row(jst("2025-06-03", 9), citations=None, user_feedback=0, latency_ms=None),
+            row(jst("2025-06-03", 10), citations=[], user_feedback=None, relevance_score=None),
+            row(jst("2025-06-03", 11), citations=Raw('{"source": "doc-z"}')),
+            row(jst("2025-06-03", 12), citations=Raw('"not an array"')),
+            row(jst("2025-06-03", 13), citations=Raw("42")),
+            row(
+                jst("2025-06-03", 14),
+                citations=["bare string", {"sourceType": "web"}, {"source": None}, {"source": "doc-q"}],
+            ),
+        ],
+    )
     result = materialize(postgres, days[0], days[-1])
     assert result.success
     rows = stored(postgres)
@@ -148,12 +197,15 @@ def test_every_metric_matches_an_independent_computation(postgres):
 
 def test_rows_either_side_of_jst_midnight(postgres):
     # 2025-06-10 00:00 JST is 2025-06-09 15:00 UTC.
-    insert(postgres, [
-        row(dt.datetime(2025, 6, 9, 14, 59, 59, 999000, tzinfo=UTC), latency_ms=111, user_id="before"),
-        row(dt.datetime(2025, 6, 9, 15, 0, 0, tzinfo=UTC), latency_ms=222, user_id="after"),
-        row(dt.datetime(2025, 6, 10, 14, 59, 59, 999999, tzinfo=UTC), latency_ms=333, user_id="after"),
-        row(dt.datetime(2025, 6, 10, 15, 0, 0, tzinfo=UTC), latency_ms=444, user_id="next"),
-    ])
+    insert(
+        postgres,
+        [
+            row(dt.datetime(2025, 6, 9, 14, 59, 59, 999000, tzinfo=UTC), latency_ms=111, user_id="before"),
+            row(dt.datetime(2025, 6, 9, 15, 0, 0, tzinfo=UTC), latency_ms=222, user_id="after"),
+            row(dt.datetime(2025, 6, 10, 14, 59, 59, 999999, tzinfo=UTC), latency_ms=333, user_id="after"),
+            row(dt.datetime(2025, 6, 10, 15, 0, 0, tzinfo=UTC), latency_ms=444, user_id="next"),
+        ],
+    )
     assert materialize(postgres, "2025-06-09").success
     assert materialize(postgres, "2025-06-10").success
     rows = stored(postgres)
@@ -174,16 +226,24 @@ def test_day_without_rows_gets_an_empty_row(postgres):
     assert empty["citation_count"] == 0 and empty["unique_sources_count"] == 0
     assert empty["citation_rate"] is None and empty["cost_per_answer"] is None
     assert float(empty["total_cost"]) == 0.0
-    assert empty["latency_p50_ms"] is None and empty["latency_p95_ms"] is None and empty["latency_p99_ms"] is None
+    assert (
+        empty["latency_p50_ms"] is None
+        and empty["latency_p95_ms"] is None
+        and empty["latency_p99_ms"] is None
+    )
     assert empty["average_relevance_score"] is None and empty["positive_votes_rate"] is None
     assert empty["slo_compliance"]["overallMet"] is None
     assert all(v["met"] is None for k, v in empty["slo_compliance"].items() if k != "overallMet")
 
 
 def test_day_where_every_latency_and_relevance_is_null(postgres):
-    insert(postgres, [
-        row(jst("2025-06-05", h), latency_ms=None, relevance_score=None, token_cost_jpy=1.0) for h in (8, 9, 10)
-    ])
+    insert(
+        postgres,
+        [
+            row(jst("2025-06-05", h), latency_ms=None, relevance_score=None, token_cost_jpy=1.0)
+            for h in (8, 9, 10)
+        ],
+    )
     assert materialize(postgres, "2025-06-05").success
     day = stored(postgres)["2025-06-05"]
     assert day["total_queries"] == 3
@@ -206,19 +266,24 @@ def test_single_row_day(postgres):
 
 
 def test_citations_that_are_not_arrays_count_as_none(postgres):
-    insert(postgres, [
-        row(jst("2025-06-07", 1), citations=None),
-        row(jst("2025-06-07", 2), citations=[]),
-        row(jst("2025-06-07", 3), citations=Raw('{"source": "doc-x"}')),
-        row(jst("2025-06-07", 4), citations=Raw('"doc-y"')),
-        row(jst("2025-06-07", 5), citations=[{"source": "doc-a"}, {"source": "doc-b"}, {"source": "doc-a"}]),
-    ])
+    insert(
+        postgres,
+        [
+            row(jst("2025-06-07", 1), citations=None),
+            row(jst("2025-06-07", 2), citations=[]),
+            row(jst("2025-06-07", 3), citations=Raw('{"source": "doc-x"}')),
+            row(jst("2025-06-07", 4), citations=Raw('"doc-y"')),
+            row(
+                jst("2025-06-07", 5),
+                citations=[{"source": "doc-a"}, {"source": "doc-b"}, {"source": "doc-a"}],
+            ),
+        ],
+    )
     assert materialize(postgres, "2025-06-07").success
     day = stored(postgres)["2025-06-07"]
     assert day["citation_count"] == 3
     assert day["citation_rate"] == pytest.approx(20.0)
     assert day["unique_sources_count"] == 2
-
 
 
 def _citation_columns_expected(text: str | None) -> tuple[int, set[str]]:
@@ -228,7 +293,8 @@ def _citation_columns_expected(text: str | None) -> tuple[int, set[str]]:
         return 0, set()
     return len(value), {
         c["source"] if isinstance(c["source"], str) else json.dumps(c["source"])
-        for c in value if isinstance(c, dict) and c.get("source") is not None
+        for c in value
+        if isinstance(c, dict) and c.get("source") is not None
     }
 
 
@@ -246,13 +312,23 @@ def test_generated_citation_columns_match_an_independent_computation(postgres):
         [{"source": "doc-a"}, {"source": "doc-b"}, {"source": "doc-a"}],
         ["bare string", 7, None, [{"source": "nested-not-counted"}], {"source": "doc-c"}],
         [{"source": 5}, {"source": "5"}, {"source": ""}, {"source": "ドキュメント"}],
-        [{"source": f"https://example.com/a-very-long-source-path/{i:04d}"} for i in range(60)],  # too long to index
+        [
+            {"source": f"https://example.com/a-very-long-source-path/{i:04d}"} for i in range(60)
+        ],  # too long to index
     ]
-    insert(postgres, [row(jst("2025-06-07", 1, i), citations=c, user_id=f"u{i}") for i, c in enumerate(shapes)])
+    insert(
+        postgres, [row(jst("2025-06-07", 1, i), citations=c, user_id=f"u{i}") for i, c in enumerate(shapes)]
+    )
     with postgres.connect() as conn:
-        got = conn.execute(sa.text(
-            "SELECT user_id, citations::text AS citations, citation_count, citation_sources FROM ai_dialogue_log"
-        )).mappings().all()
+        got = (
+            conn.execute(
+                sa.text(
+                    "SELECT user_id, citations::text AS citations, citation_count, citation_sources FROM ai_dialogue_log"
+                )
+            )
+            .mappings()
+            .all()
+        )
     assert len(got) == len(shapes)
     oversized = 0
     for r in got:
@@ -268,8 +344,11 @@ def test_generated_citation_columns_match_an_independent_computation(postgres):
     assert materialize(postgres, "2025-06-07").success
     frame = log_frame(postgres)
     day = stored(postgres)["2025-06-07"]
-    assert day["unique_sources_count"] == len(set().union(*(_citation_columns_expected(r["citations"])[1] for r in got)))
+    assert day["unique_sources_count"] == len(
+        set().union(*(_citation_columns_expected(r["citations"])[1] for r in got))
+    )
     assert_matches(day, expected(frame, "2025-06-07"))
+
 
 def test_neutral_and_missing_votes_are_excluded(postgres):
     votes = [1, 1, -1, 0, 0, None, None, None]
@@ -358,15 +437,25 @@ def test_checks_fire_with_the_right_severity_on_breaching_days(postgres):
     cite = [{"source": "doc-a"}]
 
     def day_rows(day: str, n: int, cited: int, latency: int, cost: float) -> list[dict]:
-        return [row(jst(day, i // 60, i % 60), citations=cite if i < cited else None, latency_ms=latency, token_cost_jpy=cost)
-                for i in range(n)]
+        return [
+            row(
+                jst(day, i // 60, i % 60),
+                citations=cite if i < cited else None,
+                latency_ms=latency,
+                token_cost_jpy=cost,
+            )
+            for i in range(n)
+        ]
 
-    insert(postgres, [
-        *day_rows("2025-06-24", 20, 18, 1000, 1.0),   # healthy
-        *day_rows("2025-06-25", 100, 62, 4000, 3.6),  # citation WARN, p95 WARN, cost WARN
-        *day_rows("2025-06-26", 100, 55, 1000, 1.0),  # citation ERROR
-        *day_rows("2025-06-27", 10, 10, 6000, 5.5),   # p95 ERROR, cost ERROR
-    ])
+    insert(
+        postgres,
+        [
+            *day_rows("2025-06-24", 20, 18, 1000, 1.0),  # healthy
+            *day_rows("2025-06-25", 100, 62, 4000, 3.6),  # citation WARN, p95 WARN, cost WARN
+            *day_rows("2025-06-26", 100, 55, 1000, 1.0),  # citation ERROR
+            *day_rows("2025-06-27", 10, 10, 6000, 5.5),  # p95 ERROR, cost ERROR
+        ],
+    )
     result = materialize(postgres, "2025-06-24", "2025-06-28")
     assert result.success
     checks = _checks(result)
@@ -377,7 +466,10 @@ def test_checks_fire_with_the_right_severity_on_breaching_days(postgres):
     assert [(b["date"], b["severity"]) for b in breaches] == [("2025-06-25", "WARN"), ("2025-06-26", "ERROR")]
     assert checks["citation_rate"].metadata["days_checked"].value == 5
     assert checks["citation_rate"].metadata["days_without_data"].value == 1  # 2025-06-28 had no queries
-    assert [b["date"] for b in checks["latency_p95"].metadata["breaches"].value] == ["2025-06-25", "2025-06-27"]
+    assert [b["date"] for b in checks["latency_p95"].metadata["breaches"].value] == [
+        "2025-06-25",
+        "2025-06-27",
+    ]
 
     warn_only = _checks(materialize(postgres, "2025-06-25"))
     assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN for c in warn_only.values())
@@ -387,9 +479,17 @@ def test_checks_fire_with_the_right_severity_on_breaching_days(postgres):
 
 def test_targets_and_thresholds_come_from_run_config(postgres):
     insert(postgres, [row(jst("2025-06-29"), latency_ms=2000, token_cost_jpy=2.0)])
-    config = {"ops": {"rag_metrics_history": {"config": {
-        "latency_p50_max_ms": 2500.0, "cost_per_answer_warn_above_jpy": 1.0, "cost_per_answer_error_above_jpy": 1.5,
-    }}}}
+    config = {
+        "ops": {
+            "rag_metrics_history": {
+                "config": {
+                    "latency_p50_max_ms": 2500.0,
+                    "cost_per_answer_warn_above_jpy": 1.0,
+                    "cost_per_answer_error_above_jpy": 1.5,
+                }
+            }
+        }
+    }
     result = materialize(postgres, "2025-06-29", run_config=config)
     day = stored(postgres)["2025-06-29"]
     assert day["slo_compliance"]["latencyP50"] == {"target": 2500.0, "actual": 2000.0, "met": True}
@@ -402,27 +502,49 @@ def test_targets_and_thresholds_come_from_run_config(postgres):
 def test_demo_log_is_reproducible_and_reloads_in_place(postgres):
     def fingerprint():
         with postgres.connect() as conn:
-            return conn.execute(sa.text(
-                "SELECT count(*), sum(latency_ms), sum(token_cost_jpy), count(DISTINCT user_id) FROM ai_dialogue_log"
-            )).one()
+            return conn.execute(
+                sa.text(
+                    "SELECT count(*), sum(latency_ms), sum(token_cost_jpy), count(DISTINCT user_id) FROM ai_dialogue_log"
+                )
+            ).one()
 
     insert(postgres, [row(jst("2025-05-10"), session_id="real-session")])
     with postgres.begin() as conn:
-        first = load_demo_dialogue(conn, days=8, end_day=dt.date(2025, 5, 12), seed=5, rows_per_day=100,
-                                   sources=["docs/a.md", "docs/b.md"])
+        first = load_demo_dialogue(
+            conn,
+            days=8,
+            end_day=dt.date(2025, 5, 12),
+            seed=5,
+            rows_per_day=100,
+            sources=["docs/a.md", "docs/b.md"],
+        )
     once = fingerprint()
     with postgres.begin() as conn:
-        again = load_demo_dialogue(conn, days=8, end_day=dt.date(2025, 5, 12), seed=5, rows_per_day=100,
-                                   sources=["docs/a.md", "docs/b.md"])
+        again = load_demo_dialogue(
+            conn,
+            days=8,
+            end_day=dt.date(2025, 5, 12),
+            seed=5,
+            rows_per_day=100,
+            sources=["docs/a.md", "docs/b.md"],
+        )
     assert fingerprint() == once and once[0] == first.rows + 1 == again.rows + 1
     assert first.first_day == dt.date(2025, 5, 5)
     assert set(first.incidents) == {"slow_provider", "retriever_outage", "expensive_model"}
     with postgres.connect() as conn:
-        sources = conn.execute(sa.text(
-            "SELECT DISTINCT c->>'source' FROM ai_dialogue_log, jsonb_array_elements(citations) c"
-            " WHERE jsonb_typeof(citations) = 'array'"
-        )).scalars().all()
-        real = conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log WHERE session_id = 'real-session'")).scalar()
+        sources = (
+            conn.execute(
+                sa.text(
+                    "SELECT DISTINCT c->>'source' FROM ai_dialogue_log, jsonb_array_elements(citations) c"
+                    " WHERE jsonb_typeof(citations) = 'array'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        real = conn.execute(
+            sa.text("SELECT count(*) FROM ai_dialogue_log WHERE session_id = 'real-session'")
+        ).scalar()
     assert set(sources) == {"docs/a.md", "docs/b.md", "doc-a"} and real == 1
 
 

@@ -7,10 +7,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from assets import partitions
 from assets.metrics import ai_dialogue_log, rag_metrics_history
-from pipelines import partitions
-from pipelines.jobs import metrics_job, nightly_job
-from pipelines.schedules import nightly_schedule
+from pipelines.location.jobs import metrics_job, nightly_job
+from pipelines.location.schedules import nightly_schedule
 from resources.postgres import PostgresResource
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -21,7 +21,9 @@ def definitions(postgres: PostgresResource | None = None) -> dg.Definitions:
         assets=[ai_dialogue_log, rag_metrics_history],
         jobs=[metrics_job, nightly_job],
         schedules=[nightly_schedule],
-        resources={"postgres": postgres or PostgresResource(database_url="postgresql+psycopg://unused/unused")},
+        resources={
+            "postgres": postgres or PostgresResource(database_url="postgresql+psycopg://unused/unused")
+        },
     )
 
 
@@ -41,7 +43,9 @@ def test_definitions_load_with_the_job_schedule_and_checks():
     graph = defs.resolve_asset_graph()
     key = dg.AssetKey("rag_metrics_history")
     assert {c.name for c in graph.asset_check_keys if c.asset_key == key} == {
-        "citation_rate", "latency_p95", "cost_per_answer",
+        "citation_rate",
+        "latency_p95",
+        "cost_per_answer",
     }
     assert graph.get(key).parent_keys == {dg.AssetKey("ai_dialogue_log")}
     assert rag_metrics_history.backfill_policy == dg.BackfillPolicy.single_run()
@@ -95,8 +99,10 @@ def test_partitions_are_tokyo_days_from_a_configurable_start(monkeypatch):
 def test_the_scheduled_run_computes_the_previous_day(postgres):
     with postgres.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO ai_dialogue_log (user_id, query, latency_ms, token_cost_jpy, created_at)"
-                    " VALUES ('u', 'q', 900, 1.0, :at)"),
+            sa.text(
+                "INSERT INTO ai_dialogue_log (user_id, query, latency_ms, token_cost_jpy, created_at)"
+                " VALUES ('u', 'q', 900, 1.0, :at)"
+            ),
             [{"at": dt.datetime(2025, 6, 14, h, tzinfo=JST)} for h in (0, 12, 23)],
         )
     (request,) = tick(dt.datetime(2025, 6, 15, 2, 0, tzinfo=JST))
@@ -107,5 +113,7 @@ def test_the_scheduled_run_computes_the_previous_day(postgres):
         rows = conn.execute(sa.text("SELECT date, total_queries FROM rag_metrics_history")).all()
     assert rows == [(dt.date(2025, 6, 14), 3)]
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {
-        "citation_rate", "latency_p95", "cost_per_answer",
+        "citation_rate",
+        "latency_p95",
+        "cost_per_answer",
     }

@@ -1,8 +1,8 @@
 import pytest
 import sqlalchemy as sa
 
-from resources import migrations
-from resources.postgres import mask_url, normalise_url
+from pipelines import migrations
+from pipelines.db import mask_url, normalise_url
 
 
 def test_migrations_are_recorded_and_idempotent(engine, tmp_path):
@@ -29,9 +29,15 @@ def test_new_migration_is_applied_in_order(engine, tmp_path):
     (tmp_path / "9999_extra_column.sql").write_text("ALTER TABLE extra_a ADD COLUMN b int;")
     assert migrations.apply_migrations(engine, tmp_path) == ["9998_extra_table.sql", "9999_extra_column.sql"]
     with engine.connect() as conn:
-        cols = conn.execute(
-            sa.text("SELECT column_name FROM information_schema.columns WHERE table_name='extra_a' ORDER BY 1")
-        ).scalars().all()
+        cols = (
+            conn.execute(
+                sa.text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name='extra_a' ORDER BY 1"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert cols == ["b", "id"]
 
 
@@ -43,7 +49,12 @@ def test_failed_migration_rolls_back_whole_file(engine, tmp_path):
         migrations.apply_migrations(engine, tmp_path)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT to_regclass('half_done')")).scalar() is None
-        assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations WHERE name='9999_broken.sql'")).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM schema_migrations WHERE name='9999_broken.sql'")
+            ).scalar()
+            == 0
+        )
 
 
 def test_badly_named_migration_is_rejected(tmp_path):

@@ -9,11 +9,13 @@ import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines.embedding import embed_pending
+from pipelines.embedders import OpenAIEmbedder
+from pipelines.embeddings import embed_pending
 from pipelines.lib.vector_index import index_name_for
-from pipelines.reembedding import active_model, build_model, coverage, drop_retired_embeddings, get_model
-from pipelines.sensors import embedding_model_change_sensor
-from resources.embedders import EmbedderResource, OpenAIEmbedder
+from pipelines.location.sensors import embedding_model_change_sensor
+from pipelines.models import active_model, coverage, drop_retired_embeddings, get_model
+from pipelines.reembedding import build_model
+from resources.embedders import EmbedderResource
 from tests.chunk_seed import add_chunks, chunk_texts
 from tests.fake_openai import FakeOpenAI
 
@@ -61,7 +63,9 @@ def corpus(postgres):
     with postgres.connect() as conn:
         texts = chunk_texts(59)
         add_chunks(conn, texts + [texts[0]])
-    dg.materialize([chunk_embeddings], resources={"postgres": postgres, "embedder": EmbedderResource(provider="local")})
+    dg.materialize(
+        [chunk_embeddings], resources={"postgres": postgres, "embedder": EmbedderResource(provider="local")}
+    )
     return texts
 
 
@@ -72,13 +76,21 @@ def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(post
         meta = metadata(to_small, "reembedding")
         # The duplicate text is sent once; everything else exactly once.
         assert sorted(fake.texts_embedded) == sorted(corpus)
-        assert meta["chunks_embedded"] == 60 and meta["estimated_tokens"] > 0 and meta["previous_active_model"] == LOCAL
+        assert (
+            meta["chunks_embedded"] == 60
+            and meta["estimated_tokens"] > 0
+            and meta["previous_active_model"] == LOCAL
+        )
         assert checks(to_small) == {"covers_every_chunk": True, "hnsw_recall_at_10": True}
         with postgres.connect() as conn:
             assert statuses(conn) == {LOCAL: "retired", SMALL: "active"}
-            assert "vector(1536)" in index_def(conn, SMALL, 1536) and "vector_cosine_ops" in index_def(conn, SMALL, 1536)
+            assert "vector(1536)" in index_def(conn, SMALL, 1536) and "vector_cosine_ops" in index_def(
+                conn, SMALL, 1536
+            )
             assert index_def(conn, LOCAL, 384) is not None  # kept through the grace period
-            assert conn.execute(sa.text("SELECT count(*), min(vector_dims(embedding)) FROM active_chunk_embeddings")).one() == (60, 1536)
+            assert conn.execute(
+                sa.text("SELECT count(*), min(vector_dims(embedding)) FROM active_chunk_embeddings")
+            ).one() == (60, 1536)
 
         back = reembed(postgres, EmbedderResource(provider="local"))
         assert back.success
@@ -92,7 +104,9 @@ def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(post
         assert metadata(again, "embedding_model_switch")["switched"] is True
         with postgres.connect() as conn:
             assert statuses(conn) == {LOCAL: "retired", SMALL: "active"}
-            history = conn.execute(sa.text("SELECT from_model, to_model FROM embedding_model_switches ORDER BY id")).all()
+            history = conn.execute(
+                sa.text("SELECT from_model, to_model FROM embedding_model_switches ORDER BY id")
+            ).all()
     assert [tuple(r) for r in history] == [(LOCAL, SMALL), (SMALL, LOCAL), (LOCAL, SMALL)]
 
 
@@ -107,9 +121,13 @@ def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres
             with engine.connect() as conn:
                 while not stop.is_set():
                     seen.append(
-                        tuple(conn.execute(sa.text(
-                            "SELECT count(*), count(DISTINCT model), min(model) FROM active_chunk_embeddings"
-                        )).one())
+                        tuple(
+                            conn.execute(
+                                sa.text(
+                                    "SELECT count(*), count(DISTINCT model), min(model) FROM active_chunk_embeddings"
+                                )
+                            ).one()
+                        )
                     )
         except sa.exc.SQLAlchemyError as exc:  # surfaced by the assertion below
             errors.append(exc)
@@ -175,9 +193,15 @@ def test_interrupted_re_embedding_resumes_without_resending_finished_chunks(post
             build_model(conn, embedder)
         monkeypatch.setattr(OpenAIEmbedder, "embed", real_embed)
         with postgres.connect() as conn:
-            finished = set(conn.execute(sa.text(
-                "SELECT c.content FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id"
-                " WHERE e.model = :m"), {"m": SMALL}).scalars())
+            finished = set(
+                conn.execute(
+                    sa.text(
+                        "SELECT c.content FROM chunk_embeddings e JOIN document_chunks c ON c.id = e.chunk_id"
+                        " WHERE e.model = :m"
+                    ),
+                    {"m": SMALL},
+                ).scalars()
+            )
             assert 0 < len(finished) < len(corpus)
             assert active_model(conn).name == LOCAL and get_model(conn, SMALL).status == "building"
 
@@ -210,7 +234,12 @@ def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_
             assert drop_retired_embeddings(conn, 30).total == 0
             dropped = drop_retired_embeddings(conn, 0, batch_size=7)
             assert dropped.deleted == {LOCAL: 60}
-            assert conn.execute(sa.text("SELECT count(*) FROM chunk_embeddings WHERE model = :m"), {"m": LOCAL}).scalar_one() == 0
+            assert (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM chunk_embeddings WHERE model = :m"), {"m": LOCAL}
+                ).scalar_one()
+                == 0
+            )
             assert index_def(conn, LOCAL, 384) is None
             assert get_model(conn, LOCAL).embeddings_dropped_at is not None
             assert conn.execute(sa.text("SELECT count(*) FROM active_chunk_embeddings")).scalar_one() == 60
@@ -233,8 +262,11 @@ def test_switch_is_blocked_while_the_new_model_misses_chunks(postgres, corpus):
 
 def test_sensor_launches_once_per_configuration_change(postgres, corpus):
     with FakeOpenAI() as fake:
+
         def evaluate(embedder, cursor):
-            ctx = dg.build_sensor_context(cursor=cursor, resources={"postgres": postgres, "embedder": embedder})
+            ctx = dg.build_sensor_context(
+                cursor=cursor, resources={"postgres": postgres, "embedder": embedder}
+            )
             return embedding_model_change_sensor(ctx), ctx.cursor
 
         same, cursor = evaluate(EmbedderResource(provider="local"), None)
@@ -258,4 +290,3 @@ def test_a_build_abandoned_by_changing_back_is_retired_and_its_vectors_reused_la
         fake.reset_counts()
         assert reembed(postgres, openai_embedder(fake)).success
         assert fake.request_count == 0
-

@@ -17,7 +17,12 @@ from pipelines.lib.vector_index import (
 
 
 def test_vector_up_to_2000_dimensions_halfvec_above_and_no_index_beyond_4000():
-    small, edge, large, huge = index_plan("m", 1536), index_plan("m", 2000), index_plan("m", 3072), index_plan("m", 4001)
+    small, edge, large, huge = (
+        index_plan("m", 1536),
+        index_plan("m", 2000),
+        index_plan("m", 3072),
+        index_plan("m", 4001),
+    )
     assert (small.vector_type, small.opclass, small.indexable) == ("vector(1536)", "vector_cosine_ops", True)
     assert edge.vector_type == "vector(2000)"
     assert (large.vector_type, large.opclass) == ("halfvec(3072)", "halfvec_cosine_ops")
@@ -38,7 +43,9 @@ def test_real_model_names_are_accepted(name):
     assert validate_model_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "x'; DROP TABLE chunk_embeddings; --", "a b", "-lead", "é", "x" * 201, None])
+@pytest.mark.parametrize(
+    "name", ["", "x'; DROP TABLE chunk_embeddings; --", "a b", "-lead", "é", "x" * 201, None]
+)
 def test_names_that_could_break_out_of_a_literal_are_refused(name):
     with pytest.raises(IndexConfigError):
         validate_model_name(name)
@@ -59,7 +66,9 @@ def test_dimensions_must_be_positive_integers_within_pgvector_limits():
             index_plan("m", bad)
 
 
-@pytest.mark.parametrize("raw, kb", [("512MB", 524288), ("2GB", 2097152), ("65536kB", 65536), (" 1 GB ", 1048576)])
+@pytest.mark.parametrize(
+    "raw, kb", [("512MB", 524288), ("2GB", 2097152), ("65536kB", 65536), (" 1 GB ", 1048576)]
+)
 def test_maintenance_work_mem_is_normalised_to_kilobytes(raw, kb):
     assert validate_pg_memory(raw) == f"{kb}kB"
 

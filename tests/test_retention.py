@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from assets.retention import retention_sweep
-from pipelines.ingest import sync_documents
-from pipelines.lib.retention import ProvenanceDefaults, add_years
+from pipelines.lib.provenance import ProvenanceDefaults, add_years
 from pipelines.retention import RETENTION_LOCK_KEY, count_expired_unprotected, sweep_expired
+from pipelines.sources import sync_documents
 from resources.sources import ContentSourcesResource
 
 JST = ZoneInfo("Asia/Tokyo")

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipelines.lib.retention import (
+from pipelines.lib.provenance import (
     ProvenanceDefaults,
     ProvenanceError,
     add_years,

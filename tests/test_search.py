@@ -7,11 +7,12 @@ import sqlalchemy as sa
 from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
 from pipelines import search as search_cli
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, measure_recall, set_local
 from pipelines.lib.vector_index import index_name_for, index_plan
-from pipelines.reembedding import INDEX_SCAN_SETTINGS, active_model, measure_recall, set_local
+from pipelines.models import active_model
 from pipelines.search import SearchError, search
+from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
-from resources.sql import load_sql
 from tests.chunk_seed import add_chunks, chunk_texts
 from tests.fake_openai import FakeOpenAI
 
@@ -49,7 +50,9 @@ def test_search_uses_the_models_partial_hnsw_index(postgres, texts):
         vector = conn.execute(sa.text("SELECT embedding FROM chunk_embeddings LIMIT 1")).scalar_one()
         set_local(conn, INDEX_SCAN_SETTINGS)
         sql = "EXPLAIN " + load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)
-        explain = "\n".join(conn.execute(sa.text(sql), {"model": model.name, "query": vector, "k": 5}).scalars())
+        explain = "\n".join(
+            conn.execute(sa.text(sql), {"model": model.name, "query": vector, "k": 5}).scalars()
+        )
     assert f"Index Scan using {index_name_for(model.name, model.dimensions)}" in explain
 
 

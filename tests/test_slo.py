@@ -19,12 +19,25 @@ def test_good_day_meets_every_target():
     assert doc["overallMet"] is True
     assert doc["citationRate"] == {"target": 70.0, "actual": 80.0, "met": True}
     assert doc["latencyP95"] == {"target": 3000.0, "actual": 2500.0, "met": True}
-    assert set(doc) == {"citationRate", "latencyP50", "latencyP95", "costPerAnswer", "relevanceScore", "overallMet"}
+    assert set(doc) == {
+        "citationRate",
+        "latencyP50",
+        "latencyP95",
+        "costPerAnswer",
+        "relevanceScore",
+        "overallMet",
+    }
 
 
 def test_targets_are_inclusive_bounds():
-    day = {**GOOD_DAY, "citation_rate": 70.0, "latency_p50_ms": 1500.0, "latency_p95_ms": 3000.0,
-           "cost_per_answer": 3.0, "average_relevance_score": 0.7}
+    day = {
+        **GOOD_DAY,
+        "citation_rate": 70.0,
+        "latency_p50_ms": 1500.0,
+        "latency_p95_ms": 3000.0,
+        "cost_per_answer": 3.0,
+        "average_relevance_score": 0.7,
+    }
     doc = slo.evaluate_slo(day)
     assert all(doc[k]["met"] for k in doc if k != "overallMet")
     assert doc["overallMet"] is True
@@ -47,17 +60,26 @@ def test_one_missed_target_fails_the_day(column, value, key):
 
 
 def test_metric_without_data_is_not_counted():
-    doc = slo.evaluate_slo({**GOOD_DAY, "latency_p50_ms": None, "latency_p95_ms": None,
-                            "average_relevance_score": float("nan")})
+    doc = slo.evaluate_slo(
+        {**GOOD_DAY, "latency_p50_ms": None, "latency_p95_ms": None, "average_relevance_score": float("nan")}
+    )
     assert doc["latencyP50"] == {"target": 1500.0, "actual": None, "met": None}
     assert doc["relevanceScore"]["met"] is None
     assert doc["overallMet"] is True
-    assert slo.evaluate_slo({**GOOD_DAY, "latency_p95_ms": None, "citation_rate": 10.0})["overallMet"] is False
+    assert (
+        slo.evaluate_slo({**GOOD_DAY, "latency_p95_ms": None, "citation_rate": 10.0})["overallMet"] is False
+    )
 
 
 def test_day_without_queries_has_no_verdict():
-    empty = {"total_queries": 0, "citation_rate": None, "latency_p50_ms": None, "latency_p95_ms": None,
-             "cost_per_answer": None, "average_relevance_score": None}
+    empty = {
+        "total_queries": 0,
+        "citation_rate": None,
+        "latency_p50_ms": None,
+        "latency_p95_ms": None,
+        "cost_per_answer": None,
+        "average_relevance_score": None,
+    }
     doc = slo.evaluate_slo(empty)
     assert doc["overallMet"] is None
     assert all(doc[k]["met"] is None for k in doc if k != "overallMet")
@@ -123,7 +145,9 @@ def test_threshold_outcome_is_the_worst_day_and_lists_breaches():
 def test_threshold_outcome_warn_only_and_pass():
     t = THRESHOLDS["latency_p95"]
     assert slo.evaluate_threshold([{"date": "d1", "latency_p95_ms": 4000.0}], t).severity == slo.WARN
-    ok = slo.evaluate_threshold([{"date": "d1", "latency_p95_ms": 1000.0}, {"date": "d2", "latency_p95_ms": None}], t)
+    ok = slo.evaluate_threshold(
+        [{"date": "d1", "latency_p95_ms": 1000.0}, {"date": "d2", "latency_p95_ms": None}], t
+    )
     assert ok.passed and ok.breaches == []
 
 

@@ -103,7 +103,9 @@ def parse_markdown(raw: bytes, source_key: str, source: str = "local") -> Parsed
     return ParsedDocument(source=source, source_key=source_key, title=title, content=body, metadata=meta)
 
 
-def read_markdown_file(path: str | os.PathLike, source_key: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDocument:
+def read_markdown_file(
+    path: str | os.PathLike, source_key: str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ParsedDocument:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:

@@ -35,9 +35,7 @@ def embed_text(text: str, dimensions: int) -> np.ndarray:
     words = [w.lower() for w in _WORD.findall(text)]
     word_h = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
     feats = np.concatenate([word_h, _char_ngram_hashes(text, 2), _char_ngram_hashes(text, 3)])
-    weights = np.concatenate(
-        [np.full(len(word_h), 2.0), np.full(len(feats) - len(word_h), 1.0)]
-    )
+    weights = np.concatenate([np.full(len(word_h), 2.0), np.full(len(feats) - len(word_h), 1.0)])
     vec = np.zeros(dimensions, dtype=np.float64)
     if len(feats):
         buckets = (feats % np.uint64(dimensions)).astype(np.int64)

@@ -20,9 +20,13 @@ def model_change_decision(configured: str, active: str | None, cursor: str | Non
     (A → B → A → B) launches again.
     """
     if active is None:
-        return SensorDecision(False, cursor, "no active embedding model yet: the ingestion job registers the first one")
+        return SensorDecision(
+            False, cursor, "no active embedding model yet: the ingestion job registers the first one"
+        )
     if configured == active:
         return SensorDecision(False, configured, f"the configured model {configured} is the active one")
     if cursor == configured:
         return SensorDecision(False, cursor, f"re-embedding for {configured} was already launched")
-    return SensorDecision(True, configured, f"the configured model {configured} differs from the active {active}")
+    return SensorDecision(
+        True, configured, f"the configured model {configured} differs from the active {active}"
+    )

@@ -111,16 +111,28 @@ def default_thresholds(
 ) -> tuple[AlertThreshold, ...]:
     return (
         AlertThreshold(
-            "citation_rate", "citation_rate", "below",
-            citation_rate_warn_below_pct, citation_rate_error_below_pct, " %",
+            "citation_rate",
+            "citation_rate",
+            "below",
+            citation_rate_warn_below_pct,
+            citation_rate_error_below_pct,
+            " %",
         ),
         AlertThreshold(
-            "latency_p95", "latency_p95_ms", "above",
-            latency_p95_warn_above_ms, latency_p95_error_above_ms, " ms",
+            "latency_p95",
+            "latency_p95_ms",
+            "above",
+            latency_p95_warn_above_ms,
+            latency_p95_error_above_ms,
+            " ms",
         ),
         AlertThreshold(
-            "cost_per_answer", "cost_per_answer", "above",
-            cost_per_answer_warn_above_jpy, cost_per_answer_error_above_jpy, " JPY",
+            "cost_per_answer",
+            "cost_per_answer",
+            "above",
+            cost_per_answer_warn_above_jpy,
+            cost_per_answer_error_above_jpy,
+            " JPY",
         ),
     )
 

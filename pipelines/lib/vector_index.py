@@ -55,8 +55,14 @@ def validate_model_name(name: str) -> str:
 
 
 def validate_dimensions(dimensions: int) -> int:
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_DIMENSIONS:
-        raise IndexConfigError(f"embedding dimensions must be an integer in 1..{MAX_DIMENSIONS}, got {dimensions!r}")
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= MAX_DIMENSIONS
+    ):
+        raise IndexConfigError(
+            f"embedding dimensions must be an integer in 1..{MAX_DIMENSIONS}, got {dimensions!r}"
+        )
     return dimensions
 
 
@@ -118,7 +124,10 @@ def split_model_name(name: str) -> tuple[str, int | None]:
 
 
 def recall_at_k(
-    approximate: Sequence[tuple[object, float]], exact: Sequence[tuple[object, float]], k: int, tolerance: float = 1e-6
+    approximate: Sequence[tuple[object, float]],
+    exact: Sequence[tuple[object, float]],
+    k: int,
+    tolerance: float = 1e-6,
 ) -> float:
     """Share of the true top k that the approximate search found; both are rankings of (id, distance).
 

@@ -1,5 +1,4 @@
-"""Source documents and chunks in the database: the work behind the `source_documents` and
-`document_chunks` assets."""
+"""Source documents in the database: the work behind the `source_documents` asset."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines.lib.chunking import chunk_markdown, chunker_fingerprint
 from pipelines.lib.documents import (
     ParsedDocument,
     SourceItemError,
@@ -19,14 +17,20 @@ from pipelines.lib.documents import (
     read_markdown_file,
     row_document,
 )
-from pipelines.lib.retention import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
+from pipelines.lib.provenance import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
 from pipelines.retention import RETENTION_LOCK_KEY
-from resources.retention import retention_defaults_from_env
-from resources.sources import ContentSourcesResource, IdentifierError, TableSource, validate_identifier
-from resources.sql import query
+from pipelines.sql import query
+from resources.sources import (
+    ContentSourcesResource,
+    IdentifierError,
+    TableSource,
+    retention_defaults_from_env,
+    validate_identifier,
+)
 
 UPSERT_BATCH = 500
-CHUNK_PAGE = 200
+
+
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
@@ -40,14 +44,6 @@ class SyncStats:
     skipped_expired: int = 0
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, key, reason)
     per_source: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class ChunkStats:
-    documents_chunked: int = 0
-    chunks_written: int = 0
-    chunks_unchanged: int = 0
-    chunks_deleted: int = 0
 
 
 def _markdown_files(root: Path) -> list[tuple[str, str]]:
@@ -65,7 +61,9 @@ def _markdown_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def scan_markdown(sources: ContentSourcesResource, stats: SyncStats) -> tuple[list[ParsedDocument], set[str]] | None:
+def scan_markdown(
+    sources: ContentSourcesResource, stats: SyncStats
+) -> tuple[list[ParsedDocument], set[str]] | None:
     """Parsed documents and every key seen (including ones that failed), or None if the scan is impossible."""
     root = sources.content_path
     if not root.is_dir():
@@ -81,7 +79,9 @@ def scan_markdown(sources: ContentSourcesResource, stats: SyncStats) -> tuple[li
     return docs, seen
 
 
-def scan_table(conn: sa.Connection, spec: TableSource, stats: SyncStats) -> tuple[list[ParsedDocument], set[str]] | None:
+def scan_table(
+    conn: sa.Connection, spec: TableSource, stats: SyncStats
+) -> tuple[list[ParsedDocument], set[str]] | None:
     source = f"table:{spec.table}"
     try:
         parts = validate_identifier(spec.table, "table")
@@ -107,7 +107,9 @@ def scan_table(conn: sa.Connection, spec: TableSource, stats: SyncStats) -> tupl
     )
     missing = [c for c in dict.fromkeys(columns) if c not in existing]
     if missing:
-        stats.errors.append((source, spec.table, f"table {spec.table!r} has no column(s) {', '.join(missing)}"))
+        stats.errors.append(
+            (source, spec.table, f"table {spec.table!r} has no column(s) {', '.join(missing)}")
+        )
         return None
     q = conn.dialect.identifier_preparer.quote
     table_sql = ".".join(q(p) for p in parts)
@@ -192,7 +194,9 @@ def _apply_source(
                     for d in fresh
                 ],
             )
-            conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh))
+            conn.execute(
+                query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh)
+            )
         conn.commit()
         stats.inserted_or_updated += len(fresh)
     # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
@@ -203,7 +207,9 @@ def _apply_source(
         conn.commit()
     gone = sorted(set(existing) - seen)
     if gone:
-        stats.deleted += conn.execute(query("delete_missing_source_documents"), {"source": source, "keys": gone}).rowcount
+        stats.deleted += conn.execute(
+            query("delete_missing_source_documents"), {"source": source, "keys": gone}
+        ).rowcount
         conn.commit()
     stats.scanned += len(docs)
     stats.per_source[source] = len(docs)
@@ -243,49 +249,3 @@ def record_ingestion_errors(conn: sa.Connection, sources: Iterable[str], errors:
             query("replace_ingestion_errors"),
             [{"source": s, "source_key": k, "error": e} for s, k, e in errors],
         )
-
-
-def chunk_documents(conn: sa.Connection, max_chars: int, overlap: int) -> ChunkStats:
-    """Re-chunk the documents whose content or chunker settings changed, a page per transaction."""
-    fingerprint = chunker_fingerprint(max_chars, overlap)
-    stats = ChunkStats()
-    after_id = 0
-    while True:
-        docs = conn.execute(
-            query("select_documents_to_chunk"), {"fingerprint": fingerprint, "after_id": after_id, "limit": CHUNK_PAGE}
-        ).all()
-        if not docs:
-            break
-        after_id = docs[-1].id
-        rows, ids, counts = [], [], []
-        for doc in docs:
-            chunks = chunk_markdown(doc.content, max_chars, overlap)
-            ids.append(doc.id)
-            counts.append(len(chunks))
-            rows.extend(
-                {
-                    "document_id": doc.id,
-                    "chunk_index": c.index,
-                    "content": c.content,
-                    "content_sha256": c.content_sha256,
-                    "char_start": c.char_start,
-                    "char_end": c.char_end,
-                    "token_count": c.token_count,
-                    "metadata": json.dumps({"heading_path": list(c.heading_path)}, ensure_ascii=False),
-                }
-                for c in chunks
-            )
-        # rowcount counts inserted plus actually-changed rows: the upsert skips identical ones.
-        written = conn.execute(query("upsert_document_chunks"), rows).rowcount if rows else 0
-        stats.chunks_written += written
-        stats.chunks_unchanged += len(rows) - written
-        stats.chunks_deleted += conn.execute(
-            query("delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
-        ).rowcount
-        conn.execute(
-            query("mark_documents_chunked"),
-            {"fingerprint": fingerprint, "document_ids": ids, "content_sha256s": [d.content_sha256 for d in docs]},
-        )
-        conn.commit()
-        stats.documents_chunked += len(docs)
-    return stats

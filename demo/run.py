@@ -13,8 +13,8 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
-from pipelines.definitions import defs  # noqa: E402
-from resources.sql import query  # noqa: E402
+from pipelines.location.definitions import defs  # noqa: E402
+from pipelines.sql import query  # noqa: E402
 
 DEMO_DAYS = 30
 # The summary below is the output; the runs' event logs are in the UI.
@@ -54,7 +54,9 @@ def main() -> None:
     yesterday = yesterday_jst()
     first_day = yesterday - dt.timedelta(days=DEMO_DAYS - 1)
     with postgres.connect() as conn:
-        dialogue = load_demo_dialogue(conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn))
+        dialogue = load_demo_dialogue(
+            conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn)
+        )
         conn.commit()
     # All demo days in one run and one SQL pass, the way a UI backfill of a range runs.
     _run(
@@ -81,7 +83,9 @@ def main() -> None:
         f" API requests {emb_first.get('requests', 0) + emb_nightly.get('requests', 0)},"
         f" failed {s['embedding_errors']}"
     )
-    print(f"dialogue log   {s['dialogue_rows']} rows ({dialogue.rows} demo rows for {first_day}..{yesterday})")
+    print(
+        f"dialogue log   {s['dialogue_rows']} rows ({dialogue.rows} demo rows for {first_day}..{yesterday})"
+    )
     print(
         f"metrics days   {s['metrics_days']} ({s['first_day']}..{s['last_day']}),"
         f" {s['days_meeting_slo']} meeting every SLO"
@@ -91,7 +95,9 @@ def main() -> None:
             f"sweeps         deleted {sweep.get('deleted', 0)}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
             f" expiring within 30 days {sweep.get('expiring_next_30_days', 0)}"
         )
-    print(f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them")
+    print(
+        f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them"
+    )
 
 
 if __name__ == "__main__":

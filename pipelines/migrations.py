@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from resources.sql import MIGRATIONS_DIR
+from pipelines.sql import MIGRATIONS_DIR
 
 # Any constant works; it only has to be the same in every process that migrates this database.
 MIGRATION_LOCK_KEY = 7_300_120_001

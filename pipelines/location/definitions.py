@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
-from pipelines.jobs import ingestion_job, metrics_job, nightly_job, reembedding_job
-from pipelines.resources import build_resources
-from pipelines.schedules import nightly_schedule
-from pipelines.sensors import embedding_model_change_sensor
+from pipelines.location.jobs import ingestion_job, metrics_job, nightly_job, reembedding_job
+from pipelines.location.resources import build_resources
+from pipelines.location.schedules import nightly_schedule
+from pipelines.location.sensors import embedding_model_change_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),

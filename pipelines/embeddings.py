@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
+from pipelines.embedders import EmbeddingError, ModelSpec
 from pipelines.lib.batching import minimum_requests, plan_batches
-from resources.embedders import EmbedderResource, EmbeddingError, ModelSpec
-from resources.sql import load_sql, query
+from pipelines.models import register_model
+from pipelines.sql import load_sql, query
+from resources.embedders import EmbedderResource
 
 # Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
 _INPUT_ERROR_STATUSES = {400, 413, 422}
@@ -58,28 +60,21 @@ class EmbedStats:
     failures: list[tuple[int, str]] = field(default_factory=list)  # (chunk id, reason), a sample
 
 
-def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
-    status = conn.execute(
-        query("register_embedding_model"),
-        {
-            "name": spec.name,
-            "provider": spec.provider,
-            "dimensions": spec.dimensions,
-            "price": spec.price_per_million_tokens,
-        },
-    ).scalar_one()
-    conn.commit()
-    return status
-
-
 def write_embeddings(
-    conn: sa.Connection, model: str, chunk_ids: Sequence[int], shas: Sequence[str], tokens: Sequence[int], vectors
+    conn: sa.Connection,
+    model: str,
+    chunk_ids: Sequence[int],
+    shas: Sequence[str],
+    tokens: Sequence[int],
+    vectors,
 ) -> int:
     """Replace the chunks' embeddings for `model` with binary COPY; the caller commits.
 
     Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
     retention sweep or a new chunking may run beside an embedding run)."""
-    current = dict(conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}).tuples().all())
+    current = dict(
+        conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}).tuples().all()
+    )
     keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
     ids = [chunk_ids[i] for i in keep]
     if not ids:
@@ -94,7 +89,9 @@ def write_embeddings(
     return len(ids)
 
 
-def record_failures(conn: sa.Connection, model: str, items: Sequence[PendingText], reason: str, details: str | None):
+def record_failures(
+    conn: sa.Connection, model: str, items: Sequence[PendingText], reason: str, details: str | None
+):
     ids = [cid for it in items for cid in it.chunk_ids]
     shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
     conn.execute(
@@ -136,17 +133,23 @@ def embed_pending(
     stats.model_status = register_model(conn, spec)
     stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
 
-    stats.chunks_reused = conn.execute(query("reuse_embeddings_by_content_hash"), {"model": spec.name}).rowcount
+    stats.chunks_reused = conn.execute(
+        query("reuse_embeddings_by_content_hash"), {"model": spec.name}
+    ).rowcount
     conn.commit()
 
-    rows = conn.execute(query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}).all()
+    rows = conn.execute(
+        query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
+    ).all()
     conn.commit()
     pending = collect_pending(rows)
     oversize = [p for p in pending if p.tokens > embedder.max_input_tokens]
     if oversize:
         reason = f"input exceeds the model's {embedder.max_input_tokens}-token limit"
         stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
-        record_failures(conn, spec.name, oversize, reason, "token counts are estimates; split the source text")
+        record_failures(
+            conn, spec.name, oversize, reason, "token counts are estimates; split the source text"
+        )
         stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
         pending = [p for p in pending if p.tokens <= embedder.max_input_tokens]
     stats.unique_texts = len(pending)
@@ -167,8 +170,13 @@ def embed_pending(
         )
 
     token_counts = [p.tokens for p in pending]
-    stats.minimum_requests = minimum_requests(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)
-    batches = [[pending[i] for i in b] for b in plan_batches(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)]
+    stats.minimum_requests = minimum_requests(
+        token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens
+    )
+    batches = [
+        [pending[i] for i in b]
+        for b in plan_batches(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)
+    ]
     if batches:
         log(f"embedding {stats.unique_texts} texts in {len(batches)} requests with {spec.name}")
         _run_batches(conn, embedder, spec, batches, stats, log)

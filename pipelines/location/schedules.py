@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.jobs import nightly_job
+from pipelines.location.jobs import nightly_job
 
 # The partitions are Asia/Tokyo days, so the tick at 02:00 JST on D runs partition D-1: the last day
 # that is complete, with two hours for late log writes to land.

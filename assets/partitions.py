@@ -7,7 +7,9 @@ import os
 
 import dagster as dg
 
-METRICS_TIMEZONE = "Asia/Tokyo"
+from pipelines.lib.timezone import BUSINESS_TIMEZONE
+
+METRICS_TIMEZONE = BUSINESS_TIMEZONE
 DEFAULT_METRICS_START_DATE = "2025-01-01"
 
 
@@ -22,4 +24,6 @@ def metrics_start_date() -> str:
 
 
 # end_offset=0: a day becomes a partition only once it is over in Tokyo, so nobody computes a half day.
-daily_jst_partitions = dg.DailyPartitionsDefinition(start_date=metrics_start_date(), timezone=METRICS_TIMEZONE)
+daily_jst_partitions = dg.DailyPartitionsDefinition(
+    start_date=metrics_start_date(), timezone=METRICS_TIMEZONE
+)

@@ -1,0 +1,147 @@
+"""Embedding providers behind one `Embedder` interface: `openai` (any OpenAI-compatible server) and
+`local` (the offline hashing embedder). Plain objects: the work layer is handed one of these, never a
+Dagster resource."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from pipelines.lib.hashing_embedder import embed_texts
+from pipelines.lib.tokens import estimate_tokens
+
+LOCAL_MODEL = "local-hash-v1"
+
+
+LOCAL_DEFAULT_DIMENSIONS = 384
+
+
+OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
+
+
+# Native dimensions and list prices (USD per 1M tokens) of OpenAI's embedding models.
+KNOWN_MODELS: dict[str, tuple[int, float]] = {
+    "text-embedding-3-small": (1536, 0.02),
+    "text-embedding-3-large": (3072, 0.13),
+    "text-embedding-ada-002": (1536, 0.10),
+    LOCAL_MODEL: (LOCAL_DEFAULT_DIMENSIONS, 0.0),
+}
+
+
+class EmbeddingError(RuntimeError):
+    """A request that failed for good (after the client's retries); its inputs are recorded as failed."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class EmbeddingConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows a model by. `name` includes the dimension when it is not the native one."""
+
+    name: str
+    provider: str
+    model: str
+    dimensions: int
+    price_per_million_tokens: float
+
+    def cost_usd(self, tokens: int) -> float:
+        return tokens * self.price_per_million_tokens / 1_000_000
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: np.ndarray
+    tokens: int
+
+
+class Embedder(Protocol):
+    spec: ModelSpec
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult: ...
+
+
+def decode_vectors(data: Sequence, n_inputs: int, dimensions: int) -> np.ndarray:
+    """Validate an embeddings response's `data` and return an (n_inputs, dimensions) float32 array."""
+    if len(data) != n_inputs:
+        raise EmbeddingError(f"response has {len(data)} embeddings for {n_inputs} inputs")
+    out = np.empty((n_inputs, dimensions), dtype=np.float32)
+    seen = set()
+    for item in data:
+        index = getattr(item, "index", None)
+        if not isinstance(index, int) or not 0 <= index < n_inputs or index in seen:
+            raise EmbeddingError(f"response has a missing, duplicate or out-of-range index {index!r}")
+        seen.add(index)
+        raw = item.embedding
+        if isinstance(raw, str):
+            try:
+                vec = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
+            except (binascii.Error, ValueError):
+                raise EmbeddingError(f"embedding {index} is not valid base64 float32 data") from None
+        else:
+            vec = np.asarray(raw, dtype=np.float32)
+        if vec.shape != (dimensions,):
+            raise EmbeddingError(
+                f"embedding {index} has dimension {vec.shape[0] if vec.ndim else 0}, expected {dimensions}"
+            )
+        if not np.all(np.isfinite(vec)):
+            raise EmbeddingError(f"embedding {index} contains NaN or infinite values")
+        out[index] = vec
+    return out
+
+
+class LocalEmbedder:
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        return EmbedResult(embed_texts(list(texts), self.spec.dimensions), sum(map(estimate_tokens, texts)))
+
+
+class OpenAIEmbedder:
+    def __init__(self, spec: ModelSpec, client, send_dimensions: bool):
+        self.spec = spec
+        self._client = client
+        self._send_dimensions = send_dimensions
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        import openai
+
+        extra = {"dimensions": self.spec.dimensions} if self._send_dimensions else {}
+        try:
+            resp = self._client.embeddings.create(
+                model=self.spec.model, input=list(texts), encoding_format="base64", **extra
+            )
+        except openai.APIStatusError as exc:
+            raise EmbeddingError(
+                f"HTTP {exc.status_code} from the embeddings API: {_short(exc.message)}",
+                status=exc.status_code,
+            ) from None
+        except openai.APITimeoutError:
+            raise EmbeddingError("the embeddings API timed out (after retries)") from None
+        except openai.APIConnectionError as exc:
+            raise EmbeddingError(f"could not reach the embeddings API: {_short(str(exc))}") from None
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            # The client surfaces a body that is not JSON as a plain JSONDecodeError.
+            raise EmbeddingError(f"malformed response from the embeddings API: {_short(str(exc))}") from None
+        data = getattr(resp, "data", None)
+        if not isinstance(data, list):
+            raise EmbeddingError("malformed response from the embeddings API: no `data` list")
+        vectors = decode_vectors(data, len(texts), self.spec.dimensions)
+        usage = getattr(resp, "usage", None)
+        tokens = getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", None)
+        return EmbedResult(vectors, int(tokens) if tokens else sum(map(estimate_tokens, texts)))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

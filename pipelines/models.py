@@ -1,0 +1,220 @@
+"""The embedding model registry: which model readers use, registration, coverage, the atomic switch,
+and the clean-up of retired models' vectors.
+
+Readers only ever see `embedding_models.status = 'active'` (the `active_chunk_embeddings` view and
+search). The switch is one transaction that re-checks coverage under a lock, so a reader's statement
+sees either the old model complete or the new one complete. Retired vectors stay for a grace period so
+that switching back costs no API call, then go in bounded batches together with their index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from pipelines.embedders import EmbeddingConfigError, ModelSpec
+from pipelines.hnsw import drop_hnsw_index
+from pipelines.lib.vector_index import (
+    split_model_name,
+)
+from pipelines.sql import query
+from resources.embedders import EmbedderResource
+
+# Serialises switches, re-openings and clean-ups across processes; any constant unique to this purpose.
+REEMBEDDING_LOCK_KEY = 7_300_120_005
+
+
+DELETE_BATCH = 10_000
+
+
+class CoverageError(RuntimeError):
+    """The model to activate lacks vectors for some current chunks; switching would hide them from readers."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    provider: str
+    dimensions: int
+    price_per_million_tokens: float
+    status: str
+    activated_at: datetime | None = None
+    retired_at: datetime | None = None
+    embeddings_dropped_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    model: str
+    total_chunks: int
+    missing: int
+    sample_missing: tuple[int, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    target: str
+    previous: str | None
+    switched: bool
+    chunks_covered: int
+
+
+@dataclass
+class CleanupResult:
+    deleted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+
+def _model(row) -> RegisteredModel:
+    return RegisteredModel(
+        name=row.name,
+        provider=row.provider,
+        dimensions=row.dimensions,
+        price_per_million_tokens=float(row.price_per_million_tokens),
+        status=row.status,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+        embeddings_dropped_at=row.embeddings_dropped_at,
+    )
+
+
+def active_model(conn: sa.Connection) -> RegisteredModel | None:
+    row = conn.execute(query("select_active_embedding_model")).one_or_none()
+    return _model(row) if row else None
+
+
+def get_model(conn: sa.Connection, name: str) -> RegisteredModel | None:
+    row = conn.execute(query("select_embedding_models"), {"name": name}).one_or_none()
+    return _model(row) if row else None
+
+
+def list_models(conn: sa.Connection) -> list[RegisteredModel]:
+    return [_model(r) for r in conn.execute(query("select_embedding_models"), {"name": None})]
+
+
+def embedder_for_model(configured: EmbedderResource, model: RegisteredModel) -> EmbedderResource:
+    """The configured resource (key, endpoint, limits, budget) pointed at a registered model instead."""
+    base, _ = split_model_name(model.name)
+    fields = {name: getattr(configured, name) for name in type(configured).model_fields}
+    fields.update(
+        provider=model.provider,
+        model=base,
+        dimensions=model.dimensions,
+        price_per_million_tokens=model.price_per_million_tokens,
+    )
+    derived = type(configured)(**fields)
+    name = derived.spec().name
+    if name != model.name:
+        raise EmbeddingConfigError(
+            f"registered model {model.name!r} cannot be rebuilt from its name (got {name!r})"
+        )
+    return derived
+
+
+def coverage(conn: sa.Connection, model: str) -> Coverage:
+    row = conn.execute(query("count_chunks_missing_embedding"), {"model": model}).one()
+    return Coverage(model, row.total, row.missing, tuple(row.sample or ()))
+
+
+def switch_active_model(conn: sa.Connection, target: str, run_id: str | None = None) -> SwitchResult:
+    """Make `target` active and the current active model retired, in one transaction.
+
+    Coverage is checked again inside the transaction, under the advisory lock and the registry rows'
+    locks: a reader's statement sees the old model complete or the new one complete, never a mix.
+    """
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+        rows = {
+            r.name: r.status
+            for r in conn.execute(query("lock_embedding_models_for_switch"), {"name": target})
+        }
+        if target not in rows:
+            raise CoverageError(f"model {target!r} is not registered; run the reembedding asset first")
+        previous = next((name for name, status in rows.items() if status == "active"), None)
+        cov = coverage(conn, target)
+        if previous == target:
+            return SwitchResult(target, previous, False, cov.total_chunks - cov.missing)
+        if not cov.complete:
+            raise CoverageError(
+                f"{target} lacks vectors for {cov.missing} of {cov.total_chunks} chunks (e.g. chunk ids"
+                f" {', '.join(map(str, cov.sample_missing))}); it stays `building` and readers keep {previous}"
+            )
+        conn.execute(query("retire_active_embedding_model"), {"name": target})
+        conn.execute(query("activate_embedding_model"), {"name": target})
+        conn.execute(
+            query("record_embedding_model_switch"),
+            {
+                "from_model": previous,
+                "to_model": target,
+                "chunks_covered": cov.total_chunks,
+                "run_id": run_id,
+            },
+        )
+    return SwitchResult(target, previous, True, cov.total_chunks)
+
+
+def retire_abandoned_builds(conn: sa.Connection, keep: str) -> list[str]:
+    """Retire every `building` model but `keep` (the configured one); returns their names."""
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+        return list(conn.execute(query("retire_abandoned_embedding_builds"), {"keep": keep}).scalars())
+
+
+def drop_retired_embeddings(
+    conn: sa.Connection,
+    grace_days: float,
+    batch_size: int = DELETE_BATCH,
+    log: Callable[[str], None] = lambda _m: None,
+) -> CleanupResult:
+    """Delete the vectors (and index) of models retired longer than `grace_days` ago, in bounded batches."""
+    if grace_days < 0:
+        raise ValueError(f"RETIRED_GRACE_DAYS must be zero or more, got {grace_days}")
+    result = CleanupResult()
+    expired = conn.execute(query("select_retired_models_past_grace"), {"grace_days": grace_days}).all()
+    conn.commit()
+    for model, dimensions in expired:
+        # Without its index first, each batch below does not pay for index maintenance.
+        drop_hnsw_index(conn, model, dimensions)
+        deleted = 0
+        while True:
+            with conn.begin():
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+                n = conn.execute(
+                    query("delete_retired_embeddings_batch"), {"model": model, "batch_size": batch_size}
+                ).rowcount
+                if n == 0:
+                    conn.execute(query("mark_retired_embeddings_dropped"), {"model": model})
+            deleted += n
+            if n == 0:
+                break
+        log(f"dropped {deleted} vectors of {model}, retired past the {grace_days:g}-day grace period")
+        result.deleted[model] = deleted
+    return result
+
+
+def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
+    status = conn.execute(
+        query("register_embedding_model"),
+        {
+            "name": spec.name,
+            "provider": spec.provider,
+            "dimensions": spec.dimensions,
+            "price": spec.price_per_million_tokens,
+        },
+    ).scalar_one()
+    conn.commit()
+    return status
