@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Optional
 
 import dagster as dg
 
@@ -25,16 +24,16 @@ class EmbedderResource(dg.ConfigurableResource):
     """The configured embedding model. `provider="auto"` uses OpenAI when an API key is set, else `local`."""
 
     provider: str = "auto"
-    model: Optional[str] = None
-    dimensions: Optional[int] = None
-    api_key: Optional[str] = None
-    base_url: Optional[str] = None
-    price_per_million_tokens: Optional[float] = None
+    model: str | None = None
+    dimensions: int | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    price_per_million_tokens: float | None = None
     max_batch_inputs: int = 2048
     max_batch_tokens: int = 300_000
     max_input_tokens: int = 8191
     concurrency: int = 4
-    budget_usd: Optional[float] = None
+    budget_usd: float | None = None
     max_retries: int = 6
     timeout_s: float = 60.0
     # Storage policy of the vectors this resource produces: how long a retired model's vectors stay

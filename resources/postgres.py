@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Optional
 
 import dagster as dg
 import sqlalchemy as sa
@@ -18,10 +17,10 @@ from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask
 class PostgresResource(dg.ConfigurableResource):
     """The project's database. Leave `database_url` unset to use the embedded server under `.data/`."""
 
-    database_url: Optional[str] = None
+    database_url: str | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
 
-    _url: Optional[str] = PrivateAttr(default=None)
+    _url: str | None = PrivateAttr(default=None)
 
     @property
     def url(self) -> str:

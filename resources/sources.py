@@ -6,9 +6,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
+from pydantic import Field
 
 from pipelines.lib.documents import DEFAULT_MAX_BYTES
 from pipelines.lib.provenance import ProvenanceDefaults, parse_retention_defaults
@@ -38,7 +38,7 @@ class TableSource(dg.Config):
     table: str
     key_column: str = "id"
     text_columns: list[str]
-    title_column: Optional[str] = None
+    title_column: str | None = None
 
 
 def parse_table_sources(raw: str | None) -> list[TableSource]:
@@ -58,7 +58,7 @@ class ContentSourcesResource(dg.ConfigurableResource):
     """Configured sources plus the chunking parameters applied to every document."""
 
     content_dir: str = str(DEFAULT_CONTENT_DIR)
-    tables: list[TableSource] = []
+    tables: list[TableSource] = Field(default_factory=list)
     max_file_bytes: int = DEFAULT_MAX_BYTES
     chunk_max_chars: int = 1200
     chunk_overlap: int = 100

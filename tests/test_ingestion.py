@@ -178,7 +178,7 @@ def test_editing_one_file_reembeds_only_its_changed_chunks(postgres, tmp_path):
         assert len(before) >= 6
         write(root, "long.md", ("# Long\n\n" + sections).replace("Paragraph 3 says", "Paragraph 3 now says"))
         fake.reset_counts()
-        _, chunk_stats, stats = ingest(conn, sources, embedder)
+        _, chunk_stats, _stats = ingest(conn, sources, embedder)
         after = dict(
             conn.execute(
                 sa.text(

@@ -79,7 +79,7 @@ def test_tldr_corpus_end_to_end(postgres, tmp_path):
         keys = set(conn.execute(sa.text("SELECT source_key FROM source_documents")).scalars())
         assert keys == {p.relative_to(corpus).as_posix() for p in files}
         # Spans: each chunk is the exact slice of its document and together they cover every non-space char.
-        sample = random.Random(7).sample(sorted(keys), 300) + ["pages.ja/common/tar.md"]
+        sample = [*random.Random(7).sample(sorted(keys), 300), "pages.ja/common/tar.md"]
         rows = conn.execute(
             sa.text(
                 "SELECT d.source_key, d.content, array_agg(c.char_start ORDER BY c.chunk_index),"

@@ -5,7 +5,7 @@ from pipelines import migrations
 from pipelines.db import mask_url, normalise_url
 
 
-def test_migrations_are_recorded_and_idempotent(engine, tmp_path):
+def test_migrations_are_recorded_and_idempotent(engine):
     names = [m.name for m in migrations.discover()]
     with engine.connect() as conn:
         recorded = conn.execute(sa.text("SELECT name FROM schema_migrations ORDER BY name")).scalars().all()
@@ -59,7 +59,7 @@ def test_failed_migration_rolls_back_whole_file(engine, tmp_path):
 
 def test_badly_named_migration_is_rejected(tmp_path):
     (tmp_path / "1_x.sql").write_text("SELECT 1")
-    with pytest.raises(migrations.MigrationError, match="1_x.sql"):
+    with pytest.raises(migrations.MigrationError, match=r"1_x\.sql"):
         migrations.discover(tmp_path)
 
 

@@ -62,14 +62,15 @@ def corpus(postgres):
     """60 chunks (two sharing a text) embedded by the local model, which is therefore active."""
     with postgres.connect() as conn:
         texts = chunk_texts(59)
-        add_chunks(conn, texts + [texts[0]])
+        add_chunks(conn, [*texts, texts[0]])
     dg.materialize(
         [chunk_embeddings], resources={"postgres": postgres, "embedder": EmbedderResource(provider="local")}
     )
     return texts
 
 
-def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(postgres):
     with FakeOpenAI() as fake:
         to_small = reembed(postgres, openai_embedder(fake))
         assert to_small.success
@@ -110,7 +111,8 @@ def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(post
     assert [tuple(r) for r in history] == [(LOCAL, SMALL), (SMALL, LOCAL), (LOCAL, SMALL)]
 
 
-def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres):
     seen: list[tuple] = []
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -154,7 +156,8 @@ def test_readers_never_see_two_models_or_an_empty_index_during_switches(postgres
     assert changes >= 2
 
 
-def test_over_budget_run_refuses_before_any_request_and_says_how_to_allow_it(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_over_budget_run_refuses_before_any_request_and_says_how_to_allow_it(postgres):
     with FakeOpenAI() as fake:
         instance = dg.DagsterInstance.ephemeral()
         refused = reembed(postgres, openai_embedder(fake, budget_usd=1e-9), instance=instance)
@@ -213,7 +216,8 @@ def test_interrupted_re_embedding_resumes_without_resending_finished_chunks(post
         assert result.coverage.complete and result.index.created
 
 
-def test_nightly_embedding_keeps_the_active_model_complete_while_another_is_configured(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_nightly_embedding_keeps_the_active_model_complete_while_another_is_configured(postgres):
     with FakeOpenAI() as fake, postgres.connect() as conn:
         add_chunks(conn, chunk_texts(5, seed=9, prefix="new"), source="late")
         result = dg.materialize(
@@ -227,7 +231,8 @@ def test_nightly_embedding_keeps_the_active_model_complete_while_another_is_conf
         assert conn.execute(sa.text("SELECT count(*) FROM active_chunk_embeddings")).scalar_one() == 65
 
 
-def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_return(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_return(postgres):
     with FakeOpenAI() as fake:
         assert reembed(postgres, openai_embedder(fake, retired_grace_days=30)).success
         with postgres.connect() as conn:
@@ -248,7 +253,8 @@ def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_
         assert back.success and metadata(back, "reembedding")["chunks_embedded"] == 60
 
 
-def test_switch_is_blocked_while_the_new_model_misses_chunks(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_switch_is_blocked_while_the_new_model_misses_chunks(postgres):
     with postgres.connect() as conn:
         add_chunks(conn, ["this chunk holds poison for the model"], source="bad")
         embed_pending(conn, EmbedderResource(provider="local"))
@@ -260,7 +266,8 @@ def test_switch_is_blocked_while_the_new_model_misses_chunks(postgres, corpus):
         assert statuses(conn) == {LOCAL: "active", SMALL: "building"}
 
 
-def test_sensor_launches_once_per_configuration_change(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_sensor_launches_once_per_configuration_change(postgres):
     with FakeOpenAI() as fake:
 
         def evaluate(embedder, cursor):
@@ -279,7 +286,8 @@ def test_sensor_launches_once_per_configuration_change(postgres, corpus):
         assert isinstance(other, dg.RunRequest) and other.tags["embedding_model"] == f"{SMALL}@512"
 
 
-def test_a_build_abandoned_by_changing_back_is_retired_and_its_vectors_reused_later(postgres, corpus):
+@pytest.mark.usefixtures("corpus")
+def test_a_build_abandoned_by_changing_back_is_retired_and_its_vectors_reused_later(postgres):
     with FakeOpenAI() as fake:
         with postgres.connect() as conn:
             build_model(conn, openai_embedder(fake))  # built, never switched to

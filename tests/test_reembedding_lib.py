@@ -88,7 +88,7 @@ def test_split_model_name_recovers_the_api_model_and_requested_dimension():
 def test_recall_counts_true_neighbours_found():
     exact = [(i, i / 10) for i in range(10)]
     assert recall_at_k(exact, exact, 10) == 1.0
-    approx = exact[:8] + [(50, 0.95), (51, 0.96)]
+    approx = [*exact[:8], (50, 0.95), (51, 0.96)]
     assert recall_at_k(approx, exact, 10) == pytest.approx(0.8)
     assert recall_at_k([], exact, 10) == 0.0
     assert recall_at_k([], [], 10) == 1.0

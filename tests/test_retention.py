@@ -314,7 +314,7 @@ def test_two_sweeps_started_together_delete_each_item_once(db, database_url):
             with PostgresResource(database_url=database_url).connect() as conn:
                 barrier.wait()
                 results.append(sweep_expired(conn, as_of=NOW, batch_size=4))
-        except Exception as exc:  # noqa: BLE001 - asserted on by the main thread
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]

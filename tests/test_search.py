@@ -32,7 +32,8 @@ def texts(postgres):
     return texts
 
 
-def test_a_chunks_own_text_finds_that_chunk_first(postgres, texts):
+@pytest.mark.usefixtures("texts")
+def test_a_chunks_own_text_finds_that_chunk_first(postgres):
     embed_all(postgres)
     with postgres.connect() as conn:
         for i in (0, 137, 299):
@@ -42,7 +43,8 @@ def test_a_chunks_own_text_finds_that_chunk_first(postgres, texts):
             assert [h.distance for h in hits] == sorted(h.distance for h in hits)
 
 
-def test_search_uses_the_models_partial_hnsw_index(postgres, texts):
+@pytest.mark.usefixtures("texts")
+def test_search_uses_the_models_partial_hnsw_index(postgres):
     embed_all(postgres)
     with postgres.connect() as conn:
         model = active_model(conn)
@@ -76,7 +78,8 @@ def test_search_above_2000_dimensions_goes_through_a_halfvec_index(postgres):
             assert measure_recall(conn, "text-embedding-3-large", 3072, sample=10).recall >= 0.95
 
 
-def test_search_follows_the_active_model_not_the_configured_one(postgres, texts):
+@pytest.mark.usefixtures("texts")
+def test_search_follows_the_active_model_not_the_configured_one(postgres):
     embed_all(postgres)
     with FakeOpenAI() as fake:
         configured = EmbedderResource(provider="openai", api_key="sk-test", base_url=fake.base_url)
@@ -91,7 +94,8 @@ def test_search_follows_the_active_model_not_the_configured_one(postgres, texts)
         assert hits[0].content == texts[3] and fake.request_count == 2  # the build, then the query
 
 
-def test_index_recall_against_exact_search_is_high(postgres, texts):
+@pytest.mark.usefixtures("texts")
+def test_index_recall_against_exact_search_is_high(postgres):
     embed_all(postgres)
     with postgres.connect() as conn:
         model = active_model(conn)

@@ -136,12 +136,12 @@ def parse_retention_defaults(raw: str | None) -> dict[str, ProvenanceDefaults]:
         raise ValueError(f"RETENTION_DEFAULTS is not valid JSON: {exc.msg} at position {exc.pos}") from None
     # ValueError for every shape problem: it is a malformed setting, and callers catch one type.
     if not isinstance(data, dict):
-        raise ValueError("RETENTION_DEFAULTS must be a JSON object keyed by source name")  # noqa: TRY004
+        raise ValueError("RETENTION_DEFAULTS must be a JSON object keyed by source name")
     out = {}
     for source, terms in data.items():
         where = f"RETENTION_DEFAULTS[{source!r}]"
         if not isinstance(terms, dict):
-            raise ValueError(f"{where} must be an object")  # noqa: TRY004
+            raise ValueError(f"{where} must be an object")
         unknown = sorted(set(terms) - set(DEFAULTS_FIELDS))
         if unknown:
             raise ValueError(
