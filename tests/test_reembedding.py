@@ -69,8 +69,7 @@ def corpus(postgres):
     return texts
 
 
-@pytest.mark.usefixtures("corpus")
-def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(postgres):
+def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(postgres, corpus):
     with FakeOpenAI() as fake:
         to_small = reembed(postgres, openai_embedder(fake))
         assert to_small.success

@@ -32,8 +32,7 @@ def texts(postgres):
     return texts
 
 
-@pytest.mark.usefixtures("texts")
-def test_a_chunks_own_text_finds_that_chunk_first(postgres):
+def test_a_chunks_own_text_finds_that_chunk_first(postgres, texts):
     embed_all(postgres)
     with postgres.connect() as conn:
         for i in (0, 137, 299):
@@ -78,8 +77,7 @@ def test_search_above_2000_dimensions_goes_through_a_halfvec_index(postgres):
             assert measure_recall(conn, "text-embedding-3-large", 3072, sample=10).recall >= 0.95
 
 
-@pytest.mark.usefixtures("texts")
-def test_search_follows_the_active_model_not_the_configured_one(postgres):
+def test_search_follows_the_active_model_not_the_configured_one(postgres, texts):
     embed_all(postgres)
     with FakeOpenAI() as fake:
         configured = EmbedderResource(provider="openai", api_key="sk-test", base_url=fake.base_url)
