@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,6 +46,10 @@ class EmbeddingConfigError(ValueError):
     pass
 
 
+def native_dimensions(model: str) -> int | None:
+    return KNOWN_MODELS[model][0] if model in KNOWN_MODELS else None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the registry knows a model by. `name` includes the dimension when it is not the native one."""
@@ -57,6 +62,45 @@ class ModelSpec:
 
     def cost_usd(self, tokens: int) -> float:
         return tokens * self.price_per_million_tokens / 1_000_000
+
+
+def resolve_spec(
+    provider: str,
+    model: str | None,
+    dimensions: int | None,
+    price_per_million_tokens: float | None,
+    *,
+    has_api_key: bool,
+) -> ModelSpec:
+    """The spec of a configured model: `provider="auto"` is OpenAI when an API key is set, else local;
+    a known model's native dimension and list price fill what is not configured."""
+    if provider == "auto":
+        provider = "openai" if has_api_key else "local"
+    elif provider not in ("openai", "local"):
+        raise EmbeddingConfigError(f"unknown embedding provider {provider!r}; use 'openai' or 'local'")
+    model = model or (OPENAI_DEFAULT_MODEL if provider == "openai" else LOCAL_MODEL)
+    native, list_price = KNOWN_MODELS.get(model, (None, None))
+    dims = dimensions or native
+    if dims is None:
+        raise EmbeddingConfigError(
+            f"model {model!r} is not one this tool knows; set EMBEDDING_DIMENSIONS to its dimension"
+        )
+    if dims <= 0:
+        raise EmbeddingConfigError(f"EMBEDDING_DIMENSIONS must be positive, got {dims}")
+    price = price_per_million_tokens if price_per_million_tokens is not None else (list_price or 0.0)
+    name = model if dims == native else f"{model}@{dims}"
+    return ModelSpec(name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price)
+
+
+@dataclass(frozen=True)
+class EmbedLimits:
+    """How an embedding run may use the provider: request packing, input size, parallelism and spend."""
+
+    max_batch_inputs: int = 2048
+    max_batch_tokens: int = 300_000
+    max_input_tokens: int = 8191
+    concurrency: int = 4
+    budget_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +153,7 @@ class LocalEmbedder:
 
 
 class OpenAIEmbedder:
-    def __init__(self, spec: ModelSpec, client, send_dimensions: bool):
+    def __init__(self, spec: ModelSpec, client: Any, send_dimensions: bool):
         self.spec = spec
         self._client = client
         self._send_dimensions = send_dimensions
@@ -141,6 +185,38 @@ class OpenAIEmbedder:
         usage = getattr(resp, "usage", None)
         tokens = getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", None)
         return EmbedResult(vectors, int(tokens) if tokens else sum(map(estimate_tokens, texts)))
+
+
+@dataclass(frozen=True)
+class EmbedderFactory:
+    """Opens an `Embedder` for any model spec (the configured one, or a registered one rebuilt from its
+    registry row) with the configured endpoint, key and retry policy."""
+
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    max_retries: int = 6
+    timeout_s: float = 60.0
+
+    @contextlib.contextmanager
+    def open(self, spec: ModelSpec) -> Iterator[Embedder]:
+        if spec.provider == "local":
+            yield LocalEmbedder(spec)
+            return
+        if spec.provider != "openai":
+            raise EmbeddingConfigError(f"unknown embedding provider {spec.provider!r}; use 'openai' or 'local'")
+        import openai
+
+        if not self.api_key:
+            raise EmbeddingConfigError("provider 'openai' needs OPENAI_API_KEY to be set")
+        # The client's own retry loop handles 429/5xx/timeouts with backoff and honours Retry-After.
+        client = openai.OpenAI(
+            api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout_s
+        )
+        try:
+            # A native-size request omits `dimensions`, which older models and compatible servers refuse.
+            yield OpenAIEmbedder(spec, client, send_dimensions=spec.dimensions != native_dimensions(spec.model))
+        finally:
+            client.close()
 
 
 def _short(text: str, limit: int = 300) -> str:

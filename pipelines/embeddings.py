@@ -1,25 +1,25 @@
 """Embedding chunks for the configured model: the work behind the `chunk_embeddings` asset.
 
 Each distinct text is sent once; chunks whose text already has a vector for the model reuse it;
-finished requests are written with binary COPY and committed one by one, so a crash loses at most
+finished requests are written with binary COPY in one transaction each, so a crash loses at most
 the requests in flight and a re-run resumes where this one stopped.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embedders import EmbeddingError, ModelSpec
+from pipelines.embedders import EmbedderFactory, EmbeddingError, EmbedLimits, EmbedResult, ModelSpec
 from pipelines.lib.batching import minimum_requests, plan_batches
 from pipelines.models import register_model
 from pipelines.sql import load_sql, query
-from resources.embedders import EmbedderResource
 
 # Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
 _INPUT_ERROR_STATUSES = {400, 413, 422}
@@ -66,21 +66,24 @@ def write_embeddings(
     chunk_ids: Sequence[int],
     shas: Sequence[str],
     tokens: Sequence[int],
-    vectors,
+    vectors: Any,
 ) -> int:
-    """Replace the chunks' embeddings for `model` with binary COPY; the caller commits.
+    """Replace the chunks' embeddings for `model` with binary COPY, in the caller's transaction.
 
     Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
     retention sweep or a new chunking may run beside an embedding run)."""
-    current = dict(
-        conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}).tuples().all()
-    )
+    current: dict[int, str] = {
+        cid: sha
+        for cid, sha in conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)})
+    }
     keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
     ids = [chunk_ids[i] for i in keep]
     if not ids:
         return 0
     conn.execute(query("delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None, "a checked-out connection has its driver connection"
+    cursor = driver.cursor()
     with cursor, cursor.copy(load_sql("copy_chunk_embeddings")) as copy:
         copy.set_types(["int8", "text", "vector", "text", "int4"])
         for i in keep:
@@ -91,17 +94,17 @@ def write_embeddings(
 
 def record_failures(
     conn: sa.Connection, model: str, items: Sequence[PendingText], reason: str, details: str | None
-):
+) -> None:
+    """Record the items' chunks as failed for `model`, in the caller's transaction."""
     ids = [cid for it in items for cid in it.chunk_ids]
     shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
     conn.execute(
         query("record_embedding_errors"),
         {"model": model, "chunk_ids": ids, "content_sha256s": shas, "error": reason, "details": details},
     )
-    conn.commit()
 
 
-def collect_pending(rows) -> list[PendingText]:
+def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
     """Group chunks by text so identical texts cost one input."""
     by_sha: dict[str, PendingText] = {}
     for r in rows:
@@ -114,88 +117,98 @@ def collect_pending(rows) -> list[PendingText]:
 
 
 def embed_pending(
-    conn: sa.Connection,
-    embedder: EmbedderResource,
+    engine: sa.Engine,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
     *,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
     on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> EmbedStats:
-    """Embed every chunk lacking a vector of its current text for the embedder's model.
+    """Embed every chunk lacking a vector of its current text for `spec`'s model.
 
-    `on_estimate` sees the token and cost estimate after the free work (reuse by hash) and before any
-    request or budget refusal, so a caller can publish what the run is about to spend.
+    Owns its transactions: one for the free work (registration, reuse by hash), one per finished request.
+    `on_estimate` sees the token and cost estimate after the free work and before any request or budget
+    refusal, so a caller can publish what the run is about to spend.
     """
     started = time.perf_counter()
-    spec = embedder.spec()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
-    stats.model_status = register_model(conn, spec)
-    stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+    with engine.connect() as conn:
+        with conn.begin():
+            stats.model_status = register_model(conn, spec)
+        with conn.begin():
+            stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+            stats.chunks_reused = conn.execute(
+                query("reuse_embeddings_by_content_hash"), {"model": spec.name}
+            ).rowcount
+        with conn.begin():
+            rows = conn.execute(
+                query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
+            ).all()
+        pending = collect_pending(rows)
+        oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
+        if oversize:
+            reason = f"input exceeds the model's {limits.max_input_tokens}-token limit"
+            stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
+            with conn.begin():
+                record_failures(
+                    conn, spec.name, oversize, reason, "token counts are estimates; split the source text"
+                )
+            stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
+            pending = [p for p in pending if p.tokens <= limits.max_input_tokens]
+        stats.unique_texts = len(pending)
+        stats.estimated_tokens = sum(p.tokens for p in pending)
+        stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+        stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+        if on_estimate is not None:
+            on_estimate(stats)
+        if (
+            limits.budget_usd is not None
+            and stats.estimated_cost_usd > limits.budget_usd
+            and not allow_over_budget
+        ):
+            raise BudgetExceededError(
+                f"embedding {stats.unique_texts} texts (~{stats.estimated_tokens:,} tokens) with {spec.name}"
+                f" would cost ~${stats.estimated_cost_usd:.4f}, over the budget of ${limits.budget_usd:.4f};"
+                " raise EMBEDDING_BUDGET_USD or launch the run with config allow_over_budget: true"
+            )
 
-    stats.chunks_reused = conn.execute(
-        query("reuse_embeddings_by_content_hash"), {"model": spec.name}
-    ).rowcount
-    conn.commit()
+        token_counts = [p.tokens for p in pending]
+        stats.minimum_requests = minimum_requests(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
+        batches = [
+            [pending[i] for i in b]
+            for b in plan_batches(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
+        ]
+        if batches:
+            log(f"embedding {stats.unique_texts} texts in {len(batches)} requests with {spec.name}")
+            _run_batches(conn, spec, limits, embedders, batches, stats, log)
 
-    rows = conn.execute(
-        query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
-    ).all()
-    conn.commit()
-    pending = collect_pending(rows)
-    oversize = [p for p in pending if p.tokens > embedder.max_input_tokens]
-    if oversize:
-        reason = f"input exceeds the model's {embedder.max_input_tokens}-token limit"
-        stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
-        record_failures(
-            conn, spec.name, oversize, reason, "token counts are estimates; split the source text"
-        )
-        stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
-        pending = [p for p in pending if p.tokens <= embedder.max_input_tokens]
-    stats.unique_texts = len(pending)
-    stats.estimated_tokens = sum(p.tokens for p in pending)
-    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
-    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
-    if on_estimate is not None:
-        on_estimate(stats)
-    if (
-        embedder.budget_usd is not None
-        and stats.estimated_cost_usd > embedder.budget_usd
-        and not allow_over_budget
-    ):
-        raise BudgetExceededError(
-            f"embedding {stats.unique_texts} texts (~{stats.estimated_tokens:,} tokens) with {spec.name} would cost"
-            f" ~${stats.estimated_cost_usd:.4f}, over the budget of ${embedder.budget_usd:.4f}; raise"
-            " EMBEDDING_BUDGET_USD or launch the run with config allow_over_budget: true"
-        )
-
-    token_counts = [p.tokens for p in pending]
-    stats.minimum_requests = minimum_requests(
-        token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens
-    )
-    batches = [
-        [pending[i] for i in b]
-        for b in plan_batches(token_counts, embedder.max_batch_inputs, embedder.max_batch_tokens)
-    ]
-    if batches:
-        log(f"embedding {stats.unique_texts} texts in {len(batches)} requests with {spec.name}")
-        _run_batches(conn, embedder, spec, batches, stats, log)
-
-    # Chunks whose new text could not be embedded must not keep serving the old text's vector.
-    conn.execute(query("delete_stale_embeddings"), {"model": spec.name})
-    conn.commit()
+        # Chunks whose new text could not be embedded must not keep serving the old text's vector.
+        with conn.begin():
+            conn.execute(query("delete_stale_embeddings"), {"model": spec.name})
     stats.cost_usd = spec.cost_usd(stats.tokens)
     stats.duration_s = time.perf_counter() - started
     return stats
 
 
-def _run_batches(conn, embedder: EmbedderResource, spec: ModelSpec, batches, stats: EmbedStats, log) -> None:
-    workers = max(1, embedder.concurrency) if spec.provider != "local" else 1
-    with embedder.open() as client, ThreadPoolExecutor(max_workers=workers) as pool:
-        inflight: dict[Future, list[PendingText]] = {}
+def _run_batches(
+    conn: sa.Connection,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
+    batches: list[list[PendingText]],
+    stats: EmbedStats,
+    log: Callable[[str], None],
+) -> None:
+    """Send the batches concurrently; each finished request is written in a transaction of its own."""
+    workers = max(1, limits.concurrency) if spec.provider != "local" else 1
+    with embedders.open(spec) as client, ThreadPoolExecutor(max_workers=workers) as pool:
+        inflight: dict[Future[EmbedResult], list[PendingText]] = {}
         queue = list(batches)
 
-        def submit_more():
+        def submit_more() -> None:
             while queue and len(inflight) < workers * 2:
                 batch = queue.pop(0)
                 inflight[pool.submit(client.embed, [p.text for p in batch])] = batch
@@ -218,7 +231,10 @@ def _run_batches(conn, embedder: EmbedderResource, spec: ModelSpec, batches, sta
                         log(f"a request of {len(batch)} texts ({n} chunks) failed: {exc}")
                         stats.chunks_failed += n
                         stats.failures.extend((p.chunk_ids[0], str(exc)) for p in batch[:5])
-                        record_failures(conn, spec.name, batch, str(exc), f"request of {len(batch)} inputs")
+                        with conn.begin():
+                            record_failures(
+                                conn, spec.name, batch, str(exc), f"request of {len(batch)} inputs"
+                            )
                     continue
                 stats.tokens += result.tokens
                 ids, shas, toks, vecs = [], [], [], []
@@ -228,8 +244,8 @@ def _run_batches(conn, embedder: EmbedderResource, spec: ModelSpec, batches, sta
                         shas.append(p.content_sha256)
                         toks.append(p.tokens)
                         vecs.append(vec)
-                written = write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
-                conn.commit()
+                with conn.begin():
+                    written = write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
                 stats.chunks_embedded += written
                 stats.chunks_vanished += len(ids) - written
             submit_more()

@@ -7,6 +7,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,7 +44,7 @@ def _index_lock_key(index_name: str) -> int:
 
 
 def ensure_hnsw_index(
-    conn: sa.Connection,
+    engine: sa.Engine,
     model: str,
     dimensions: int,
     maintenance_work_mem: str,
@@ -51,9 +52,9 @@ def ensure_hnsw_index(
 ) -> IndexResult:
     """Create the model's HNSW index unless a valid one exists.
 
-    Built CONCURRENTLY on a separate autocommit connection so that the nightly writes of the other
-    models never wait for it. The caller must not hold an open transaction on the table: a concurrent
-    build waits for every older snapshot, its caller's included.
+    Built CONCURRENTLY on an autocommit connection of its own so that the nightly writes of the other
+    models never wait for it. The caller must not hold an open transaction on the table meanwhile: a
+    concurrent build waits for every older snapshot, its caller's included.
     """
     plan = index_plan(model, dimensions)
     if not plan.indexable:
@@ -61,9 +62,7 @@ def ensure_hnsw_index(
             plan.index_name, False, 0.0, f"{dimensions} dimensions exceed HNSW's limit: exact search only"
         )
     mem = validate_pg_memory(maintenance_work_mem)
-    if conn.in_transaction():
-        conn.commit()
-    with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
         key = _index_lock_key(plan.index_name)
         ddl.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:
@@ -101,11 +100,10 @@ def _create_index_sql(plan: IndexPlan) -> str:
     )
 
 
-def drop_hnsw_index(conn: sa.Connection, model: str, dimensions: int) -> None:
+def drop_hnsw_index(engine: sa.Engine, model: str, dimensions: int) -> None:
+    """Dropped CONCURRENTLY on an autocommit connection of its own, so readers of other models never wait."""
     plan = index_plan(model, dimensions)
-    if conn.in_transaction():
-        conn.commit()
-    with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
         ddl.exec_driver_sql(
             load_sql("drop_index_concurrently").format(index_name=quote_ident(plan.index_name))
         )
@@ -133,21 +131,18 @@ def ef_search_for(k: int, ef_search: int | None = None) -> str:
     return str(min(1000, max(ef_search or 40, k)))
 
 
-def nearest(
+def _nearest_in_own_transaction(
     conn: sa.Connection,
     model: str,
     dimensions: int,
-    vector,
+    vector: Any,
     k: int,
     *,
     exact: bool = False,
     ef_search: int | None = None,
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the k nearest vectors of `model`: through its HNSW index, or by a full
-    scan when `exact`. Runs in a transaction of its own, so that its settings end with it."""
     plan = index_plan(model, dimensions)
-    if conn.in_transaction():
-        conn.commit()
+    # The planner settings are transaction-local: they end with this transaction.
     with conn.begin():
         if exact:
             set_local(conn, EXACT_SCAN_SETTINGS)
@@ -160,19 +155,38 @@ def nearest(
     return [(r.chunk_id, float(r.distance)) for r in rows]
 
 
+def nearest(
+    engine: sa.Engine,
+    model: str,
+    dimensions: int,
+    vector: Any,
+    k: int,
+    *,
+    exact: bool = False,
+    ef_search: int | None = None,
+) -> list[tuple[int, float]]:
+    """(chunk id, cosine distance) of the k nearest vectors of `model`: through its HNSW index, or by a full
+    scan when `exact`. Runs in a transaction of its own, so that its settings end with it."""
+    with engine.connect() as conn:
+        return _nearest_in_own_transaction(
+            conn, model, dimensions, vector, k, exact=exact, ef_search=ef_search
+        )
+
+
 def measure_recall(
-    conn: sa.Connection, model: str, dimensions: int, sample: int = 50, k: int = 10
+    engine: sa.Engine, model: str, dimensions: int, sample: int = 50, k: int = 10
 ) -> RecallResult:
     """Recall@k of the model's HNSW index against exact search, querying with sampled stored vectors
-    (no API call): the index must find what a full scan finds."""
-    samples = conn.execute(query("sample_chunk_embeddings"), {"model": model, "n": sample}).all()
-    recalls = []
-    for _chunk_id, vector in samples:
-        vec = np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
-        approx = nearest(conn, model, dimensions, vec, k)
-        exact = nearest(conn, model, dimensions, vec, k, exact=True)
-        # halfvec distances are rounded; ties must be judged at that precision.
-        tolerance = 1e-6 if dimensions <= 2000 else 1e-3
-        recalls.append(recall_at_k(approx, exact, k, tolerance))
-    conn.commit()
+    (no API call): the index must find what a full scan finds. One transaction per query."""
+    with engine.connect() as conn:
+        with conn.begin():
+            samples = conn.execute(query("sample_chunk_embeddings"), {"model": model, "n": sample}).all()
+        recalls = []
+        for _chunk_id, vector in samples:
+            vec = np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
+            approx = _nearest_in_own_transaction(conn, model, dimensions, vec, k)
+            exact = _nearest_in_own_transaction(conn, model, dimensions, vec, k, exact=True)
+            # halfvec distances are rounded; ties must be judged at that precision.
+            tolerance = 1e-6 if dimensions <= 2000 else 1e-3
+            recalls.append(recall_at_k(approx, exact, k, tolerance))
     return RecallResult(model, float(np.mean(recalls)) if recalls else 1.0, len(recalls), k)

@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
-from pipelines.embedders import EmbeddingConfigError, ModelSpec
+from pipelines.embedders import ModelSpec
 from pipelines.hnsw import drop_hnsw_index
-from pipelines.lib.vector_index import (
-    split_model_name,
-)
 from pipelines.sql import query
-from resources.embedders import EmbedderResource
 
 # Serialises switches, re-openings and clean-ups across processes; any constant unique to this purpose.
 REEMBEDDING_LOCK_KEY = 7_300_120_005
@@ -38,12 +35,23 @@ class CoverageError(RuntimeError):
 class RegisteredModel:
     name: str
     provider: str
+    model: str
     dimensions: int
     price_per_million_tokens: float
     status: str
     activated_at: datetime | None = None
     retired_at: datetime | None = None
     embeddings_dropped_at: datetime | None = None
+
+    def spec(self) -> ModelSpec:
+        """The spec the model was registered with, to embed with it again (e.g. new chunks, queries)."""
+        return ModelSpec(
+            name=self.name,
+            provider=self.provider,
+            model=self.model,
+            dimensions=self.dimensions,
+            price_per_million_tokens=self.price_per_million_tokens,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,11 @@ class CleanupResult:
         return sum(self.deleted.values())
 
 
-def _model(row) -> RegisteredModel:
+def _model(row: Any) -> RegisteredModel:
     return RegisteredModel(
         name=row.name,
         provider=row.provider,
+        model=row.model,
         dimensions=row.dimensions,
         price_per_million_tokens=float(row.price_per_million_tokens),
         status=row.status,
@@ -102,39 +111,18 @@ def list_models(conn: sa.Connection) -> list[RegisteredModel]:
     return [_model(r) for r in conn.execute(query("select_embedding_models"), {"name": None})]
 
 
-def embedder_for_model(configured: EmbedderResource, model: RegisteredModel) -> EmbedderResource:
-    """The configured resource (key, endpoint, limits, budget) pointed at a registered model instead."""
-    base, _ = split_model_name(model.name)
-    fields = {name: getattr(configured, name) for name in type(configured).model_fields}
-    fields.update(
-        provider=model.provider,
-        model=base,
-        dimensions=model.dimensions,
-        price_per_million_tokens=model.price_per_million_tokens,
-    )
-    derived = type(configured)(**fields)
-    name = derived.spec().name
-    if name != model.name:
-        raise EmbeddingConfigError(
-            f"registered model {model.name!r} cannot be rebuilt from its name (got {name!r})"
-        )
-    return derived
-
-
 def coverage(conn: sa.Connection, model: str) -> Coverage:
     row = conn.execute(query("count_chunks_missing_embedding"), {"model": model}).one()
     return Coverage(model, row.total, row.missing, tuple(row.sample or ()))
 
 
-def switch_active_model(conn: sa.Connection, target: str, run_id: str | None = None) -> SwitchResult:
-    """Make `target` active and the current active model retired, in one transaction.
+def switch_active_model(engine: sa.Engine, target: str, run_id: str | None = None) -> SwitchResult:
+    """Make `target` active and the current active model retired, in one transaction of its own.
 
     Coverage is checked again inside the transaction, under the advisory lock and the registry rows'
     locks: a reader's statement sees the old model complete or the new one complete, never a mix.
     """
-    if conn.in_transaction():
-        conn.commit()
-    with conn.begin():
+    with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
         rows = {
             r.name: r.status
@@ -165,56 +153,58 @@ def switch_active_model(conn: sa.Connection, target: str, run_id: str | None = N
     return SwitchResult(target, previous, True, cov.total_chunks)
 
 
-def retire_abandoned_builds(conn: sa.Connection, keep: str) -> list[str]:
-    """Retire every `building` model but `keep` (the configured one); returns their names."""
-    if conn.in_transaction():
-        conn.commit()
-    with conn.begin():
+def retire_abandoned_builds(engine: sa.Engine, keep: str) -> list[str]:
+    """Retire every `building` model but `keep` (the configured one), in a transaction of its own;
+    returns their names."""
+    with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
         return list(conn.execute(query("retire_abandoned_embedding_builds"), {"keep": keep}).scalars())
 
 
 def drop_retired_embeddings(
-    conn: sa.Connection,
+    engine: sa.Engine,
     grace_days: float,
     batch_size: int = DELETE_BATCH,
     log: Callable[[str], None] = lambda _m: None,
 ) -> CleanupResult:
-    """Delete the vectors (and index) of models retired longer than `grace_days` ago, in bounded batches."""
+    """Delete the vectors (and index) of models retired longer than `grace_days` ago, one transaction per
+    bounded batch."""
     if grace_days < 0:
         raise ValueError(f"RETIRED_GRACE_DAYS must be zero or more, got {grace_days}")
     result = CleanupResult()
-    expired = conn.execute(query("select_retired_models_past_grace"), {"grace_days": grace_days}).all()
-    conn.commit()
+    with engine.begin() as conn:
+        expired = conn.execute(query("select_retired_models_past_grace"), {"grace_days": grace_days}).all()
     for model, dimensions in expired:
         # Without its index first, each batch below does not pay for index maintenance.
-        drop_hnsw_index(conn, model, dimensions)
+        drop_hnsw_index(engine, model, dimensions)
         deleted = 0
-        while True:
-            with conn.begin():
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
-                n = conn.execute(
-                    query("delete_retired_embeddings_batch"), {"model": model, "batch_size": batch_size}
-                ).rowcount
+        with engine.connect() as conn:
+            while True:
+                with conn.begin():
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+                    n = conn.execute(
+                        query("delete_retired_embeddings_batch"), {"model": model, "batch_size": batch_size}
+                    ).rowcount
+                    if n == 0:
+                        conn.execute(query("mark_retired_embeddings_dropped"), {"model": model})
+                deleted += n
                 if n == 0:
-                    conn.execute(query("mark_retired_embeddings_dropped"), {"model": model})
-            deleted += n
-            if n == 0:
-                break
+                    break
         log(f"dropped {deleted} vectors of {model}, retired past the {grace_days:g}-day grace period")
         result.deleted[model] = deleted
     return result
 
 
 def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
-    status = conn.execute(
+    """Add the model to the registry (first use) in the caller's transaction; returns its status."""
+    status: str = conn.execute(
         query("register_embedding_model"),
         {
             "name": spec.name,
             "provider": spec.provider,
+            "model": spec.model,
             "dimensions": spec.dimensions,
             "price": spec.price_per_million_tokens,
         },
     ).scalar_one()
-    conn.commit()
     return status

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from pipelines.embedders import ModelSpec
+from pipelines.embedders import EmbedderFactory, EmbedLimits, ModelSpec
 from pipelines.embeddings import EmbedStats, embed_pending
 from pipelines.hnsw import IndexResult, ensure_hnsw_index
 from pipelines.models import REEMBEDDING_LOCK_KEY, Coverage, active_model, coverage, get_model, register_model
 from pipelines.sql import query
-from resources.embedders import EmbedderResource
 
 
 @dataclass
@@ -27,16 +26,17 @@ class BuildResult:
     index: IndexResult | None = None
 
 
-def prepare_target(conn: sa.Connection, spec: ModelSpec) -> tuple[str | None, bool]:
-    """Register the model (first use) and re-open it when retired; return (status before, re-opened)."""
-    before = get_model(conn, spec.name)
-    conn.commit()
-    register_model(conn, spec)
+def prepare_target(engine: sa.Engine, spec: ModelSpec) -> tuple[str | None, bool]:
+    """Register the model (first use) and re-open it when retired; return (status before, re-opened).
+
+    Two transactions of its own: the re-opening takes the advisory lock before any registry row lock, in
+    the order a switch takes them."""
+    with engine.begin() as conn:
+        before = get_model(conn, spec.name)
+        register_model(conn, spec)
     reopened = False
     if before is not None and before.status == "retired":
-        if conn.in_transaction():
-            conn.commit()
-        with conn.begin():
+        with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
             reopened = (
                 conn.execute(query("reopen_retired_embedding_model"), {"name": spec.name}).first() is not None
@@ -45,36 +45,40 @@ def prepare_target(conn: sa.Connection, spec: ModelSpec) -> tuple[str | None, bo
 
 
 def build_model(
-    conn: sa.Connection,
-    configured: EmbedderResource,
+    engine: sa.Engine,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
     *,
+    maintenance_work_mem: str,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
     on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> BuildResult:
-    """Embed what the configured model lacks beside the active one, then index it (after the bulk load).
+    """Embed what `spec`'s model lacks beside the active one, then index it (after the bulk load).
 
     Resumable: only chunks without a vector of their current text for the model are sent, and every
     finished request is committed, so an interrupted run picks up where it stopped.
     """
-    spec = configured.spec()
-    previous = active_model(conn)
-    conn.commit()
-    status_before, reopened = prepare_target(conn, spec)
+    with engine.begin() as conn:
+        previous = active_model(conn)
+    status_before, reopened = prepare_target(engine, spec)
     if reopened:
         log(f"{spec.name} was retired; its surviving vectors are reused and only missing chunks are embedded")
     stats = embed_pending(
-        conn,
-        configured,
+        engine,
+        spec,
+        limits,
+        embedders,
         max_attempts=max_attempts,
         allow_over_budget=allow_over_budget,
         log=log,
         on_estimate=on_estimate,
     )
-    cov = coverage(conn, spec.name)
-    conn.commit()
-    index = ensure_hnsw_index(conn, spec.name, spec.dimensions, configured.hnsw_maintenance_work_mem, log=log)
+    with engine.begin() as conn:
+        cov = coverage(conn, spec.name)
+    index = ensure_hnsw_index(engine, spec.name, spec.dimensions, maintenance_work_mem, log=log)
     return BuildResult(
         target=spec.name,
         previous_active=previous.name if previous else None,

@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from pipelines.embedders import EmbedderFactory
 from pipelines.hnsw import INDEX_SCAN_SETTINGS, ef_search_for, set_local
 from pipelines.lib.vector_index import index_plan
-from pipelines.models import active_model, embedder_for_model
+from pipelines.models import active_model
 from pipelines.sql import load_sql
-from resources.embedders import EmbedderResource
 
 MAX_K = 1000  # hnsw.ef_search's ceiling: an index scan cannot return more
 
@@ -40,16 +41,14 @@ class SearchHit:
 
 
 def search_by_vector(
-    conn: sa.Connection, model: str, dimensions: int, vector, k: int = 5, ef_search: int | None = None
+    engine: sa.Engine, model: str, dimensions: int, vector: Any, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
     """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index; in a transaction
-    of its own (an open one is committed first) so that the index-only settings end with it."""
+    of its own so that the index-only settings end with it."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
     plan = index_plan(model, dimensions)
-    if conn.in_transaction():
-        conn.commit()
-    with conn.begin():
+    with engine.begin() as conn:
         set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
         rows = conn.execute(
             sa.text(load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)),
@@ -61,18 +60,18 @@ def search_by_vector(
     ]
 
 
-def search(conn: sa.Connection, embedder: EmbedderResource, text: str, k: int = 5) -> list[SearchHit]:
-    """Embed `text` with the active model and return its k nearest chunks."""
+def search(engine: sa.Engine, embedders: EmbedderFactory, text: str, k: int = 5) -> list[SearchHit]:
+    """Embed `text` with the active model (its spec read from the registry) and return its k nearest
+    chunks. No transaction stays open while the query is embedded."""
     if not text or not text.strip():
         raise SearchError("the search query is empty")
-    model = active_model(conn)
-    if conn.in_transaction():
-        conn.commit()
+    with engine.begin() as conn:
+        model = active_model(conn)
     if model is None:
         raise SearchError("no active embedding model: run the ingestion job (or `make run`) first")
-    with embedder_for_model(embedder, model).open() as client:
+    with embedders.open(model.spec()) as client:
         vector = client.embed([text]).vectors[0]
-    return search_by_vector(conn, model.name, model.dimensions, vector, k)
+    return search_by_vector(engine, model.name, model.dimensions, vector, k)
 
 
 def format_hits(hits: list[SearchHit], width: int = 160) -> str:
@@ -86,7 +85,9 @@ def format_hits(hits: list[SearchHit], width: int = 160) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.search", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.search", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("query", help="the text to search for")
     parser.add_argument("-k", type=int, default=5, help="how many chunks to return (default 5)")
     args = parser.parse_args(argv)
@@ -96,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.location.resources import build_resources
 
     # build_resources() holds dg.EnvVar values; Dagster resolves them when it initialises the resources.
-    with dg.build_resources(build_resources()) as resources, resources.postgres.connect() as conn:
+    with dg.build_resources(build_resources()) as resources:
+        engine = resources.postgres.engine
         try:
-            hits = search(conn, resources.embedder, args.query, args.k)
+            hits = search(engine, resources.embedder.factory(), args.query, args.k)
         except SearchError as exc:
             print(f"search: {exc}", file=sys.stderr)
             return 2
-        model = active_model(conn)
+        with engine.begin() as conn:
+            model = active_model(conn)
     print(f"model {model.name if model else '?'} — top {len(hits)} of k={args.k}")
     print(format_hits(hits) if hits else "no chunks are embedded yet")
     return 0

@@ -1,5 +1,5 @@
-"""The configured embedding model as a Dagster resource; the providers themselves are in
-`pipelines.embedders`."""
+"""The configured embedding model as a Dagster resource: it only resolves its fields into the plain
+values the work layer takes (`pipelines.embedders`)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from pipelines.embedders import (
-    KNOWN_MODELS,
-    LOCAL_MODEL,
-    OPENAI_DEFAULT_MODEL,
-    Embedder,
-    EmbeddingConfigError,
-    LocalEmbedder,
-    ModelSpec,
-    OpenAIEmbedder,
-)
+from pipelines.embedders import Embedder, EmbedderFactory, EmbedLimits, ModelSpec, resolve_spec
+
+_DEFAULT_LIMITS = EmbedLimits()
+_DEFAULT_FACTORY = EmbedderFactory()
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -29,67 +23,39 @@ class EmbedderResource(dg.ConfigurableResource):
     api_key: str | None = None
     base_url: str | None = None
     price_per_million_tokens: float | None = None
-    max_batch_inputs: int = 2048
-    max_batch_tokens: int = 300_000
-    max_input_tokens: int = 8191
-    concurrency: int = 4
-    budget_usd: float | None = None
-    max_retries: int = 6
-    timeout_s: float = 60.0
-    # Storage policy of the vectors this resource produces: how long a retired model's vectors stay
-    # (for an instant switch back) and the memory an HNSW build may use.
-    retired_grace_days: float = 7.0
-    hnsw_maintenance_work_mem: str = "256MB"
-
-    @property
-    def resolved_provider(self) -> str:
-        if self.provider == "auto":
-            return "openai" if self.api_key else "local"
-        if self.provider not in ("openai", "local"):
-            raise EmbeddingConfigError(
-                f"unknown embedding provider {self.provider!r}; use 'openai' or 'local'"
-            )
-        return self.provider
+    max_batch_inputs: int = _DEFAULT_LIMITS.max_batch_inputs
+    max_batch_tokens: int = _DEFAULT_LIMITS.max_batch_tokens
+    max_input_tokens: int = _DEFAULT_LIMITS.max_input_tokens
+    concurrency: int = _DEFAULT_LIMITS.concurrency
+    budget_usd: float | None = _DEFAULT_LIMITS.budget_usd
+    max_retries: int = _DEFAULT_FACTORY.max_retries
+    timeout_s: float = _DEFAULT_FACTORY.timeout_s
 
     def spec(self) -> ModelSpec:
-        provider = self.resolved_provider
-        model = self.model or (OPENAI_DEFAULT_MODEL if provider == "openai" else LOCAL_MODEL)
-        native, list_price = KNOWN_MODELS.get(model, (None, None))
-        dims = self.dimensions or native
-        if dims is None:
-            raise EmbeddingConfigError(
-                f"model {model!r} is not one this tool knows; set EMBEDDING_DIMENSIONS to its dimension"
-            )
-        if dims <= 0:
-            raise EmbeddingConfigError(f"EMBEDDING_DIMENSIONS must be positive, got {dims}")
-        price = (
-            self.price_per_million_tokens
-            if self.price_per_million_tokens is not None
-            else (list_price or 0.0)
+        return resolve_spec(
+            self.provider,
+            self.model,
+            self.dimensions,
+            self.price_per_million_tokens,
+            has_api_key=bool(self.api_key),
         )
-        name = model if dims == native else f"{model}@{dims}"
-        return ModelSpec(
-            name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price
+
+    def limits(self) -> EmbedLimits:
+        return EmbedLimits(
+            max_batch_inputs=self.max_batch_inputs,
+            max_batch_tokens=self.max_batch_tokens,
+            max_input_tokens=self.max_input_tokens,
+            concurrency=self.concurrency,
+            budget_usd=self.budget_usd,
+        )
+
+    def factory(self) -> EmbedderFactory:
+        return EmbedderFactory(
+            api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout_s=self.timeout_s
         )
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Embedder]:
-        spec = self.spec()
-        if spec.provider == "local":
-            yield LocalEmbedder(spec)
-            return
-        import openai
-
-        if not self.api_key:
-            raise EmbeddingConfigError("provider 'openai' needs OPENAI_API_KEY to be set")
-        # The client's own retry loop handles 429/5xx/timeouts with backoff and honours Retry-After.
-        client = openai.OpenAI(
-            api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout_s
-        )
-        try:
-            native = KNOWN_MODELS.get(spec.model, (None, 0))[0]
-            yield OpenAIEmbedder(
-                spec, client, send_dimensions=self.dimensions is not None and self.dimensions != native
-            )
-        finally:
-            client.close()
+        """An embedder of the configured model."""
+        with self.factory().open(self.spec()) as embedder:
+            yield embedder

@@ -1,3 +1,3 @@
-SELECT name, provider, dimensions, price_per_million_tokens, status, activated_at, retired_at, embeddings_dropped_at
+SELECT name, provider, model, dimensions, price_per_million_tokens, status, activated_at, retired_at, embeddings_dropped_at
 FROM embedding_models
 WHERE status = 'active'
