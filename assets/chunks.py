@@ -26,8 +26,8 @@ def document_chunks(
     of at most `chunk_max_chars` characters with overlap, keeping each chunk's heading path and character span.
     A chunk keeps its identity (document, index) so unchanged chunks keep their embeddings."""
     started = time.perf_counter()
-    with postgres.connect() as conn:
-        stats = chunk_documents(conn, content_sources.chunk_max_chars, content_sources.chunk_overlap)
+    stats = chunk_documents(postgres.engine, content_sources.chunk_max_chars, content_sources.chunk_overlap)
+    with postgres.begin() as conn:
         total, unchunked = conn.execute(
             sa.text(
                 "SELECT (SELECT count(*) FROM document_chunks),"

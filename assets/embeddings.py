@@ -6,7 +6,7 @@ from assets.chunks import document_chunks
 from pipelines.embedders import EmbeddingConfigError
 from pipelines.embeddings import EmbedStats, embed_pending
 from pipelines.hnsw import ensure_hnsw_index
-from pipelines.models import active_model, drop_retired_embeddings, embedder_for_model, register_model
+from pipelines.models import active_model, drop_retired_embeddings, register_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -22,7 +22,7 @@ class EmbeddingRunConfig(dg.Config):
 
 def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
     """What an embedding run did, as the typed metadata both embedding assets report."""
-    metadata = {
+    metadata: dict[str, dg.MetadataValue] = {
         "model": dg.MetadataValue.text(stats.model),
         "provider": dg.MetadataValue.text(stats.provider),
         "dimensions": dg.MetadataValue.int(stats.dimensions),
@@ -66,34 +66,36 @@ def chunk_embeddings(
     the active model's vectors, so readers never miss them. The model's HNSW index is created after its first
     bulk load, and vectors of models retired longer than the grace period are dropped."""
     configured = embedder.spec()
-    with postgres.connect() as conn:
+    engine = postgres.engine
+    with engine.begin() as conn:
         active = active_model(conn)
-        conn.commit()
-        target = embedder
+        target = configured
         if active is not None and active.name != configured.name:
             register_model(conn, configured)
             context.log.info(
                 f"the configured model {configured.name} is not active yet: embedding new chunks for the active"
                 f" {active.name}; reembedding_job builds {configured.name} and switches"
             )
-            target = embedder_for_model(embedder, active)
-        try:
-            stats = embed_pending(
-                conn,
-                target,
-                max_attempts=config.max_attempts,
-                allow_over_budget=config.allow_over_budget,
-                log=context.log.info,
-            )
-        except EmbeddingConfigError as exc:
-            if target is embedder:
-                raise
-            raise dg.Failure(
-                description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
-                f" switches readers to {configured.name}: {exc}"
-            ) from None
-        index = ensure_hnsw_index(conn, stats.model, stats.dimensions, embedder.hnsw_maintenance_work_mem)
-        cleanup = drop_retired_embeddings(conn, embedder.retired_grace_days, log=context.log.info)
+            target = active.spec()
+    try:
+        stats = embed_pending(
+            engine,
+            target,
+            embedder.limits(),
+            embedder.factory(),
+            max_attempts=config.max_attempts,
+            allow_over_budget=config.allow_over_budget,
+            log=context.log.info,
+        )
+    except EmbeddingConfigError as exc:
+        if active is None or target is configured:
+            raise
+        raise dg.Failure(
+            description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
+            f" switches readers to {configured.name}: {exc}"
+        ) from None
+    index = ensure_hnsw_index(engine, stats.model, stats.dimensions, postgres.hnsw_maintenance_work_mem)
+    cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
     metadata = {
         **embed_stats_metadata(stats),
         "configured_model": dg.MetadataValue.text(configured.name),

@@ -22,7 +22,7 @@ RECALL_WARN_BELOW = 0.95
 RECALL_SAMPLE = 50
 
 
-def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
+def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict[str, dg.MetadataValue]:
     return {
         "model": dg.MetadataValue.text(stats.model),
         "texts_to_embed": dg.MetadataValue.int(stats.unique_texts),
@@ -61,35 +61,38 @@ def reembedding(
     of what it lacks are estimated and published before any request and refused above EMBEDDING_BUDGET_USD,
     the missing chunks are embedded with the same dedup, batching, COPY and error handling as nightly
     embedding (resumable: finished requests are committed), and its HNSW index is built after the bulk load."""
-    estimate: dict = {}
+    estimate: dict[str, dg.MetadataValue] = {}
+    limits = embedder.limits()
 
     def publish_estimate(stats: EmbedStats) -> None:
-        estimate.update(_estimate_metadata(stats, embedder.budget_usd))
+        estimate.update(_estimate_metadata(stats, limits.budget_usd))
         context.log.info(
             f"{stats.model}: {stats.unique_texts} texts to embed, ~{stats.estimated_tokens:,} tokens,"
             f" ~${stats.estimated_cost_usd:.4f}"
         )
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=estimate))
 
-    with postgres.connect() as conn:
-        try:
-            result = build_model(
-                conn,
-                embedder,
-                max_attempts=config.max_attempts,
-                allow_over_budget=config.allow_over_budget,
-                log=context.log.info,
-                on_estimate=publish_estimate,
-            )
-        except BudgetExceededError as exc:
-            raise dg.Failure(
-                description=f"{exc} (in reembedding_job's launchpad: ops: reembedding: config: allow_over_budget: true)",
-                metadata=estimate,
-            ) from None
+    try:
+        result = build_model(
+            postgres.engine,
+            embedder.spec(),
+            limits,
+            embedder.factory(),
+            maintenance_work_mem=postgres.hnsw_maintenance_work_mem,
+            max_attempts=config.max_attempts,
+            allow_over_budget=config.allow_over_budget,
+            log=context.log.info,
+            on_estimate=publish_estimate,
+        )
+    except BudgetExceededError as exc:
+        raise dg.Failure(
+            description=f"{exc} (in reembedding_job's launchpad: ops: reembedding: config: allow_over_budget: true)",
+            metadata=estimate,
+        ) from None
     stats, cov = result.stats, result.coverage
     metadata = {
         **embed_stats_metadata(stats),
-        **_estimate_metadata(stats, embedder.budget_usd),
+        **_estimate_metadata(stats, limits.budget_usd),
         "previous_active_model": dg.MetadataValue.text(result.previous_active or "none"),
         "status_before": dg.MetadataValue.text(result.status_before or "unregistered"),
         "reopened_retired_model": dg.MetadataValue.bool(result.reopened),
@@ -140,25 +143,27 @@ def embedding_model_switch(
     RETIRED_GRACE_DAYS are dropped with their index, and the active index's recall@10 against exact search
     is measured."""
     target = embedder.spec().name
-    with postgres.connect() as conn:
-        try:
-            switch = switch_active_model(conn, target, run_id=context.run.run_id)
-        except CoverageError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        if switch.switched:
-            context.log.info(f"switched readers from {switch.previous} to {target}")
-        abandoned = retire_abandoned_builds(conn, keep=target)
-        if abandoned:
-            context.log.info(
-                f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period"
-            )
+    engine = postgres.engine
+    try:
+        switch = switch_active_model(engine, target, run_id=context.run.run_id)
+    except CoverageError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if switch.switched:
+        context.log.info(f"switched readers from {switch.previous} to {target}")
+    abandoned = retire_abandoned_builds(engine, keep=target)
+    if abandoned:
+        context.log.info(
+            f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period"
+        )
+    with engine.begin() as conn:
         active = active_model(conn)
-        conn.commit()
-        index = ensure_hnsw_index(conn, active.name, active.dimensions, embedder.hnsw_maintenance_work_mem)
-        cleanup = drop_retired_embeddings(conn, embedder.retired_grace_days, log=context.log.info)
-        recall = measure_recall(conn, active.name, active.dimensions, sample=RECALL_SAMPLE)
+    if active is None:
+        raise dg.Failure(description=f"no active embedding model after switching to {target}")
+    index = ensure_hnsw_index(engine, active.name, active.dimensions, postgres.hnsw_maintenance_work_mem)
+    cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
+    recall = measure_recall(engine, active.name, active.dimensions, sample=RECALL_SAMPLE)
+    with engine.begin() as conn:
         cov = coverage(conn, active.name)
-        conn.commit()
     return dg.MaterializeResult(
         metadata={
             "active_model": dg.MetadataValue.text(active.name),
@@ -168,7 +173,7 @@ def embedding_model_switch(
             "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
             "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
             "abandoned_builds_retired": dg.MetadataValue.text(", ".join(abandoned) or "none"),
-            "retired_grace_days": dg.MetadataValue.float(float(embedder.retired_grace_days)),
+            "retired_grace_days": dg.MetadataValue.float(float(postgres.retired_grace_days)),
             "recall_at_10": dg.MetadataValue.float(round(recall.recall, 4)),
         },
         check_results=[

@@ -71,15 +71,15 @@ def retention_sweep(
             run_id=context.run.run_id,
             expiring_window=window,
         )
+    with postgres.begin() as conn:
         remaining = count_expired_unprotected(conn, result.as_of)
-        conn.commit()
     duration = time.perf_counter() - started
     verb = "would delete" if result.dry_run else "deleted"
     context.log.info(
         f"retention sweep {result.sweep_id}: {verb} {result.documents} document(s), {result.chunks} chunk(s),"
         f" {result.embeddings} embedding(s) in {result.batches} batch(es); {result.held_by_legal_hold} held"
     )
-    metadata = {
+    metadata: dict[str, dg.MetadataValue] = {
         "dry_run": dg.MetadataValue.bool(result.dry_run),
         "sweep_id": dg.MetadataValue.text(result.sweep_id),
         "as_of": dg.MetadataValue.timestamp(result.as_of),

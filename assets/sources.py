@@ -34,12 +34,18 @@ def source_documents(
     gets its provenance row (licence, rights holder, retention from frontmatter or RETENTION_DEFAULTS), and
     content a retention sweep deleted is skipped as expired rather than ingested again."""
     started = time.perf_counter()
-    with postgres.connect() as conn:
-        stats = sync_documents(conn, content_sources)
+    stats = sync_documents(
+        postgres.engine,
+        content_sources.content_path,
+        content_sources.table_specs(),
+        content_sources.provenance_defaults(),
+        max_file_bytes=content_sources.max_file_bytes,
+    )
+    with postgres.begin() as conn:
         total = conn.execute(sa.text("SELECT count(*) FROM source_documents")).scalar_one()
     for source, key, reason in stats.errors:
         context.log.warning(f"rejected {source} item {key!r}: {reason}")
-    metadata = {
+    metadata: dict[str, dg.MetadataValue] = {
         "documents_total": dg.MetadataValue.int(total),
         "scanned": dg.MetadataValue.int(stats.scanned),
         "inserted_or_updated": dg.MetadataValue.int(stats.inserted_or_updated),

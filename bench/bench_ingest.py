@@ -21,17 +21,17 @@ WRITE_BATCH = 2048
 
 
 def _ingest(conn, sources, embedder):
-    sync_documents(conn, sources)
-    chunk_documents(conn, sources.chunk_max_chars, sources.chunk_overlap)
-    return embed_pending(conn, embedder)
+    sync_documents(conn.engine, sources.content_path, sources.table_specs())
+    chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
+    return embed_pending(conn.engine, embedder.spec(), embedder.limits(), embedder.factory())
 
 
 def bench_write_path(postgres, rng) -> None:
     with postgres.connect() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO embedding_models (name, provider, dimensions, status)"
-                " VALUES ('bench', 'local', :d, 'building')"
+                "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+                " VALUES ('bench', 'local', 'bench', :d, 'building')"
             ),
             {"d": DIMS},
         )

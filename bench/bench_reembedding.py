@@ -36,7 +36,6 @@ def _embedder(fake, model: str) -> EmbedderResource:
         api_key="sk-bench",
         base_url=fake.base_url,
         max_retries=0,
-        hnsw_maintenance_work_mem=MEM,
     )
 
 
@@ -48,16 +47,26 @@ def bench_reembedding(postgres, fake) -> tuple[np.ndarray, float]:
     fake.reset_counts()
     with postgres.connect() as conn:
         started = time.perf_counter()
-        first = embed_pending(conn, _embedder(fake, FIRST_MODEL))
+        first_embedder = _embedder(fake, FIRST_MODEL)
+        first = embed_pending(
+            conn.engine, first_embedder.spec(), first_embedder.limits(), first_embedder.factory()
+        )
         first_embed = time.perf_counter() - started
-        first_index = ensure_hnsw_index(conn, FIRST_MODEL, DIMS, MEM).seconds
+        first_index = ensure_hnsw_index(conn.engine, FIRST_MODEL, DIMS, MEM).seconds
         first_total = time.perf_counter() - started
         first_requests = fake.request_count
 
         fake.reset_counts()
         started = time.perf_counter()
-        again = build_model(conn, _embedder(fake, NEXT_MODEL))
-        switch_active_model(conn, NEXT_MODEL)
+        next_embedder = _embedder(fake, NEXT_MODEL)
+        again = build_model(
+            conn.engine,
+            next_embedder.spec(),
+            next_embedder.limits(),
+            next_embedder.factory(),
+            maintenance_work_mem=MEM,
+        )
+        switch_active_model(conn.engine, NEXT_MODEL)
         re_total = time.perf_counter() - started
         re_embed = again.stats.duration_s
         assert again.coverage.complete and first.chunks_embedded == again.stats.chunks_embedded == N_CHUNKS
@@ -114,13 +123,12 @@ def bench_reembedding(postgres, fake) -> tuple[np.ndarray, float]:
 
 
 def _load(conn, model: str, ids, vectors) -> float:
-    shas = dict(
-        conn.execute(
+    shas: dict[int, str] = {
+        cid: sha
+        for cid, sha in conn.execute(
             sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"), {"ids": list(ids)}
         )
-        .tuples()
-        .all()
-    )
+    }
     started = time.perf_counter()
     for i in range(0, len(ids), WRITE_BATCH):
         sl = slice(i, i + WRITE_BATCH)
@@ -135,7 +143,8 @@ def _load(conn, model: str, ids, vectors) -> float:
 def _register(conn, name: str) -> None:
     conn.execute(
         sa.text(
-            "INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:n, 'local', :d, 'building')"
+            "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+            " VALUES (:n, 'local', :n, :d, 'building')"
         ),
         {"n": name, "d": DIMS},
     )
@@ -159,8 +168,8 @@ def bench_hnsw_build(postgres, vectors: np.ndarray, first_index_s: float) -> Non
 
         m = HNSW_COMPARE_N
         load_s = _load(conn, after, ids[:m], vectors[:m])
-        build_s = ensure_hnsw_index(conn, after, DIMS, MEM).seconds
-        ensure_hnsw_index(conn, before, DIMS, MEM)
+        build_s = ensure_hnsw_index(conn.engine, after, DIMS, MEM).seconds
+        ensure_hnsw_index(conn.engine, before, DIMS, MEM)
         indexed_load_s = _load(conn, before, ids[:m], vectors[:m])
     n = len(vectors)
     report(

@@ -25,7 +25,8 @@ MODEL = "bench-model"
 
 # Fixture generation only, set-based so that a million chunks and embeddings load in seconds.
 _SETUP = [
-    "INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:model, 'local', :dims, 'active')",
+    "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+    " VALUES (:model, 'local', :model, :dims, 'active')",
     """INSERT INTO source_documents (source, source_key, title, content, content_sha256, acquired_at)
        SELECT :source, 'doc-' || g, 'Document ' || g, 'Licensed text number ' || g, md5(:source || g),
               now() - make_interval(years => 10) + make_interval(mins => g % 5000)

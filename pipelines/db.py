@@ -1,5 +1,16 @@
-"""Database connections: `DATABASE_URL` when set, otherwise the embedded PostgreSQL 18 + pgvector
-server; one engine per URL per process, migrated before it is handed out."""
+"""Database connections: the URL the caller passes (the resource reads `DATABASE_URL`), otherwise the
+embedded PostgreSQL 18 + pgvector server; one engine per URL per process, migrated before it is handed out.
+
+Who owns a transaction is visible in the signature:
+
+- A function that takes an `sa.Connection` runs inside its caller's transaction and never commits or
+  rolls back: the caller opens it (`with engine.begin() as conn:`) and it ends there.
+- A function that takes an `sa.Engine` owns its transactions: it opens its own connection and commits one
+  transaction per unit of work (a batch, a request, a switch), so a failure loses only the unit in flight.
+  DDL that must run outside a transaction (CREATE INDEX CONCURRENTLY) uses an autocommit connection.
+- The one exception, `pipelines.retention.sweep_expired`, takes a connection that must arrive without an
+  open transaction (so its caller can pin session settings) and opens one per batch with `conn.begin()`.
+"""
 
 from __future__ import annotations
 

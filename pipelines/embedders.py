@@ -89,7 +89,9 @@ def resolve_spec(
         raise EmbeddingConfigError(f"EMBEDDING_DIMENSIONS must be positive, got {dims}")
     price = price_per_million_tokens if price_per_million_tokens is not None else (list_price or 0.0)
     name = model if dims == native else f"{model}@{dims}"
-    return ModelSpec(name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price)
+    return ModelSpec(
+        name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price
+    )
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ class EmbedderFactory:
             yield LocalEmbedder(spec)
             return
         if spec.provider != "openai":
-            raise EmbeddingConfigError(f"unknown embedding provider {spec.provider!r}; use 'openai' or 'local'")
+            raise EmbeddingConfigError(
+                f"unknown embedding provider {spec.provider!r}; use 'openai' or 'local'"
+            )
         import openai
 
         if not self.api_key:
@@ -214,7 +218,9 @@ class EmbedderFactory:
         )
         try:
             # A native-size request omits `dimensions`, which older models and compatible servers refuse.
-            yield OpenAIEmbedder(spec, client, send_dimensions=spec.dimensions != native_dimensions(spec.model))
+            yield OpenAIEmbedder(
+                spec, client, send_dimensions=spec.dimensions != native_dimensions(spec.model)
+            )
         finally:
             client.close()
 

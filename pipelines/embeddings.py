@@ -176,7 +176,9 @@ def embed_pending(
             )
 
         token_counts = [p.tokens for p in pending]
-        stats.minimum_requests = minimum_requests(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
+        stats.minimum_requests = minimum_requests(
+            token_counts, limits.max_batch_inputs, limits.max_batch_tokens
+        )
         batches = [
             [pending[i] for i in b]
             for b in plan_batches(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)

@@ -22,6 +22,9 @@ from pipelines.lib.vector_index import (
 )
 from pipelines.sql import load_sql, query
 
+# The memory an HNSW build may use; a build that outgrows it slows down sharply.
+DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
+
 
 @dataclass(frozen=True)
 class IndexResult:

@@ -27,6 +27,10 @@ REEMBEDDING_LOCK_KEY = 7_300_120_005
 DELETE_BATCH = 10_000
 
 
+# How long a retired model's vectors stay, so that switching back costs no API call.
+DEFAULT_RETIRED_GRACE_DAYS = 7.0
+
+
 class CoverageError(RuntimeError):
     """The model to activate lacks vectors for some current chunks; switching would hide them from readers."""
 

@@ -48,8 +48,8 @@ class SweepResult:
 
 
 def database_now(conn: sa.Connection) -> dt.datetime:
-    now = conn.execute(sa.text("SELECT now()")).scalar_one()
-    conn.commit()
+    """The start of the caller's transaction on the database's clock."""
+    now: dt.datetime = conn.execute(sa.text("SELECT now()")).scalar_one()
     return now
 
 
@@ -68,6 +68,10 @@ def sweep_expired(
 
     An error rolls back only the batch in flight: earlier batches stay committed with their audit rows.
     A dry run walks the same batches and records dry-run audit rows instead of deleting.
+
+    Takes a connection rather than the engine so that a caller may pin session settings (a time zone, a
+    statement timeout) for the whole sweep; it must arrive without an open transaction, since each batch
+    commits on its own.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -75,11 +79,13 @@ def sweep_expired(
         # Each batch must commit on its own; inheriting an open transaction would hold locks across them.
         raise RuntimeError("sweep_expired needs a connection without an open transaction")
     if as_of is None:
-        as_of = database_now(conn)
+        with conn.begin():
+            as_of = database_now(conn)
     result = SweepResult(sweep_id=str(uuid.uuid4()), as_of=as_of, dry_run=dry_run)
     after = _KEYSET_START
     while True:
-        try:
+        # An error rolls back only this batch's transaction.
+        with conn.begin():
             conn.execute(query("retention_lock_exclusive"), {"key": RETENTION_LOCK_KEY})
             locked_at = time.perf_counter()
             params = {
@@ -106,11 +112,7 @@ def sweep_expired(
                     ).one()
                     count, chunks, embeddings = done.documents, int(done.chunks), int(done.embeddings)
                     last = (victims[-1].expires_at, victims[-1].content_id)
-            conn.commit()
-            held_for = time.perf_counter() - locked_at
-        except BaseException:
-            conn.rollback()
-            raise
+        held_for = time.perf_counter() - locked_at
         if last is None:
             break
         after = last
@@ -121,9 +123,9 @@ def sweep_expired(
         result.longest_lock_s = max(result.longest_lock_s, held_for)
         if on_batch is not None:
             on_batch(result)
-    result.held_by_legal_hold = conn.execute(query("retention_count_held"), {"as_of": as_of}).scalar_one()
-    result.expiring_count, result.expiring = expiring_soon(conn, as_of, expiring_window)
-    conn.commit()
+    with conn.begin():
+        result.held_by_legal_hold = conn.execute(query("retention_count_held"), {"as_of": as_of}).scalar_one()
+        result.expiring_count, result.expiring = expiring_soon(conn, as_of, expiring_window)
     return result
 
 
@@ -145,4 +147,5 @@ def expiring_soon(
 
 
 def count_expired_unprotected(conn: sa.Connection, as_of: dt.datetime) -> int:
-    return conn.execute(query("retention_count_expired_unprotected"), {"as_of": as_of}).scalar_one()
+    count: int = conn.execute(query("retention_count_expired_unprotected"), {"as_of": as_of}).scalar_one()
+    return count

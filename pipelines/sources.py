@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from pipelines.lib.documents import (
+    DEFAULT_MAX_BYTES,
     ParsedDocument,
     SourceItemError,
     metadata_json,
@@ -20,15 +22,37 @@ from pipelines.lib.documents import (
 from pipelines.lib.provenance import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
 from pipelines.retention import RETENTION_LOCK_KEY
 from pipelines.sql import query
-from resources.sources import (
-    ContentSourcesResource,
-    IdentifierError,
-    TableSource,
-    retention_defaults_from_env,
-    validate_identifier,
-)
 
 UPSERT_BATCH = 500
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class IdentifierError(ValueError):
+    pass
+
+
+def validate_identifier(name: str, what: str) -> list[str]:
+    """Split `schema.name` and check each part is a plain identifier; anything else is refused."""
+    parts = name.split(".") if isinstance(name, str) else []
+    if not 1 <= len(parts) <= 2 or not all(_IDENT.match(p) for p in parts):
+        raise IdentifierError(
+            f"{what} {name!r} is not a plain identifier (letters, digits, underscore; optional schema.)"
+        )
+    return parts
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table whose rows become documents: each row's text columns, keyed by `key_column`."""
+
+    table: str
+    text_columns: tuple[str, ...]
+    key_column: str = "id"
+    title_column: str | None = None
+
+
+ScanResult = tuple[list[ParsedDocument], set[str]]
 
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -61,11 +85,8 @@ def _markdown_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def scan_markdown(
-    sources: ContentSourcesResource, stats: SyncStats
-) -> tuple[list[ParsedDocument], set[str]] | None:
+def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResult | None:
     """Parsed documents and every key seen (including ones that failed), or None if the scan is impossible."""
-    root = sources.content_path
     if not root.is_dir():
         stats.errors.append(("local", str(root), "content directory does not exist"))
         return None
@@ -73,15 +94,13 @@ def scan_markdown(
     for path, key in _markdown_files(root):
         seen.add(key)
         try:
-            docs.append(read_markdown_file(path, key, sources.max_file_bytes))
+            docs.append(read_markdown_file(path, key, max_file_bytes))
         except (SourceItemError, OSError) as exc:
             stats.errors.append(("local", key, str(exc)))
     return docs, seen
 
 
-def scan_table(
-    conn: sa.Connection, spec: TableSource, stats: SyncStats
-) -> tuple[list[ParsedDocument], set[str]] | None:
+def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanResult | None:
     source = f"table:{spec.table}"
     try:
         parts = validate_identifier(spec.table, "table")
@@ -127,8 +146,46 @@ def scan_table(
     return docs, seen
 
 
-def _provenance_rows(records: Iterable[ProvenanceRecord]) -> dict:
+def _provenance_rows(records: Iterable[ProvenanceRecord]) -> dict[str, str]:
     return {"rows": json.dumps([r.as_row() for r in records], ensure_ascii=False)}
+
+
+def _upsert_unless_tombstoned(
+    conn: sa.Connection, source: str, batch: list[ParsedDocument], provenance: Mapping[str, ProvenanceRecord]
+) -> list[ParsedDocument]:
+    """Upsert the batch's documents a retention sweep has not deleted, in the caller's transaction;
+    returns those written."""
+    # Under the shared retention lock, the tombstones read here include every committed sweep batch.
+    conn.execute(query("retention_lock_shared"), {"key": RETENTION_LOCK_KEY})
+    tombstoned = {
+        (r.source_key, r.content_sha256)
+        for r in conn.execute(
+            query("retention_select_tombstoned"),
+            {
+                "source": source,
+                "keys": [d.source_key for d in batch],
+                "hashes": [d.content_sha256 for d in batch],
+            },
+        )
+    }
+    fresh = [d for d in batch if (d.source_key, d.content_sha256) not in tombstoned]
+    if fresh:
+        conn.execute(
+            query("upsert_source_documents"),
+            [
+                {
+                    "source": d.source,
+                    "source_key": d.source_key,
+                    "title": d.title,
+                    "content": d.content,
+                    "content_sha256": d.content_sha256,
+                    "metadata": metadata_json(d.metadata),
+                }
+                for d in fresh
+            ],
+        )
+        conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh))
+    return fresh
 
 
 def _apply_source(
@@ -137,9 +194,9 @@ def _apply_source(
     docs: list[ParsedDocument],
     seen: set[str],
     stats: SyncStats,
-    provenance_defaults: dict[str, ProvenanceDefaults] | None = None,
-):
-    defaults = provenance_defaults or {}
+    defaults: Mapping[str, ProvenanceDefaults],
+) -> None:
+    """Upsert one source's documents and provenance, one transaction per batch."""
     provenance: dict[str, ProvenanceRecord] = {}
     usable = []
     for doc in docs:
@@ -149,10 +206,11 @@ def _apply_source(
         except ProvenanceError as exc:
             # Like any bad item: reported, and whatever was ingested for it before is kept.
             stats.errors.append((source, doc.source_key, str(exc)))
-    existing = {
-        r.source_key: (r.content_sha256, r.title, r.metadata)
-        for r in conn.execute(query("select_source_fingerprints"), {"source": source})
-    }
+    with conn.begin():
+        existing = {
+            r.source_key: (r.content_sha256, r.title, r.metadata)
+            for r in conn.execute(query("select_source_fingerprints"), {"source": source})
+        }
     changed, unchanged = [], []
     for doc in usable:
         fingerprint = (doc.content_sha256, doc.title, json.loads(metadata_json(doc.metadata)))
@@ -164,85 +222,64 @@ def _apply_source(
             changed.append(doc)
     for start in range(0, len(changed), UPSERT_BATCH):
         batch = changed[start : start + UPSERT_BATCH]
-        # Under the shared retention lock, the tombstones read here include every committed sweep batch.
-        conn.execute(query("retention_lock_shared"), {"key": RETENTION_LOCK_KEY})
-        tombstoned = {
-            (r.source_key, r.content_sha256)
-            for r in conn.execute(
-                query("retention_select_tombstoned"),
-                {
-                    "source": source,
-                    "keys": [d.source_key for d in batch],
-                    "hashes": [d.content_sha256 for d in batch],
-                },
-            )
-        }
-        fresh = [d for d in batch if (d.source_key, d.content_sha256) not in tombstoned]
+        with conn.begin():
+            fresh = _upsert_unless_tombstoned(conn, source, batch, provenance)
         stats.skipped_expired += len(batch) - len(fresh)
-        if fresh:
-            conn.execute(
-                query("upsert_source_documents"),
-                [
-                    {
-                        "source": d.source,
-                        "source_key": d.source_key,
-                        "title": d.title,
-                        "content": d.content,
-                        "content_sha256": d.content_sha256,
-                        "metadata": metadata_json(d.metadata),
-                    }
-                    for d in fresh
-                ],
-            )
-            conn.execute(
-                query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh)
-            )
-        conn.commit()
         stats.inserted_or_updated += len(fresh)
     # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
     # provenance existed get their row. The upsert writes only rows whose terms differ.
     for start in range(0, len(unchanged), UPSERT_BATCH):
         batch = unchanged[start : start + UPSERT_BATCH]
-        conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch))
-        conn.commit()
+        with conn.begin():
+            conn.execute(
+                query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch)
+            )
     gone = sorted(set(existing) - seen)
     if gone:
-        stats.deleted += conn.execute(
-            query("delete_missing_source_documents"), {"source": source, "keys": gone}
-        ).rowcount
-        conn.commit()
+        with conn.begin():
+            stats.deleted += conn.execute(
+                query("delete_missing_source_documents"), {"source": source, "keys": gone}
+            ).rowcount
     stats.scanned += len(docs)
     stats.per_source[source] = len(docs)
 
 
 def sync_documents(
-    conn: sa.Connection,
-    sources: ContentSourcesResource,
-    provenance_defaults: dict[str, ProvenanceDefaults] | None = None,
+    engine: sa.Engine,
+    content_dir: Path,
+    tables: Sequence[TableSpec] = (),
+    provenance_defaults: Mapping[str, ProvenanceDefaults] | None = None,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_BYTES,
 ) -> SyncStats:
-    """Bring `source_documents` and their `provenance` in line with the sources; commits as it goes.
+    """Bring `source_documents` and their `provenance` in line with the markdown files under `content_dir`
+    and the rows of `tables`; one transaction per batch.
 
     Items that fail keep whatever was ingested for them before; a source that cannot be read at all
     (missing directory or table) deletes nothing. Content a retention sweep deleted is skipped, not
-    re-ingested. `provenance_defaults` defaults to the `RETENTION_DEFAULTS` environment variable.
+    re-ingested. `provenance_defaults` (per source, `*` for any) fill terms the frontmatter does not state.
     """
-    if provenance_defaults is None:
-        provenance_defaults = retention_defaults_from_env()
+    defaults = provenance_defaults or {}
     stats = SyncStats()
-    scans: list[tuple[str, tuple | None]] = [("local", scan_markdown(sources, stats))]
-    for spec in sources.tables:
-        scans.append((f"table:{spec.table}", scan_table(conn, spec, stats)))
-        conn.commit()
-    for source, scanned in scans:
-        if scanned is not None:
-            _apply_source(conn, source, *scanned, stats, provenance_defaults)
-    record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
-    conn.commit()
+    scans: list[tuple[str, ScanResult | None]] = [
+        ("local", scan_markdown(content_dir, max_file_bytes, stats))
+    ]
+    with engine.connect() as conn:
+        for spec in tables:
+            with conn.begin():
+                scans.append((f"table:{spec.table}", scan_table(conn, spec, stats)))
+        for source, scanned in scans:
+            if scanned is not None:
+                _apply_source(conn, source, *scanned, stats, defaults)
+        with conn.begin():
+            record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
     return stats
 
 
-def record_ingestion_errors(conn: sa.Connection, sources: Iterable[str], errors: list[tuple[str, str, str]]):
-    """Replace the recorded errors of the sources just scanned with this run's."""
+def record_ingestion_errors(
+    conn: sa.Connection, sources: Iterable[str], errors: list[tuple[str, str, str]]
+) -> None:
+    """Replace the recorded errors of the sources just scanned with this run's, in the caller's transaction."""
     conn.execute(sa.text("DELETE FROM ingestion_errors WHERE source = ANY(:s)"), {"s": list(sources)})
     if errors:
         conn.execute(

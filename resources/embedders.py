@@ -51,7 +51,10 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def factory(self) -> EmbedderFactory:
         return EmbedderFactory(
-            api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout_s=self.timeout_s
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=self.max_retries,
+            timeout_s=self.timeout_s,
         )
 
     @contextlib.contextmanager

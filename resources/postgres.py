@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
+from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -19,6 +21,10 @@ class PostgresResource(dg.ConfigurableResource):
 
     database_url: str | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
+    # Storage policy of the vectors: how long a retired model's vectors stay (for an instant switch back)
+    # and the memory an HNSW build may use.
+    retired_grace_days: float = DEFAULT_RETIRED_GRACE_DAYS
+    hnsw_maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM
 
     _url: str | None = PrivateAttr(default=None)
 

@@ -1,35 +1,21 @@
-"""Where documents come from: a directory of markdown files and configured Postgres tables."""
+"""Where documents come from as a Dagster resource: a directory of markdown files and configured Postgres
+tables. It only resolves its fields into the plain values `pipelines.sources` takes."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.lib.documents import DEFAULT_MAX_BYTES
 from pipelines.lib.provenance import ProvenanceDefaults, parse_retention_defaults
+from pipelines.sources import TableSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONTENT_DIR = PROJECT_ROOT / "demo" / "content"
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class IdentifierError(ValueError):
-    pass
-
-
-def validate_identifier(name: str, what: str) -> list[str]:
-    """Split `schema.name` and check each part is a plain identifier; anything else is refused."""
-    parts = name.split(".") if isinstance(name, str) else []
-    if not 1 <= len(parts) <= 2 or not all(_IDENT.match(p) for p in parts):
-        raise IdentifierError(
-            f"{what} {name!r} is not a plain identifier (letters, digits, underscore; optional schema.)"
-        )
-    return parts
 
 
 class TableSource(dg.Config):
@@ -39,6 +25,14 @@ class TableSource(dg.Config):
     key_column: str = "id"
     text_columns: list[str]
     title_column: str | None = None
+
+    def spec(self) -> TableSpec:
+        return TableSpec(
+            table=self.table,
+            text_columns=tuple(self.text_columns),
+            key_column=self.key_column,
+            title_column=self.title_column,
+        )
 
 
 def parse_table_sources(raw: str | None) -> list[TableSource]:
@@ -55,22 +49,25 @@ def parse_table_sources(raw: str | None) -> list[TableSource]:
 
 
 class ContentSourcesResource(dg.ConfigurableResource):
-    """Configured sources plus the chunking parameters applied to every document."""
+    """Configured sources, the provenance defaults of their documents, and the chunking parameters applied
+    to every document."""
 
     content_dir: str = str(DEFAULT_CONTENT_DIR)
     tables: list[TableSource] = Field(default_factory=list)
     max_file_bytes: int = DEFAULT_MAX_BYTES
-    chunk_max_chars: int = 1200
-    chunk_overlap: int = 100
+    chunk_max_chars: int = DEFAULT_MAX_CHARS
+    chunk_overlap: int = DEFAULT_OVERLAP
+    # The `RETENTION_DEFAULTS` JSON; parsed when a run uses it, so a malformed value fails that run with
+    # its reason rather than the whole code location.
+    retention_defaults: str | None = None
 
     @property
     def content_path(self) -> Path:
         return Path(self.content_dir).expanduser().resolve()
 
+    def table_specs(self) -> tuple[TableSpec, ...]:
+        return tuple(t.spec() for t in self.tables)
 
-RETENTION_DEFAULTS_ENV = "RETENTION_DEFAULTS"
-
-
-def retention_defaults_from_env() -> dict[str, ProvenanceDefaults]:
-    """Unset or empty means no defaults: retention null (keep forever) and built-in terms."""
-    return parse_retention_defaults(os.environ.get(RETENTION_DEFAULTS_ENV))
+    def provenance_defaults(self) -> dict[str, ProvenanceDefaults]:
+        """Unset or empty means no defaults: retention null (keep forever) and built-in terms."""
+        return parse_retention_defaults(self.retention_defaults)

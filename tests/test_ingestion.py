@@ -21,11 +21,19 @@ def write(root, rel, text):
     return path
 
 
+def sync(conn, sources):
+    return sync_documents(conn.engine, sources.content_path, sources.table_specs())
+
+
+def embed(conn, embedder, **kw):
+    return embed_pending(conn.engine, embedder.spec(), embedder.limits(), embedder.factory(), **kw)
+
+
 def ingest(conn, sources, embedder=None):
-    sync = sync_documents(conn, sources)
-    chunks = chunk_documents(conn, sources.chunk_max_chars, sources.chunk_overlap)
-    emb = embed_pending(conn, embedder or EmbedderResource())
-    return sync, chunks, emb
+    synced = sync(conn, sources)
+    chunks = chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
+    emb = embed(conn, embedder or EmbedderResource())
+    return synced, chunks, emb
 
 
 def scalar(conn, sql, **params):
@@ -49,7 +57,7 @@ def test_bad_items_are_reported_and_everything_else_is_ingested(postgres, conten
     with (content / "bad/huge.md").open("wb") as f:
         f.truncate(50 * 1024 * 1024)
     with postgres.connect() as conn:
-        stats = sync_documents(conn, ContentSourcesResource(content_dir=str(content)))
+        stats = sync(conn, ContentSourcesResource(content_dir=str(content)))
         keys = conn.execute(sa.text("SELECT source_key FROM source_documents ORDER BY 1")).scalars().all()
         recorded = dict(conn.execute(sa.text("SELECT source_key, error FROM ingestion_errors")).all())
     assert keys == ["a.md", "ja/c.md", "sub/b.md"]
@@ -78,7 +86,7 @@ def test_a_file_that_turns_bad_keeps_its_last_good_version(postgres, content):
 def test_missing_content_dir_deletes_nothing(postgres, content, tmp_path):
     with postgres.connect() as conn:
         ingest(conn, ContentSourcesResource(content_dir=str(content)))
-        stats = sync_documents(conn, ContentSourcesResource(content_dir=str(tmp_path / "nope")))
+        stats = sync(conn, ContentSourcesResource(content_dir=str(tmp_path / "nope")))
         assert stats.deleted == 0 and "does not exist" in stats.errors[0][2]
         assert scalar(conn, "SELECT count(*) FROM source_documents") == 3
 
@@ -114,7 +122,7 @@ def test_table_sources_and_hostile_identifiers(postgres, tmp_path):
                 TableSource(table="question_templates", text_columns=["missing_col"]),
             ],
         )
-        stats = sync_documents(conn, sources)
+        stats = sync(conn, sources)
         docs = conn.execute(
             sa.text("SELECT source, source_key, title FROM source_documents ORDER BY 2")
         ).all()
@@ -130,7 +138,7 @@ def test_table_sources_and_hostile_identifiers(postgres, tmp_path):
         assert scalar(conn, "SELECT to_regclass('source_documents') IS NOT NULL")
         conn.execute(sa.text("DELETE FROM question_templates WHERE id = 2"))
         conn.commit()
-        assert sync_documents(conn, sources).deleted == 1
+        assert sync(conn, sources).deleted == 1
 
 
 def test_identical_texts_are_sent_once_and_reruns_send_nothing(postgres, content):
@@ -218,9 +226,9 @@ def test_a_poisoned_input_fails_alone_and_the_rest_is_embedded(postgres, tmp_pat
         ).one()
         assert "poison" in err.content and "HTTP 400" in err.error and err.attempts == 1
         # Failed chunks are retried on later runs, up to max_attempts, then left alone.
-        embed_pending(conn, embedder, max_attempts=2)
+        embed(conn, embedder, max_attempts=2)
         fake.reset_counts()
-        assert embed_pending(conn, embedder, max_attempts=2).requests == 0 and fake.request_count == 0
+        assert embed(conn, embedder, max_attempts=2).requests == 0 and fake.request_count == 0
 
 
 def test_failed_requests_lose_nothing_committed_and_a_rerun_resumes(postgres, tmp_path):
@@ -239,7 +247,7 @@ def test_failed_requests_lose_nothing_committed_and_a_rerun_resumes(postgres, tm
         errors = set(conn.execute(sa.text("SELECT error FROM embedding_errors")).scalars())
         assert any("HTTP 500" in e for e in errors) and any("dimension 1539" in e for e in errors)
         fake.reset_counts()
-        stats = embed_pending(conn, embedder)
+        stats = embed(conn, embedder)
         assert (stats.chunks_embedded, stats.requests, fake.request_count) == (20, 2, 2)
         assert scalar(conn, "SELECT count(*) FROM embedding_errors") == 0
         assert scalar(conn, "SELECT count(*) FROM active_chunk_embeddings") == 40
@@ -251,18 +259,18 @@ def test_budget_guard_refuses_before_any_request(postgres, content):
         embedder = EmbedderResource(
             api_key=API_KEY, base_url=fake.base_url, price_per_million_tokens=1_000_000.0, budget_usd=1.0
         )
-        sync_documents(conn, sources)
-        chunk_documents(conn, sources.chunk_max_chars, sources.chunk_overlap)
+        sync(conn, sources)
+        chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
         with pytest.raises(BudgetExceededError, match="EMBEDDING_BUDGET_USD"):
-            embed_pending(conn, embedder)
+            embed(conn, embedder)
         assert fake.request_count == 0
-        assert embed_pending(conn, embedder, allow_over_budget=True).chunks_embedded == 3
+        assert embed(conn, embedder, allow_over_budget=True).chunks_embedded == 3
 
 
 def test_changing_chunk_size_rechunks_everything(postgres, content):
     with postgres.connect() as conn:
         ingest(conn, ContentSourcesResource(content_dir=str(content)))
-        stats = chunk_documents(conn, 30, 0)
+        stats = chunk_documents(conn.engine, 30, 0)
         assert stats.documents_chunked == 3
         assert scalar(conn, "SELECT max(char_end - char_start) FROM document_chunks") <= 30
 
@@ -273,10 +281,11 @@ def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres,
 
     sources = ContentSourcesResource(content_dir=str(content))
     with postgres.connect() as conn:
-        sync_documents(conn, sources)
-        chunk_documents(conn, sources.chunk_max_chars, sources.chunk_overlap)
+        sync(conn, sources)
+        chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
         spec = EmbedderResource().spec()
         register_model(conn, spec)
+        conn.commit()
         rows = conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks ORDER BY id")).all()
         # While the request was in flight: one chunk's document was swept, another chunk was rewritten.
         conn.execute(

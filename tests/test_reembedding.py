@@ -11,11 +11,13 @@ from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
 from pipelines.embedders import OpenAIEmbedder
 from pipelines.embeddings import embed_pending
+from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.lib.vector_index import index_name_for
 from pipelines.location.sensors import embedding_model_change_sensor
 from pipelines.models import active_model, coverage, drop_retired_embeddings, get_model
 from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource
+from resources.postgres import PostgresResource
 from tests.chunk_seed import add_chunks, chunk_texts
 from tests.fake_openai import FakeOpenAI
 
@@ -26,6 +28,16 @@ SMALL = "text-embedding-3-small"
 def openai_embedder(fake, **kw) -> EmbedderResource:
     kw.setdefault("model", SMALL)
     return EmbedderResource(provider="openai", api_key="sk-test", base_url=fake.base_url, max_retries=0, **kw)
+
+
+def build(conn, embedder):
+    return build_model(
+        conn.engine,
+        embedder.spec(),
+        embedder.limits(),
+        embedder.factory(),
+        maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM,
+    )
 
 
 def reembed(postgres, embedder, instance=None, **run_config):
@@ -192,7 +204,7 @@ def test_interrupted_re_embedding_resumes_without_resending_finished_chunks(post
         embedder = openai_embedder(fake, max_batch_inputs=10, concurrency=1)
         monkeypatch.setattr(OpenAIEmbedder, "embed", crash_on_fourth_request)
         with postgres.connect() as conn, pytest.raises(RuntimeError, match="worker killed"):
-            build_model(conn, embedder)
+            build(conn, embedder)
         monkeypatch.setattr(OpenAIEmbedder, "embed", real_embed)
         with postgres.connect() as conn:
             finished = set(
@@ -209,7 +221,7 @@ def test_interrupted_re_embedding_resumes_without_resending_finished_chunks(post
 
         fake.reset_counts()
         with postgres.connect() as conn:
-            result = build_model(conn, embedder)
+            result = build(conn, embedder)
         assert not finished & set(fake.texts_embedded)
         assert sorted(fake.texts_embedded) == sorted(set(corpus) - finished)
         assert result.coverage.complete and result.index.created
@@ -233,10 +245,11 @@ def test_nightly_embedding_keeps_the_active_model_complete_while_another_is_conf
 @pytest.mark.usefixtures("corpus")
 def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_return(postgres):
     with FakeOpenAI() as fake:
-        assert reembed(postgres, openai_embedder(fake, retired_grace_days=30)).success
+        grace_30_days = PostgresResource(database_url=postgres.database_url, retired_grace_days=30)
+        assert reembed(grace_30_days, openai_embedder(fake)).success
         with postgres.connect() as conn:
-            assert drop_retired_embeddings(conn, 30).total == 0
-            dropped = drop_retired_embeddings(conn, 0, batch_size=7)
+            assert drop_retired_embeddings(conn.engine, 30).total == 0
+            dropped = drop_retired_embeddings(conn.engine, 0, batch_size=7)
             assert dropped.deleted == {LOCAL: 60}
             assert (
                 conn.execute(
@@ -256,7 +269,8 @@ def test_retired_vectors_are_dropped_after_the_grace_period_and_then_rebuilt_on_
 def test_switch_is_blocked_while_the_new_model_misses_chunks(postgres):
     with postgres.connect() as conn:
         add_chunks(conn, ["this chunk holds poison for the model"], source="bad")
-        embed_pending(conn, EmbedderResource(provider="local"))
+        local = EmbedderResource(provider="local")
+        embed_pending(conn.engine, local.spec(), local.limits(), local.factory())
     with FakeOpenAI() as fake:
         result = reembed(postgres, openai_embedder(fake))
     assert checks(result) == {"covers_every_chunk": False}
@@ -289,7 +303,7 @@ def test_sensor_launches_once_per_configuration_change(postgres):
 def test_a_build_abandoned_by_changing_back_is_retired_and_its_vectors_reused_later(postgres):
     with FakeOpenAI() as fake:
         with postgres.connect() as conn:
-            build_model(conn, openai_embedder(fake))  # built, never switched to
+            build(conn, openai_embedder(fake))  # built, never switched to
         back = reembed(postgres, EmbedderResource(provider="local"))
         assert back.success and metadata(back, "embedding_model_switch")["abandoned_builds_retired"] == SMALL
         with postgres.connect() as conn:

@@ -29,7 +29,8 @@ def db(postgres):
     with postgres.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO embedding_models (name, provider, dimensions, status) VALUES (:m, 'local', 3, 'active')"
+                "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+                " VALUES (:m, 'local', :m, 3, 'active')"
             ),
             {"m": MODEL},
         )
@@ -186,7 +187,7 @@ def test_cascade_counts_audit_and_tombstones(db):
         add_doc(conn, "keep", dt.datetime(2002, 1, 1, tzinfo=UTC), None, chunks=4)
         conn.execute(
             sa.text(
-                "INSERT INTO embedding_models (name, provider, dimensions) VALUES ('other', 'local', 2);"
+                "INSERT INTO embedding_models (name, provider, model, dimensions) VALUES ('other', 'local', 'other', 2);"
                 " INSERT INTO chunk_embeddings (chunk_id, model, embedding, content_sha256, token_count)"
                 " SELECT c.id, 'other', '[1,1]', 'h', 1 FROM document_chunks c"
                 " JOIN source_documents d ON d.id = c.document_id WHERE d.source_key = 'a' AND c.chunk_index = 0"
@@ -380,7 +381,7 @@ def test_ingestion_writes_provenance_from_frontmatter_and_defaults(db, tmp_path)
     sources = ContentSourcesResource(content_dir=str(root))
     defaults = {"local": ProvenanceDefaults(retention_years=7, license_type="proprietary")}
     with db.connect() as conn:
-        stats = sync_documents(conn, sources, defaults)
+        stats = sync_documents(conn.engine, sources.content_path, (), defaults)
         rows = {
             r.source_key: r
             for r in conn.execute(
@@ -412,10 +413,12 @@ def test_reingest_refreshes_defaults_and_keeps_governance_columns(db, tmp_path):
     write(root, "a.md", "# A\n\nBody.\n")
     sources = ContentSourcesResource(content_dir=str(root))
     with db.connect() as conn:
-        sync_documents(conn, sources, {})
+        sync_documents(conn.engine, sources.content_path, (), {})
         conn.execute(sa.text("UPDATE provenance SET legal_hold = true, permission_flag = true"))
         conn.commit()
-        stats = sync_documents(conn, sources, {"*": ProvenanceDefaults(retention_years=3)})
+        stats = sync_documents(
+            conn.engine, sources.content_path, (), {"*": ProvenanceDefaults(retention_years=3)}
+        )
         row = conn.execute(
             sa.text("SELECT retention_years, legal_hold, permission_flag FROM provenance")
         ).one()
@@ -430,21 +433,21 @@ def test_swept_content_is_not_ingested_again_but_new_content_at_the_same_path_is
     write(root, "table-like.md", "# Kept\n\nBody.\n")
     sources = ContentSourcesResource(content_dir=str(root))
     with db.connect() as conn:
-        first = sync_documents(conn, sources, {})
+        first = sync_documents(conn.engine, sources.content_path, (), {})
         assert first.inserted_or_updated == 2
         assert sweep_expired(conn).documents == 1
 
-        again = sync_documents(conn, sources, {})
+        again = sync_documents(conn.engine, sources.content_path, (), {})
         assert (again.skipped_expired, again.inserted_or_updated, again.unchanged) == (1, 0, 1)
         assert keys(conn) == {"table-like.md"}
         # A frontmatter-only edit (a title, even a longer retention) keeps the body, and with it the hash:
         # still the swept content.
         write(root, "licensed.md", old.replace("retention_years: 1", "retention_years: 50\ntitle: Renamed"))
-        assert sync_documents(conn, sources, {}).skipped_expired == 1
+        assert sync_documents(conn.engine, sources.content_path, (), {}).skipped_expired == 1
         assert keys(conn) == {"table-like.md"}
 
         write(root, "licensed.md", "---\nretention_years: 1\n---\n# New\n\nA new edition.\n")
-        fresh = sync_documents(conn, sources, {})
+        fresh = sync_documents(conn.engine, sources.content_path, (), {})
         assert (fresh.skipped_expired, fresh.inserted_or_updated) == (0, 1)
         assert keys(conn) == {"table-like.md", "licensed.md"}
         assert sweep_expired(conn).documents == 0

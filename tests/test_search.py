@@ -36,7 +36,7 @@ def test_a_chunks_own_text_finds_that_chunk_first(postgres, texts):
     embed_all(postgres)
     with postgres.connect() as conn:
         for i in (0, 137, 299):
-            hits = search(conn, LOCAL, texts[i], k=5)
+            hits = search(conn.engine, LOCAL.factory(), texts[i], k=5)
             assert len(hits) == 5
             assert hits[0].content == texts[i] and hits[0].distance == pytest.approx(0, abs=1e-5)
             assert [h.distance for h in hits] == sorted(h.distance for h in hits)
@@ -72,9 +72,9 @@ def test_search_above_2000_dimensions_goes_through_a_halfvec_index(postgres):
                 {"n": index_name_for("text-embedding-3-large", 3072)},
             ).scalar_one()
             assert "halfvec(3072)" in indexdef and "halfvec_cosine_ops" in indexdef
-            hits = search(conn, large, texts[7], k=3)
+            hits = search(conn.engine, large.factory(), texts[7], k=3)
             assert hits[0].content == texts[7]
-            assert measure_recall(conn, "text-embedding-3-large", 3072, sample=10).recall >= 0.95
+            assert measure_recall(conn.engine, "text-embedding-3-large", 3072, sample=10).recall >= 0.95
 
 
 def test_search_follows_the_active_model_not_the_configured_one(postgres, texts):
@@ -82,13 +82,13 @@ def test_search_follows_the_active_model_not_the_configured_one(postgres, texts)
     with FakeOpenAI() as fake:
         configured = EmbedderResource(provider="openai", api_key="sk-test", base_url=fake.base_url)
         with postgres.connect() as conn:
-            hits = search(conn, configured, texts[3], k=1)
+            hits = search(conn.engine, configured.factory(), texts[3], k=1)
         assert hits[0].content == texts[3] and fake.request_count == 0
         assert dg.materialize(
             [reembedding, embedding_model_switch], resources={"postgres": postgres, "embedder": configured}
         ).success
         with postgres.connect() as conn:
-            hits = search(conn, configured, texts[3], k=1)
+            hits = search(conn.engine, configured.factory(), texts[3], k=1)
         assert hits[0].content == texts[3] and fake.request_count == 2  # the build, then the query
 
 
@@ -97,16 +97,16 @@ def test_index_recall_against_exact_search_is_high(postgres):
     embed_all(postgres)
     with postgres.connect() as conn:
         model = active_model(conn)
-        result = measure_recall(conn, model.name, model.dimensions, sample=30)
+        result = measure_recall(conn.engine, model.name, model.dimensions, sample=30)
     assert result.queries == 30 and result.recall >= 0.95
 
 
 def test_search_refuses_an_empty_query_or_a_database_without_models(postgres):
     with postgres.connect() as conn:
         with pytest.raises(SearchError, match="empty"):
-            search(conn, LOCAL, "  ", k=5)
+            search(conn.engine, LOCAL.factory(), "  ", k=5)
         with pytest.raises(SearchError, match="no active embedding model"):
-            search(conn, LOCAL, "scales", k=5)
+            search(conn.engine, LOCAL.factory(), "scales", k=5)
 
 
 def test_command_line_prints_the_top_chunks(postgres, texts, monkeypatch, capsys):

@@ -12,6 +12,8 @@ from pipelines.lib.documents import sha256_text
 from pipelines.lib.tokens import estimate_tokens
 
 CHUNKER_VERSION = "md-v1"
+DEFAULT_MAX_CHARS = 1200
+DEFAULT_OVERLAP = 100
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^(```|~~~)")
 
@@ -70,7 +72,9 @@ def heading_path_at(heads: list[tuple[int, int, str]], position: int) -> tuple[s
     return tuple(title for _, title in stack)
 
 
-def chunk_markdown(text: str, max_chars: int = 1200, overlap: int = 100) -> list[Chunk]:
+def chunk_markdown(
+    text: str, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = DEFAULT_OVERLAP
+) -> list[Chunk]:
     heads = headings(text)
     chunks = []
     for i, (start, piece) in enumerate(_splitter(max_chars, overlap).chunk_indices(text)):

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
+from pipelines.embedders import EmbedLimits
+from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
 
-def _env(name: str):
+def _env(name: str) -> Any:
     """`dg.EnvVar` for a variable that is set, so that secrets are resolved at run time and never stored."""
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def _env_number(name: str, kind: type, default=None):
+def _env_number(name: str, kind: type[int] | type[float], default: Any = None) -> Any:
     """The variable parsed as `kind`, or `default` when unset (an explicit 0 is kept, unlike `or`)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
@@ -30,12 +35,18 @@ def _env_number(name: str, kind: type, default=None):
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
-        "postgres": PostgresResource(database_url=_env("DATABASE_URL")),
+        "postgres": PostgresResource(
+            database_url=_env("DATABASE_URL"),
+            retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS),
+            hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
+            or DEFAULT_MAINTENANCE_WORK_MEM,
+        ),
         "content_sources": ContentSourcesResource(
             content_dir=os.environ.get("CONTENT_DIR") or str(DEFAULT_CONTENT_DIR),
             tables=parse_table_sources(os.environ.get("SOURCE_TABLES")),
-            chunk_max_chars=_env_number("CHUNK_MAX_CHARS", int, 1200),
-            chunk_overlap=_env_number("CHUNK_OVERLAP", int, 100),
+            chunk_max_chars=_env_number("CHUNK_MAX_CHARS", int, DEFAULT_MAX_CHARS),
+            chunk_overlap=_env_number("CHUNK_OVERLAP", int, DEFAULT_OVERLAP),
+            retention_defaults=os.environ.get("RETENTION_DEFAULTS") or None,
         ),
         "embedder": EmbedderResource(
             provider=os.environ.get("EMBEDDING_PROVIDER") or "auto",
@@ -44,9 +55,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             api_key=_env("OPENAI_API_KEY"),
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
             price_per_million_tokens=_env_number("EMBEDDING_PRICE_PER_MTOK", float),
-            concurrency=_env_number("EMBEDDING_CONCURRENCY", int, 4),
+            concurrency=_env_number("EMBEDDING_CONCURRENCY", int, EmbedLimits.concurrency),
             budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
-            retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, 7.0),
-            hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM") or "256MB",
         ),
     }
