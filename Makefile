@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run ui test bench lint install clean-db
+.PHONY: run ui test typecheck bench lint install clean-db
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 -q
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) -m bench

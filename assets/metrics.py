@@ -34,12 +34,12 @@ class RagMetricsConfig(dg.Config):
     latency_p95_max_ms: float = slo.SloTargets.latency_p95_max_ms
     cost_per_answer_max_jpy: float = slo.SloTargets.cost_per_answer_max_jpy
     relevance_min: float = slo.SloTargets.relevance_min
-    citation_rate_warn_below_pct: float = 65.0
-    citation_rate_error_below_pct: float = 60.0
-    latency_p95_warn_above_ms: float = 3500.0
-    latency_p95_error_above_ms: float = 5000.0
-    cost_per_answer_warn_above_jpy: float = 3.5
-    cost_per_answer_error_above_jpy: float = 5.0
+    citation_rate_warn_below_pct: float = slo.AlertLevels.citation_rate_warn_below_pct
+    citation_rate_error_below_pct: float = slo.AlertLevels.citation_rate_error_below_pct
+    latency_p95_warn_above_ms: float = slo.AlertLevels.latency_p95_warn_above_ms
+    latency_p95_error_above_ms: float = slo.AlertLevels.latency_p95_error_above_ms
+    cost_per_answer_warn_above_jpy: float = slo.AlertLevels.cost_per_answer_warn_above_jpy
+    cost_per_answer_error_above_jpy: float = slo.AlertLevels.cost_per_answer_error_above_jpy
 
     def targets(self) -> slo.SloTargets:
         return slo.SloTargets(
@@ -97,13 +97,13 @@ def materialization_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, dg.
         return {
             "date": dg.MetadataValue.text(str(r["date"])),
             "total_queries": dg.MetadataValue.int(int(r["total_queries"])),
-            "latency_p50_ms": dg.MetadataValue.float(_float(r["latency_p50_ms"])),
-            "latency_p95_ms": dg.MetadataValue.float(_float(r["latency_p95_ms"])),
-            "latency_p99_ms": dg.MetadataValue.float(_float(r["latency_p99_ms"])),
-            "citation_rate_pct": dg.MetadataValue.float(_float(r["citation_rate"])),
-            "cost_per_answer_jpy": dg.MetadataValue.float(_float(r["cost_per_answer"])),
-            "average_relevance_score": dg.MetadataValue.float(_float(r["average_relevance_score"])),
-            "overall_met": dg.MetadataValue.float(_overall_met(r)),
+            "latency_p50_ms": dg.FloatMetadataValue(_float(r["latency_p50_ms"])),
+            "latency_p95_ms": dg.FloatMetadataValue(_float(r["latency_p95_ms"])),
+            "latency_p99_ms": dg.FloatMetadataValue(_float(r["latency_p99_ms"])),
+            "citation_rate_pct": dg.FloatMetadataValue(_float(r["citation_rate"])),
+            "cost_per_answer_jpy": dg.FloatMetadataValue(_float(r["cost_per_answer"])),
+            "average_relevance_score": dg.FloatMetadataValue(_float(r["average_relevance_score"])),
+            "overall_met": dg.FloatMetadataValue(_overall_met(r)),
         }
     missed = [str(r["date"]) for r in rows if r["slo_compliance"]["overallMet"] is False]
     return {

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -34,7 +36,7 @@ from resources.postgres import PostgresResource
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _last_days(days: int) -> list[str]:
+def _last_days(days: int) -> Sequence[str]:
     keys = daily_jst_partitions.get_partition_keys()
     if len(keys) < days:
         raise SystemExit(
@@ -44,7 +46,7 @@ def _last_days(days: int) -> list[str]:
     return keys[-days:]
 
 
-def _snapshot(postgres: PostgresResource) -> list[tuple]:
+def _snapshot(postgres: PostgresResource) -> Sequence[sa.Row[Any]]:
     with postgres.connect() as conn:
         return conn.execute(
             sa.text(
@@ -58,7 +60,7 @@ def _snapshot(postgres: PostgresResource) -> list[tuple]:
 PROCESS_RUNS = 5
 
 
-def _process_run_seconds(postgres: PostgresResource, keys: list[str]) -> float:
+def _process_run_seconds(postgres: PostgresResource, keys: Sequence[str]) -> float:
     """Mean wall time of `dagster asset materialize` for one day, a fresh process per run."""
     with tempfile.TemporaryDirectory(prefix="bench-metrics-home-") as home:
         env = {**os.environ, "DATABASE_URL": postgres.url, "DAGSTER_HOME": home}
@@ -123,7 +125,7 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
         )
 
         instance = dg.DagsterInstance.ephemeral()
-        assets = [ai_dialogue_log, rag_metrics_history]
+        assets: list[dg.AssetsDefinition | dg.AssetSpec] = [ai_dialogue_log, rag_metrics_history]
         resources = {"postgres": postgres}
 
         def single_run() -> None:

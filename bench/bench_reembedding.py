@@ -69,6 +69,7 @@ def bench_reembedding(postgres, fake) -> tuple[np.ndarray, float]:
         switch_active_model(conn.engine, NEXT_MODEL)
         re_total = time.perf_counter() - started
         re_embed = again.stats.duration_s
+        assert again.index is not None
         assert again.coverage.complete and first.chunks_embedded == again.stats.chunks_embedded == N_CHUNKS
 
         rows = (

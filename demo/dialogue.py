@@ -140,7 +140,9 @@ def plan_days(
     kinds = ("slow_provider", "retriever_outage", "expensive_model")
     # Each kind happens at least once (from a week of data on), so a short demo still shows breaches.
     per_kind = max(1, round(days * 0.035)) if days >= 7 else 0
-    chosen = rng.choice(days, size=min(days, per_kind * len(kinds)), replace=False) if per_kind else []
+    chosen: Sequence[int] = (
+        rng.choice(days, size=min(days, per_kind * len(kinds)), replace=False).tolist() if per_kind else []
+    )
     incident_of = {int(i): kinds[n % len(kinds)] for n, i in enumerate(chosen)}
     plan = []
     for i, day in enumerate(dates):
@@ -307,6 +309,7 @@ def generate_dialogue(
 def copy_dialogue(conn: sa.Connection, frames: Iterator[pd.DataFrame]) -> int:
     """COPY the frames into ai_dialogue_log inside the caller's transaction; return the row count."""
     raw = conn.connection.driver_connection
+    assert raw is not None, "a checked-out connection has its driver connection"
     statement = f"COPY ai_dialogue_log ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
     written = 0
     with raw.cursor() as cur, cur.copy(statement) as copy:

@@ -4,8 +4,8 @@ and print what is there. A second run embeds nothing."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import warnings
+from typing import Any
 
 import dagster as dg
 
@@ -26,21 +26,21 @@ def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInP
         instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
     )
     if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        failed = [e.step_key or "?" for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"{job_name} failed in step(s) {', '.join(failed) or '?'}; see the run in `make ui`")
     return result
 
 
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         if mat.asset_key.to_user_string() == asset:
             return {k: v.value for k, v in mat.metadata.items()}
     return {}
 
 
 def main() -> None:
-    resources = defs.resources
+    resources = defs.resources or {}
     postgres = resources["postgres"]
     print(f"database       {postgres.display_url}")
     instance = dg.DagsterInstance.get()
@@ -101,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -60,7 +60,9 @@ def apply_migrations(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> lis
                         " applied_at timestamptz NOT NULL DEFAULT now())"
                     )
                 )
-            done = dict(conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all())
+            done: dict[str, str] = dict(
+                conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all()
+            )
             conn.commit()
             for m in migrations:
                 if m.name in done:

@@ -41,7 +41,7 @@ def embed_text(text: str, dimensions: int) -> np.ndarray:
         buckets = (feats % np.uint64(dimensions)).astype(np.int64)
         signs = np.where((feats >> np.uint64(31)) & np.uint64(1), -1.0, 1.0)
         np.add.at(vec, buckets, signs * weights)
-    norm = np.linalg.norm(vec)
+    norm = float(np.linalg.norm(vec))
     if norm == 0:
         vec[0] = 1.0
         norm = 1.0

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo
 
+from pipelines.lib.timezone import BUSINESS_TIMEZONE
+
 # Must match the zone of provenance.expires_at in sql/migrations/0003_provenance_retention.sql.
-RETENTION_TIMEZONE = "Asia/Tokyo"
+RETENTION_TIMEZONE = BUSINESS_TIMEZONE
 MAX_RETENTION_YEARS = 1000
 WILDCARD_SOURCE = "*"
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-WARN = "WARN"
-ERROR = "ERROR"
+WARN: Final = "WARN"
+ERROR: Final = "ERROR"
 Severity = Literal["WARN", "ERROR"]
 
 
@@ -101,13 +101,25 @@ class AlertThreshold:
         return f"{self.column} {sign} {self.warn:g}{self.unit} warns, {sign} {self.error:g}{self.unit} errors"
 
 
+@dataclass(frozen=True)
+class AlertLevels:
+    """The seed's alert levels: crossing `warn` warns, crossing `error` is critical."""
+
+    citation_rate_warn_below_pct: float = 65.0
+    citation_rate_error_below_pct: float = 60.0
+    latency_p95_warn_above_ms: float = 3500.0
+    latency_p95_error_above_ms: float = 5000.0
+    cost_per_answer_warn_above_jpy: float = 3.5
+    cost_per_answer_error_above_jpy: float = 5.0
+
+
 def default_thresholds(
-    citation_rate_warn_below_pct: float = 65.0,
-    citation_rate_error_below_pct: float = 60.0,
-    latency_p95_warn_above_ms: float = 3500.0,
-    latency_p95_error_above_ms: float = 5000.0,
-    cost_per_answer_warn_above_jpy: float = 3.5,
-    cost_per_answer_error_above_jpy: float = 5.0,
+    citation_rate_warn_below_pct: float = AlertLevels.citation_rate_warn_below_pct,
+    citation_rate_error_below_pct: float = AlertLevels.citation_rate_error_below_pct,
+    latency_p95_warn_above_ms: float = AlertLevels.latency_p95_warn_above_ms,
+    latency_p95_error_above_ms: float = AlertLevels.latency_p95_error_above_ms,
+    cost_per_answer_warn_above_jpy: float = AlertLevels.cost_per_answer_warn_above_jpy,
+    cost_per_answer_error_above_jpy: float = AlertLevels.cost_per_answer_error_above_jpy,
 ) -> tuple[AlertThreshold, ...]:
     return (
         AlertThreshold(

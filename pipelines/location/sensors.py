@@ -20,14 +20,14 @@ from resources.postgres import PostgresResource
 )
 def embedding_model_change_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
-):
+) -> dg.SkipReason | dg.RunRequest:
     configured = embedder.spec().name
-    with postgres.connect() as conn:
+    with postgres.begin() as conn:
         active = active_model(conn)
     decision = model_change_decision(configured, active.name if active else None, context.cursor)
     if decision.cursor != context.cursor:
         context.update_cursor(decision.cursor)
-    if not decision.launch:
+    if not decision.launch or active is None:
         return dg.SkipReason(decision.reason)
     context.log.info(decision.reason)
     return dg.RunRequest(tags={"embedding_model": configured, "previous_embedding_model": active.name})
