@@ -45,19 +45,17 @@ def main() -> None:
     print(f"database       {postgres.display_url}")
     instance = dg.DagsterInstance.get()
 
-    with postgres.connect() as conn:
+    with postgres.begin() as conn:
         conn.execute(query("create_demo_question_templates"))
-        conn.commit()
 
     ingestion = _run("ingestion_job", instance)
 
     yesterday = yesterday_jst()
     first_day = yesterday - dt.timedelta(days=DEMO_DAYS - 1)
-    with postgres.connect() as conn:
+    with postgres.begin() as conn:
         dialogue = load_demo_dialogue(
             conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn)
         )
-        conn.commit()
     # All demo days in one run and one SQL pass, the way a UI backfill of a range runs.
     _run(
         "metrics_job",

@@ -1,6 +1,5 @@
-"""Semantic search over the active model's index: proof that what the pipeline built is usable.
-
-    python -m pipelines.search "how do refunds work" -k 5
+"""Semantic search over the active model's index: proof that what the pipeline built is usable
+(`python -m pipelines.location.search_cli "how do refunds work" -k 5`).
 
 The query is embedded with the *active* model (the one readers use), which during a re-embedding may
 differ from the configured one, and answered through that model's HNSW index.
@@ -8,8 +7,6 @@ differ from the configured one, and answered through that model's HNSW index.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,34 +79,3 @@ def format_hits(hits: list[SearchHit], width: int = 160) -> str:
         where = f"{h.source}:{h.source_key}#{h.chunk_index}"
         lines.append(f"{rank:>2}. {1 - h.distance:.3f}  {where}  {h.title or ''}\n    {snippet}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.search", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("query", help="the text to search for")
-    parser.add_argument("-k", type=int, default=5, help="how many chunks to return (default 5)")
-    args = parser.parse_args(argv)
-
-    import dagster as dg
-
-    from pipelines.location.resources import build_resources
-
-    # build_resources() holds dg.EnvVar values; Dagster resolves them when it initialises the resources.
-    with dg.build_resources(build_resources()) as resources:
-        engine = resources.postgres.engine
-        try:
-            hits = search(engine, resources.embedder.factory(), args.query, args.k)
-        except SearchError as exc:
-            print(f"search: {exc}", file=sys.stderr)
-            return 2
-        with engine.begin() as conn:
-            model = active_model(conn)
-    print(f"model {model.name if model else '?'} — top {len(hits)} of k={args.k}")
-    print(format_hits(hits) if hits else "no chunks are embedded yet")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines import search as search_cli
 from pipelines.hnsw import INDEX_SCAN_SETTINGS, measure_recall, set_local
 from pipelines.lib.vector_index import index_name_for, index_plan
+from pipelines.location import search_cli
 from pipelines.models import active_model
 from pipelines.search import SearchError, search
 from pipelines.sql import load_sql
