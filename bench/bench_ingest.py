@@ -14,7 +14,7 @@ from pipelines.sources import sync_documents
 from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource
-from tests.fake_openai import FakeOpenAI
+from testing.fake_openai import FakeOpenAI
 
 DIMS = 1536
 WRITE_BATCH = 2048

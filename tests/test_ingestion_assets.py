@@ -12,8 +12,8 @@ from assets.embeddings import chunk_embeddings
 from assets.sources import source_documents
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource
+from testing.fake_openai import FakeOpenAI
 from tests.conftest import TLDR
-from tests.fake_openai import FakeOpenAI
 
 ASSETS = [source_documents, document_chunks, chunk_embeddings]
 
