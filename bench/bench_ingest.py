@@ -7,14 +7,14 @@ import time
 import numpy as np
 import sqlalchemy as sa
 
-from bench.common import TLDR, report, throwaway_postgres
+from bench.common import report, throwaway_postgres, tldr_corpus
 from pipelines.chunks import chunk_documents
 from pipelines.embeddings import embed_pending, write_embeddings
 from pipelines.sources import sync_documents
 from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource
-from tests.fake_openai import FakeOpenAI
+from testing.fake_openai import FakeOpenAI
 
 DIMS = 1536
 WRITE_BATCH = 2048
@@ -77,7 +77,7 @@ def bench_write_path(postgres, rng) -> None:
 
 def run() -> None:
     rng = np.random.default_rng(0)
-    sources = ContentSourcesResource(content_dir=str(TLDR))
+    sources = ContentSourcesResource(content_dir=str(tldr_corpus()))
     with throwaway_postgres() as postgres, FakeOpenAI() as fake:
         embedder = EmbedderResource(api_key="sk-bench", base_url=fake.base_url, max_retries=0)
         with postgres.connect() as conn:

@@ -17,8 +17,8 @@ from pipelines.hnsw import ensure_hnsw_index
 from pipelines.models import switch_active_model
 from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource
-from tests.chunk_seed import add_chunks, chunk_texts
-from tests.fake_openai import FakeOpenAI
+from testing.chunk_seed import add_chunks, chunk_texts
+from testing.fake_openai import FakeOpenAI
 
 N_CHUNKS = 10_000
 DIMS = 1536

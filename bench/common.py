@@ -9,8 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from resources.postgres import PostgresResource
+from testing.corpus import TLDR_FULL, TLDR_SAMPLE
 
-TLDR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "tldr"
+
+def tldr_corpus() -> Path:
+    """The full tldr corpus when it sits beside the repository, else the sample shipped in tests/data."""
+    if TLDR_FULL.is_dir():
+        return TLDR_FULL
+    print(f"   note: full tldr corpus not present at {TLDR_FULL}; using the 150-page sample at {TLDR_SAMPLE}")
+    return TLDR_SAMPLE
 
 
 @contextlib.contextmanager

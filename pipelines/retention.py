@@ -1,4 +1,4 @@
-"""Retention sweeps in the database: the work behind the `retention_sweep` asset (SPEC section 8)."""
+"""Retention sweeps in the database: the work behind the `retention_sweep` asset (see docs/retention.md)."""
 
 from __future__ import annotations
 

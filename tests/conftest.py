@@ -13,8 +13,6 @@ import sqlalchemy as sa
 from pipelines.db import get_engine
 from resources.postgres import PostgresResource
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TLDR = SHARED / "corpus" / "tldr"
 _counter = itertools.count()
 
 

@@ -1,4 +1,9 @@
+import dataclasses
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -68,9 +73,44 @@ def test_japanese_text_is_split_at_sentence_boundaries():
     assert all(re.search(r"。$", c.content) for c in chunks[1:])
 
 
+# Reads {"text", "max_chars", "overlap"} on stdin, prints the chunks as JSON.
+_CHUNK_IN_CHILD = """
+import dataclasses, json, sys
+from pipelines.lib.chunking import chunk_markdown
+job = json.load(sys.stdin)
+chunks = chunk_markdown(job["text"], job["max_chars"], job["overlap"])
+print(json.dumps([dataclasses.asdict(c) for c in chunks], ensure_ascii=False))
+"""
+
+
+def _chunks_in_fresh_process(text: str, max_chars: int, overlap: int, hash_seed: str) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHUNK_IN_CHILD],
+        input=json.dumps({"text": text, "max_chars": max_chars, "overlap": overlap}),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+    )
+    return json.loads(out.stdout)
+
+
 def test_chunking_is_deterministic_and_fingerprinted():
     assert chunk_markdown(DOC, 80, 10) == chunk_markdown(DOC, 80, 10)
     assert chunker_fingerprint(80, 10) != chunker_fingerprint(80, 0)
+
+
+def test_chunks_are_identical_across_processes():
+    """Stored chunks are only reused if another process (another run, another day) cuts the same text the
+    same way: two fresh interpreters with different hash seeds must agree, and agree with this one."""
+    text = DOC + "\n## 練習\n\n" + "".join(f"これは{i}番目の文です。" for i in range(40))
+    first = _chunks_in_fresh_process(text, 80, 10, hash_seed="1")
+    second = _chunks_in_fresh_process(text, 80, 10, hash_seed="2")
+    assert len(first) > 5
+    assert first == second
+    here = [dataclasses.asdict(c) for c in chunk_markdown(text, 80, 10)]
+    assert json.loads(json.dumps(here, ensure_ascii=False)) == first
 
 
 def test_invalid_sizes_are_refused():

@@ -6,6 +6,35 @@ import sys
 
 import dagster as dg
 
+# The snapshot of the code location. A change to any of these sets must be deliberate: update it here in the
+# same change that adds, renames or removes the job, schedule, sensor, asset or check.
+JOBS = {"ingestion_job", "metrics_job", "nightly_job", "reembedding_job"}
+SCHEDULES = {"nightly_schedule"}
+SENSORS = {"embedding_model_change_sensor"}
+ASSETS = {
+    "ai_dialogue_log",
+    "chunk_embeddings",
+    "document_chunks",
+    "embedding_model_switch",
+    "rag_metrics_history",
+    "reembedding",
+    "retention_sweep",
+    "source_documents",
+}
+ASSET_CHECKS = {
+    ("chunk_embeddings", "no_failed_chunks"),
+    ("document_chunks", "every_document_chunked"),
+    ("embedding_model_switch", "hnsw_recall_at_10"),
+    ("rag_metrics_history", "citation_rate"),
+    ("rag_metrics_history", "cost_per_answer"),
+    ("rag_metrics_history", "latency_p95"),
+    ("reembedding", "covers_every_chunk"),
+    ("retention_sweep", "no_expired_unprotected_content"),
+    ("source_documents", "no_rejected_items"),
+}
+# Dagster's implicit job for materializing assets outside any named job.
+IMPLICIT_JOB = "__ASSET_JOB"
+
 
 def load_defs() -> dg.Definitions:
     module = importlib.import_module("pipelines.location.definitions")
@@ -16,7 +45,9 @@ def test_every_job_schedule_and_sensor_resolves():
     defs = load_defs()
     repo = defs.get_repository_def()
     job_names = {j.name for j in repo.get_all_jobs()}
-    assert {"ingestion_job"} <= job_names
+    assert job_names - {IMPLICIT_JOB} == JOBS
+    assert {s.name for s in repo.schedule_defs} == SCHEDULES
+    assert {s.name for s in repo.sensor_defs} == SENSORS
     for schedule in repo.schedule_defs:
         assert schedule.job_name in job_names
     for sensor in repo.sensor_defs:
@@ -27,7 +58,8 @@ def test_every_job_schedule_and_sensor_resolves():
 def test_ingestion_assets_are_in_the_graph_with_groups_and_kinds():
     graph = load_defs().resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"source_documents", "document_chunks", "chunk_embeddings"} <= keys
+    assert keys == ASSETS
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == ASSET_CHECKS
     node = graph.get(dg.AssetKey("chunk_embeddings"))
     assert node.group_name == "embeddings"
     assert {"postgres", "openai"} <= set(node.kinds)
@@ -38,13 +70,14 @@ def test_workspace_module_loads_in_a_fresh_interpreter():
         [
             sys.executable,
             "-c",
-            "from pipelines.location.definitions import defs; print(len(defs.get_repository_def().get_all_jobs()))",
+            "from pipelines.location.definitions import defs;"
+            " print(','.join(sorted(j.name for j in defs.get_repository_def().get_all_jobs())))",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert int(out.stdout.strip()) >= 1
+    assert set(out.stdout.strip().split(",")) == {*JOBS, IMPLICIT_JOB}
 
 
 def test_secrets_stay_as_env_var_references(monkeypatch):

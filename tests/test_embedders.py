@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.embedders import EmbeddingConfigError, EmbeddingError, decode_vectors
 from resources.embedders import EmbedderResource
-from tests.fake_openai import FakeOpenAI, fake_vector
+from testing.fake_openai import FakeOpenAI, fake_vector
 
 API_KEY = "sk-test-secret-123456"
 

@@ -9,7 +9,7 @@ from pipelines.embeddings import BudgetExceededError, embed_pending
 from pipelines.sources import sync_documents
 from resources.embedders import EmbedderResource
 from resources.sources import ContentSourcesResource, TableSource
-from tests.fake_openai import FakeOpenAI, fake_vector
+from testing.fake_openai import FakeOpenAI, fake_vector
 
 API_KEY = "sk-test"
 

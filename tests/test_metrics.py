@@ -118,7 +118,7 @@ def log_frame(postgres) -> pd.DataFrame:
 
 
 def expected(frame: pd.DataFrame, day: str) -> dict:
-    """SPEC section 5, computed independently of the SQL: plain Python and numpy on the fetched rows."""
+    """docs/metrics.md, computed independently of the SQL: plain Python and numpy on the fetched rows."""
     d = frame[frame["day"] == day] if len(frame) else frame
     n = len(d)
     cites = [c if isinstance(c, list) else [] for c in d["citations"]] if n else []
@@ -287,7 +287,7 @@ def test_citations_that_are_not_arrays_count_as_none(postgres):
 
 
 def _citation_columns_expected(text: str | None) -> tuple[int, set[str]]:
-    """citation_count and the set of sources SPEC section 5 derives from one row's citations JSON."""
+    """citation_count and the set of sources docs/metrics.md derives from one row's citations JSON."""
     value = None if text is None else json.loads(text)
     if not isinstance(value, list):
         return 0, set()

@@ -18,8 +18,8 @@ from pipelines.models import active_model, coverage, drop_retired_embeddings, ge
 from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
-from tests.chunk_seed import add_chunks, chunk_texts
-from tests.fake_openai import FakeOpenAI
+from testing.chunk_seed import add_chunks, chunk_texts
+from testing.fake_openai import FakeOpenAI
 
 LOCAL = "local-hash-v1"
 SMALL = "text-embedding-3-small"

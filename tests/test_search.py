@@ -13,8 +13,8 @@ from pipelines.models import active_model
 from pipelines.search import SearchError, search
 from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
-from tests.chunk_seed import add_chunks, chunk_texts
-from tests.fake_openai import FakeOpenAI
+from testing.chunk_seed import add_chunks, chunk_texts
+from testing.fake_openai import FakeOpenAI
 
 LOCAL = EmbedderResource(provider="local")
 

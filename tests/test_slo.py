@@ -121,7 +121,7 @@ THRESHOLDS = {t.name: t for t in slo.default_thresholds()}
         ("latency_p95", math.nan, None),
     ],
 )
-def test_classify_follows_the_seed_alert_table(name, value, severity):
+def test_classify_follows_the_alert_table(name, value, severity):
     assert slo.classify(value, THRESHOLDS[name]) == severity
 
 

@@ -75,7 +75,7 @@ def expires_at(acquired_at: dt.datetime, retention_years: int | None, tz: str = 
 def is_expired(
     acquired_at: dt.datetime, retention_years: int | None, legal_hold: bool, now: dt.datetime
 ) -> bool:
-    """SPEC section 8: expired at the exact instant of expiry, never with null retention or a legal hold."""
+    """Expired at the exact instant of expiry, never with null retention or a legal hold (docs/retention.md)."""
     end = expires_at(acquired_at, retention_years)
     return end is not None and not legal_hold and end <= now
 

@@ -1,4 +1,4 @@
-"""SLO compliance and alert thresholds for one day of RAG metrics (SPEC section 5, seed 001).
+"""SLO compliance and alert thresholds for one day of RAG metrics (defined in docs/metrics.md).
 
 Pure functions over plain mappings of the `rag_metrics_history` columns, so that the asset, the
 tests and anyone reading a row agree on one definition.
@@ -18,7 +18,7 @@ Severity = Literal["WARN", "ERROR"]
 
 @dataclass(frozen=True)
 class SloTargets:
-    """The seed's targets; each is a bound a good day stays on the right side of (inclusive)."""
+    """The default SLO targets; each is a bound a good day stays on the right side of (inclusive)."""
 
     citation_rate_min_pct: float = 70.0
     latency_p50_max_ms: float = 1500.0
@@ -79,7 +79,7 @@ def evaluate_slo(metrics: Mapping[str, Any], targets: SloTargets = SloTargets())
 
 @dataclass(frozen=True)
 class AlertThreshold:
-    """A seed alert: the metric crossing `warn` is a warning, crossing `error` is critical (strictly)."""
+    """An alert: the metric crossing `warn` is a warning, crossing `error` is critical (strictly)."""
 
     name: str  # the asset check's name
     column: str
