@@ -64,7 +64,9 @@ def _recompute_days(
     for day, compliance in computed:
         start = dt.datetime.combine(day, dt.time(0), tz)
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz)
-        refresh_rag_metrics(conn, start, end, timezone=timezone, targets=targets_of(compliance), run_id=run_id)
+        refresh_rag_metrics(
+            conn, start, end, timezone=timezone, targets=targets_of(compliance), run_id=run_id
+        )
     return [day for day, _ in computed]
 
 

@@ -24,7 +24,10 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 # Custom settings a migration may read with current_setting(name, true), and the environment variables
 # that fill them: the names of the roles migration 0009 creates and grants to.
-SETTINGS_FROM_ENV = {"rag.app_role": ("APP_ROLE", "rag_app"), "rag.analyst_role": ("ANALYST_ROLE", "rag_analyst")}
+SETTINGS_FROM_ENV = {
+    "rag.app_role": ("APP_ROLE", "rag_app"),
+    "rag.analyst_role": ("ANALYST_ROLE", "rag_analyst"),
+}
 
 
 class MigrationError(RuntimeError):
@@ -87,7 +90,9 @@ def apply_migrations(
                         " applied_at timestamptz NOT NULL DEFAULT now())"
                     )
                 )
-            done = dict(conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all())
+            done: dict[str, str] = dict(
+                conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all()
+            )
             conn.commit()
             _verify_checksums(done, migrations)
             for m in migrations:
@@ -143,7 +148,9 @@ def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | N
         if conn.execute(sa.text("SELECT to_regclass('schema_migrations')")).scalar() is None:
             raise SchemaBehindError(f"the database has no schema yet, this code needs {needed}: {hint}")
         try:
-            done = dict(conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all())
+            done: dict[str, str] = dict(
+                conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all()
+            )
         except sa.exc.ProgrammingError as exc:
             raise SchemaBehindError(
                 f"cannot read schema_migrations as this role ({exc.orig.__class__.__name__}); grant it SELECT"

@@ -2,7 +2,12 @@
 independent computation over what is left, the audit row names no one, and a rerun changes nothing."""
 
 import datetime as dt
+import os
+import re
+import subprocess
+from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -12,6 +17,8 @@ from pipelines.location.jobs import erasure_job
 from tests.test_metrics import assert_matches, expected, insert, jst, log_frame, materialize, row, stored
 
 ERASED = "user-to-forget-7f3a"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def seed(postgres) -> None:
@@ -137,3 +144,37 @@ def test_erasure_job_from_run_config_keeps_the_user_id_out_of_logs_and_metadata(
     [audit] = audit_rows(postgres)
     assert audit["run_id"] == result.run_id and audit["requested_by"] == "dpo@example.com"
     assert ERASED not in set(log_frame(postgres)["user_id"])
+
+
+@pytest.mark.slow  # two Dagster CLI processes
+def test_readme_erasure_commands(postgres, database_url, tmp_path):
+    """README's erasure command as written (config file moved into tmp_path), then deleting its run."""
+    section = README.read_text().split("## Security", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    delete = re.search(r"`(\.venv/bin/dagster run delete --force) <run id>`", section).group(1)
+    insert(
+        postgres,
+        [row(jst("2025-06-10", 9), user_id="demo-user-0001"), row(jst("2025-06-10", 9), user_id="u-b")],
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DATABASE_URL": database_url, "DAGSTER_HOME": str(home)}
+    script = block.replace("/tmp/erasure.yaml", str(tmp_path / "erasure.yaml"))
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr
+    assert set(log_frame(postgres)["user_id"]) == {"u-b"}
+    [audit] = audit_rows(postgres)
+    assert audit["requested_by"] == "ticket-1234" and audit["rows_deleted"] == 1
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(audit["run_id"])
+        assert run.run_config["ops"]["erase_user_dialogue_op"]["config"]["user_id"] == "demo-user-0001"
+    gone = subprocess.run(
+        [*delete.split(), audit["run_id"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert gone.returncode == 0, gone.stderr[-2000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(audit["run_id"]) is None

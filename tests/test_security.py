@@ -27,7 +27,13 @@ from tests.test_metrics import insert, jst, row
 
 APP, ANALYST = "rag_app", "rag_analyst"
 DENIED = "42501"  # insufficient_privilege: missing grants and row-level security violations alike
-APP_READS = {"active_chunk_embeddings", "document_chunks", "source_documents", "ai_dialogue_log", "schema_migrations"}
+APP_READS = {
+    "active_chunk_embeddings",
+    "document_chunks",
+    "source_documents",
+    "ai_dialogue_log",
+    "schema_migrations",
+}
 ANALYST_READS = {"rag_metrics_history", "provenance", "retention_audit", "erasure_audit", "schema_migrations"}
 README = Path(__file__).resolve().parents[1] / "README.md"
 _names = itertools.count()
@@ -179,10 +185,18 @@ def test_user_inserts_only_their_own_rows_and_never_deletes(seeded):
         new_id = conn.execute(sa.text(new), {"u": "A"}).scalar()
         assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log")).scalar() == 3
         assert attempt(conn, "DELETE FROM ai_dialogue_log WHERE id = :i", {"i": new_id}) == DENIED
-        assert attempt(conn, "UPDATE ai_dialogue_log SET user_feedback = 1 WHERE id = :i", {"i": new_id}) == DENIED
+        assert (
+            attempt(conn, "UPDATE ai_dialogue_log SET user_feedback = 1 WHERE id = :i", {"i": new_id})
+            == DENIED
+        )
         conn.commit()
     with as_role(seeded, APP, user_id="B") as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log WHERE id = :i"), {"i": new_id}).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM ai_dialogue_log WHERE id = :i"), {"i": new_id}
+            ).scalar()
+            == 0
+        )
     with as_role(seeded, APP) as conn:
         assert attempt(conn, new, {"u": "A"}) == DENIED
 
@@ -229,22 +243,33 @@ def test_pipeline_runs_as_a_non_superuser_schema_owner(pg_server_url, tmp_path):
     url = owner_database(pg_server_url)
     postgres = PostgresResource(database_url=url)
     with postgres.connect() as conn:  # migrated on first use: the role owns the database
-        assert conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar() is False
-        assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations")).scalar() == len(migrations.discover())
+        assert (
+            conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+            is False
+        )
+        assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations")).scalar() == len(
+            migrations.discover()
+        )
     (tmp_path / "a.md").write_text("# A\n\nAlpha beta gamma.\n")
     resources = {
         "postgres": postgres,
         "content_sources": ContentSourcesResource(content_dir=str(tmp_path)),
         "embedder": EmbedderResource(provider="local"),
     }
-    ingest = dg.materialize([source_documents, document_chunks, chunk_embeddings, retention_sweep], resources=resources)
+    ingest = dg.materialize(
+        [source_documents, document_chunks, chunk_embeddings, retention_sweep], resources=resources
+    )
     assert ingest.success
     insert(postgres, [row(jst("2025-06-10", 9), user_id="A"), row(jst("2025-06-10", 10), user_id="B")])
-    metrics = dg.materialize([ai_dialogue_log, rag_metrics_history], partition_key="2025-06-10", resources=resources)
+    metrics = dg.materialize(
+        [ai_dialogue_log, rag_metrics_history], partition_key="2025-06-10", resources=resources
+    )
     assert metrics.success
     with postgres.connect() as conn:
         # the owner is not subject to row-level security: both users are counted
-        assert tuple(conn.execute(sa.text("SELECT total_queries, unique_users FROM rag_metrics_history")).one()) == (2, 2)
+        assert tuple(
+            conn.execute(sa.text("SELECT total_queries, unique_users FROM rag_metrics_history")).one()
+        ) == (2, 2)
         assert conn.execute(sa.text("SELECT count(*) FROM active_chunk_embeddings")).scalar() == 1
     # the roles existed in the cluster, so the owner could grant to them without CREATEROLE
     admin = sa.create_engine(superuser_url(url, pg_server_url), poolclass=sa.pool.NullPool)
@@ -257,7 +282,11 @@ def test_pipeline_runs_as_a_non_superuser_schema_owner(pg_server_url, tmp_path):
 
 def _notices(engine: sa.Engine) -> list[str]:
     seen: list[str] = []
-    sa.event.listen(engine, "connect", lambda dbapi, _rec: dbapi.add_notice_handler(lambda d: seen.append(d.message_primary)))
+    sa.event.listen(
+        engine,
+        "connect",
+        lambda dbapi, _rec: dbapi.add_notice_handler(lambda d: seen.append(d.message_primary)),
+    )
     return seen
 
 
@@ -270,7 +299,12 @@ def test_owner_without_createrole_migrates_and_skips_missing_roles_with_a_notice
     assert any(app in n and "CREATEROLE" in n for n in notices)
     assert any(analyst in n for n in notices)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM pg_roles WHERE rolname IN (:a, :b)"), {"a": app, "b": analyst}).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_roles WHERE rolname IN (:a, :b)"), {"a": app, "b": analyst}
+            ).scalar()
+            == 0
+        )
     engine.dispose()
 
 
@@ -281,7 +315,8 @@ def test_owner_with_createrole_creates_the_configured_roles(pg_server_url):
     migrations.apply_migrations(engine, settings={"rag.app_role": app, "rag.analyst_role": analyst})
     with engine.connect() as conn:
         created = conn.execute(
-            sa.text("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN (:a, :b) ORDER BY 1"), {"a": app, "b": analyst}
+            sa.text("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN (:a, :b) ORDER BY 1"),
+            {"a": app, "b": analyst},
         ).all()
     assert sorted(created) == sorted([(app, False), (analyst, False)])
     engine.dispose()
@@ -326,7 +361,12 @@ def test_role_without_ddl_rights_checks_the_schema_read_only(pg_server_url, data
     with pytest.raises(migrations.SchemaBehindError, match="make migrate"):
         prepare_schema(owner, "never")
     with owner.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations WHERE name = :n"), {"n": last}).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM schema_migrations WHERE name = :n"), {"n": last}
+            ).scalar()
+            == 0
+        )
     member.dispose()
     owner.dispose()
 
@@ -335,7 +375,7 @@ def test_unknown_migrate_on_start_is_refused(monkeypatch):
     from pipelines.db import migrate_on_start
 
     monkeypatch.setenv("MIGRATE_ON_START", "sometimes")
-    with pytest.raises(ValueError, match="MIGRATE_ON_START.*sometimes"):
+    with pytest.raises(ValueError, match=r"MIGRATE_ON_START.*sometimes"):
         migrate_on_start()
 
 
@@ -364,10 +404,17 @@ def test_readme_setup_statements_work_as_written(pg_server_url, monkeypatch):
     """README's one-time setup, run as its administrator would (names made unique: roles are cluster-wide),
     then `make migrate` as the pipeline role and the application and analyst logins at work."""
     server_block, database_block = readme_sql_blocks()[:2]
-    renames = {name: unique(name) for name in ("rag_pipeline", "rag_app_login", "rag_analyst_login", "rag_app", "rag_analyst", "rag")}
+    renames = {
+        name: unique(name)
+        for name in ("rag_pipeline", "rag_app_login", "rag_analyst_login", "rag_app", "rag_analyst", "rag")
+    }
 
     def rename(sql: str) -> str:
-        return re.sub(r"\b(rag_pipeline|rag_app_login|rag_analyst_login|rag_app|rag_analyst|rag)\b", lambda m: renames[m.group(1)], sql)
+        return re.sub(
+            r"\b(rag_pipeline|rag_app_login|rag_analyst_login|rag_app|rag_analyst|rag)\b",
+            lambda m: renames[m.group(1)],
+            sql,
+        )
 
     admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
