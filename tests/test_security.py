@@ -104,12 +104,14 @@ def seeded(postgres: PostgresResource) -> sa.Engine:
             " acquired_at) VALUES (1, 'text/markdown', 'file://a.md', 'upload', 'h1', now());"
             "INSERT INTO erasure_audit (erasure_id, rows_deleted) VALUES (gen_random_uuid(), 0);"
         )
-        insert_dialogue = [
+    insert(
+        postgres,
+        [
             row(jst("2025-06-10", 9), user_id="A", query="A's question"),
             row(jst("2025-06-10", 10), user_id="A", query="A's second question"),
             row(jst("2025-06-10", 11), user_id="B", query="B's question"),
-        ]
-    insert(postgres, insert_dialogue)
+        ],
+    )
     with engine.begin() as conn:
         day = dt.datetime(2025, 6, 10, tzinfo=jst("2025-06-10").tzinfo)
         refresh_rag_metrics(conn, day, day + dt.timedelta(days=1))
@@ -403,7 +405,7 @@ def readme_sql_blocks() -> list[str]:
 def test_readme_setup_statements_work_as_written(pg_server_url, monkeypatch):
     """README's one-time setup, run as its administrator would (names made unique: roles are cluster-wide),
     then `make migrate` as the pipeline role and the application and analyst logins at work."""
-    server_block, database_block = readme_sql_blocks()[:2]
+    app_block, server_block, database_block = readme_sql_blocks()
     renames = {
         name: unique(name)
         for name in ("rag_pipeline", "rag_app_login", "rag_analyst_login", "rag_app", "rag_analyst", "rag")
@@ -435,12 +437,18 @@ def test_readme_setup_statements_work_as_written(pg_server_url, monkeypatch):
     monkeypatch.setenv("APP_ROLE", renames["rag_app"])
     monkeypatch.setenv("ANALYST_ROLE", renames["rag_analyst"])
     assert migrations.main([]) == 0
-    app = sa.create_engine(url_of("rag_app_login"), poolclass=sa.pool.NullPool)
-    with app.begin() as conn:
-        conn.execute(sa.text("SET LOCAL app.user_id = 'A'"))
-        conn.execute(sa.text("INSERT INTO ai_dialogue_log (user_id, query) VALUES ('A', 'q')"))
-        assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log")).scalar() == 1
+    app = sa.create_engine(url_of("rag_app_login"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with app.connect() as conn:
+        for _ in range(2):  # the application's example, as written, twice
+            conn.exec_driver_sql(app_block)
+        # the rows were written as that user, and outside a transaction naming them nobody sees them
+        assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log")).scalar() == 0
+        conn.exec_driver_sql("BEGIN; SET LOCAL app.user_id = 'demo-user-0001'")
+        assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log")).scalar() == 2
+        conn.exec_driver_sql("SET LOCAL app.user_id = 'someone-else'")
+        assert conn.execute(sa.text("SELECT count(*) FROM ai_dialogue_log")).scalar() == 0
         assert attempt(conn, "SELECT * FROM provenance") == DENIED
+        conn.exec_driver_sql("ROLLBACK")
     app.dispose()
     analyst = sa.create_engine(url_of("rag_analyst_login"), poolclass=sa.pool.NullPool)
     with analyst.connect() as conn:
