@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run ui test typecheck bench lint install clean-db
+.PHONY: run ui test typecheck bench lint install clean-db migrate
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# The schema owner's step: apply pending migrations to DATABASE_URL (or the embedded server).
+migrate: install
+	$(PY) -m pipelines.migrations
 
 bench: install
 	$(PY) -m bench

@@ -10,10 +10,15 @@ Who owns a transaction is visible in the signature:
   DDL that must run outside a transaction (CREATE INDEX CONCURRENTLY) uses an autocommit connection.
 - The one exception, `pipelines.retention.sweep_expired`, takes a connection that must arrive without an
   open transaction (so its caller can pin session settings) and opens one per batch with `conn.begin()`.
+
+`MIGRATE_ON_START`: `auto` (default) applies pending migrations when the connected role may (it owns the
+schema: the embedded server, `make run`, a pipeline role that owns its database) and otherwise only
+checks the schema version; `never` only checks, leaving migrations to `make migrate`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -21,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from pgvector.psycopg import register_vector
 
-from pipelines.migrations import apply_migrations
+from pipelines.migrations import apply_migrations, check_schema, may_migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +38,23 @@ _lock = threading.Lock()
 
 
 _engines: dict[str, sa.Engine] = {}
+
+MIGRATE_MODES = ("auto", "never")
+
+
+def migrate_on_start() -> str:
+    mode = os.environ.get("MIGRATE_ON_START", "auto").strip().lower() or "auto"
+    if mode not in MIGRATE_MODES:
+        raise ValueError(f"MIGRATE_ON_START must be one of {', '.join(MIGRATE_MODES)}, got {mode!r}")
+    return mode
+
+
+def prepare_schema(engine: sa.Engine, mode: str = "auto") -> None:
+    """Migrate when `mode` is auto and the role may; otherwise check read-only (SchemaBehindError)."""
+    if mode == "auto" and may_migrate(engine):
+        apply_migrations(engine)
+    else:
+        check_schema(engine)
 
 
 def mask_url(url: str) -> str:
@@ -73,13 +95,13 @@ def _register_vector(dbapi_conn, _record) -> None:
 
 
 def get_engine(url: str) -> sa.Engine:
-    """One engine per URL per process; pending migrations are applied before it is handed out."""
+    """One engine per URL per process; its schema is prepared (see MIGRATE_ON_START) before it is handed out."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
             bootstrap = sa.create_engine(url, poolclass=sa.pool.NullPool)
             try:
-                apply_migrations(bootstrap)
+                prepare_schema(bootstrap, migrate_on_start())
             finally:
                 bootstrap.dispose()
             # Created after migrations so that the vector type exists when connections register it.

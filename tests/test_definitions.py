@@ -8,7 +8,7 @@ import dagster as dg
 
 # The snapshot of the code location. A change to any of these sets must be deliberate: update it here in the
 # same change that adds, renames or removes the job, schedule, sensor, asset or check.
-JOBS = {"ingestion_job", "metrics_job", "nightly_job", "reembedding_job"}
+JOBS = {"erasure_job", "ingestion_job", "metrics_job", "nightly_job", "reembedding_job"}
 SCHEDULES = {"nightly_schedule"}
 SENSORS = {"embedding_model_change_sensor"}
 ASSETS = {

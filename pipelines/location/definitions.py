@@ -5,14 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
-from pipelines.location.jobs import ingestion_job, metrics_job, nightly_job, reembedding_job
+from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
 from pipelines.location.resources import build_resources
 from pipelines.location.schedules import nightly_schedule
 from pipelines.location.sensors import embedding_model_change_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
-    jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job],
+    jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job, erasure_job],
     schedules=[nightly_schedule],
     sensors=[embedding_model_change_sensor],
     resources=build_resources(),

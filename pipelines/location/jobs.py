@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.erasure import erase_user_dialogue_op
+
 ingestion_job = dg.define_asset_job(
     "ingestion_job",
     selection=dg.AssetSelection.groups("sources", "chunks", "embeddings"),
@@ -34,3 +36,12 @@ reembedding_job = dg.define_asset_job(
     description="Blue/green: build the configured embedding model beside the active one, check it covers every"
     " chunk, switch readers atomically, drop vectors retired past the grace period, measure index recall.",
 )
+
+
+@dg.job(
+    description="Right to be forgotten: delete one user's dialogue log (run config `user_id`), recompute the"
+    " metrics days it touched, audit it in erasure_audit without the user's id.",
+    tags={"kind": "erasure"},
+)
+def erasure_job() -> None:
+    erase_user_dialogue_op()
