@@ -3,9 +3,8 @@
 import time
 
 import dagster as dg
-import sqlalchemy as sa
 
-from pipelines.sources import sync_documents
+from pipelines.sources import count_documents, sync_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 
@@ -36,7 +35,7 @@ def source_documents(
     started = time.perf_counter()
     with postgres.connect() as conn:
         stats = sync_documents(conn, content_sources)
-        total = conn.execute(sa.text("SELECT count(*) FROM source_documents")).scalar_one()
+        total = count_documents(conn)
     for source, key, reason in stats.errors:
         context.log.warning(f"rejected {source} item {key!r}: {reason}")
     metadata = {

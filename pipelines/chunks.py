@@ -28,7 +28,7 @@ def chunk_documents(conn: sa.Connection, max_chars: int, overlap: int) -> ChunkS
     after_id = 0
     while True:
         docs = conn.execute(
-            query("select_documents_to_chunk"),
+            query("chunks/select_documents_to_chunk"),
             {"fingerprint": fingerprint, "after_id": after_id, "limit": CHUNK_PAGE},
         ).all()
         if not docs:
@@ -53,14 +53,14 @@ def chunk_documents(conn: sa.Connection, max_chars: int, overlap: int) -> ChunkS
                 for c in chunks
             )
         # rowcount counts inserted plus actually-changed rows: the upsert skips identical ones.
-        written = conn.execute(query("upsert_document_chunks"), rows).rowcount if rows else 0
+        written = conn.execute(query("chunks/upsert_document_chunks"), rows).rowcount if rows else 0
         stats.chunks_written += written
         stats.chunks_unchanged += len(rows) - written
         stats.chunks_deleted += conn.execute(
-            query("delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
+            query("chunks/delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
         ).rowcount
         conn.execute(
-            query("mark_documents_chunked"),
+            query("chunks/mark_documents_chunked"),
             {
                 "fingerprint": fingerprint,
                 "document_ids": ids,
@@ -70,3 +70,9 @@ def chunk_documents(conn: sa.Connection, max_chars: int, overlap: int) -> ChunkS
         conn.commit()
         stats.documents_chunked += len(docs)
     return stats
+
+
+def chunk_counts(conn: sa.Connection) -> tuple[int, int]:
+    """(chunks in total, documents without any chunk)."""
+    row = conn.execute(query("chunks/count_chunks_and_unchunked_documents")).one()
+    return row.chunks, row.unchunked

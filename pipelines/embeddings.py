@@ -73,19 +73,21 @@ def write_embeddings(
     Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
     retention sweep or a new chunking may run beside an embedding run)."""
     current = dict(
-        conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}).tuples().all()
+        conn.execute(query("embeddings/lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)})
+        .tuples()
+        .all()
     )
     keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
     ids = [chunk_ids[i] for i in keep]
     if not ids:
         return 0
-    conn.execute(query("delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
+    conn.execute(query("embeddings/delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
     cursor = conn.connection.driver_connection.cursor()
-    with cursor, cursor.copy(load_sql("copy_chunk_embeddings")) as copy:
+    with cursor, cursor.copy(load_sql("embeddings/copy_chunk_embeddings")) as copy:
         copy.set_types(["int8", "text", "vector", "text", "int4"])
         for i in keep:
             copy.write_row((chunk_ids[i], model, vectors[i], shas[i], tokens[i]))
-    conn.execute(query("clear_embedding_errors"), {"model": model, "chunk_ids": ids})
+    conn.execute(query("embeddings/clear_embedding_errors"), {"model": model, "chunk_ids": ids})
     return len(ids)
 
 
@@ -95,7 +97,7 @@ def record_failures(
     ids = [cid for it in items for cid in it.chunk_ids]
     shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
     conn.execute(
-        query("record_embedding_errors"),
+        query("embeddings/record_embedding_errors"),
         {"model": model, "chunk_ids": ids, "content_sha256s": shas, "error": reason, "details": details},
     )
     conn.commit()
@@ -131,15 +133,15 @@ def embed_pending(
     spec = embedder.spec()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
     stats.model_status = register_model(conn, spec)
-    stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+    stats.chunks_total = conn.execute(query("embeddings/count_document_chunks")).scalar_one()
 
     stats.chunks_reused = conn.execute(
-        query("reuse_embeddings_by_content_hash"), {"model": spec.name}
+        query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
     ).rowcount
     conn.commit()
 
     rows = conn.execute(
-        query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
+        query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
     ).all()
     conn.commit()
     pending = collect_pending(rows)
@@ -182,7 +184,7 @@ def embed_pending(
         _run_batches(conn, embedder, spec, batches, stats, log)
 
     # Chunks whose new text could not be embedded must not keep serving the old text's vector.
-    conn.execute(query("delete_stale_embeddings"), {"model": spec.name})
+    conn.execute(query("embeddings/delete_stale_embeddings"), {"model": spec.name})
     conn.commit()
     stats.cost_usd = spec.cost_usd(stats.tokens)
     stats.duration_s = time.perf_counter() - started

@@ -48,11 +48,11 @@ def refresh_rag_metrics(
     # The query reads each day between its own local midnights, which for a window of whole days are
     # exactly the window.
     params = {"start_day": start.date(), "end_day": end.date(), "tz": timezone}
-    rows = [dict(r) for r in conn.execute(query("compute_rag_metrics"), params).mappings()]
+    rows = [dict(r) for r in conn.execute(query("metrics/compute_rag_metrics"), params).mappings()]
     for row in rows:
         row["slo_compliance"] = slo.evaluate_slo(row, targets or slo.SloTargets())
     conn.execute(
-        query("upsert_rag_metrics_history"),
+        query("metrics/upsert_rag_metrics_history"),
         {"rows": json.dumps(rows, default=_json_default), "run_id": run_id},
     )
     return rows

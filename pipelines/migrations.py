@@ -9,10 +9,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines.sql import MIGRATIONS_DIR
+from pipelines.locks import Lock, session_lock
+from pipelines.sql import MIGRATIONS_DIR, execute_script, query
 
-# Any constant works; it only has to be the same in every process that migrates this database.
-MIGRATION_LOCK_KEY = 7_300_120_001
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -47,37 +46,22 @@ def apply_migrations(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> lis
     """Apply pending migrations; return the names applied. Safe to call from many processes at once."""
     migrations = discover(directory)
     applied_now: list[str] = []
-    with engine.connect() as conn:
-        # A session-level lock, held across the per-migration transactions below.
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    # A session-level lock, held across the per-migration transactions below.
+    with engine.connect() as conn, session_lock(conn, Lock.MIGRATION):
+        with conn.begin():
+            conn.execute(query("db/create_schema_migrations"))
+        done = dict(conn.execute(query("db/select_applied_migrations")).tuples().all())
         conn.commit()
-        try:
+        for m in migrations:
+            if m.name in done:
+                if done[m.name] != m.checksum:
+                    raise MigrationError(
+                        f"migration {m.name} was applied with checksum {done[m.name][:12]}… but the file"
+                        f" now has {m.checksum[:12]}…; applied migrations are immutable, add a new one"
+                    )
+                continue
             with conn.begin():
-                conn.execute(
-                    sa.text(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                        " name text PRIMARY KEY, checksum text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                )
-            done = dict(conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all())
-            conn.commit()
-            for m in migrations:
-                if m.name in done:
-                    if done[m.name] != m.checksum:
-                        raise MigrationError(
-                            f"migration {m.name} was applied with checksum {done[m.name][:12]}… but the file"
-                            f" now has {m.checksum[:12]}…; applied migrations are immutable, add a new one"
-                        )
-                    continue
-                with conn.begin():
-                    conn.exec_driver_sql(m.sql)
-                    conn.execute(
-                        sa.text("INSERT INTO schema_migrations (name, checksum) VALUES (:n, :c)"),
-                        {"n": m.name, "c": m.checksum},
-                    )
-                applied_now.append(m.name)
-        finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            conn.commit()
+                execute_script(conn, m.sql)
+                conn.execute(query("db/insert_applied_migration"), {"name": m.name, "checksum": m.checksum})
+            applied_now.append(m.name)
     return applied_now

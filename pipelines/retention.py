@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from pipelines.locks import Lock, xact_lock
 from pipelines.sql import query
 
-# Any constant works; every sweep and every ingestion batch must use the same one.
-RETENTION_LOCK_KEY = 7_300_120_004
 DEFAULT_BATCH_SIZE = 500
 EXPIRING_WINDOW = dt.timedelta(days=30)
 EXPIRING_LISTED = 10
@@ -48,7 +47,7 @@ class SweepResult:
 
 
 def database_now(conn: sa.Connection) -> dt.datetime:
-    now = conn.execute(sa.text("SELECT now()")).scalar_one()
+    now = conn.execute(query("db/select_now")).scalar_one()
     conn.commit()
     return now
 
@@ -80,7 +79,8 @@ def sweep_expired(
     after = _KEYSET_START
     while True:
         try:
-            conn.execute(query("retention_lock_exclusive"), {"key": RETENTION_LOCK_KEY})
+            # Held until the batch commits: one sweep batch at a time, and no ingestion batch meanwhile.
+            xact_lock(conn, Lock.RETENTION)
             locked_at = time.perf_counter()
             params = {
                 "as_of": as_of,
@@ -91,18 +91,19 @@ def sweep_expired(
                 "run_id": run_id,
             }
             if dry_run:
-                rows = conn.execute(query("retention_dry_run_batch"), params).all()
+                rows = conn.execute(query("retention/record_dry_run_batch"), params).all()
                 count = len(rows)
                 chunks = sum(r.chunks_deleted for r in rows)
                 embeddings = sum(r.embeddings_deleted for r in rows)
                 last = (rows[-1].expired_at, rows[-1].content_id) if rows else None
             else:
-                victims = conn.execute(query("retention_lock_expired_batch"), params).all()
+                victims = conn.execute(query("retention/lock_expired_batch"), params).all()
                 count = chunks = embeddings = 0
                 last = None
                 if victims:
                     done = conn.execute(
-                        query("retention_delete_batch"), {**params, "ids": [v.content_id for v in victims]}
+                        query("retention/delete_expired_batch"),
+                        {**params, "ids": [v.content_id for v in victims]},
                     ).one()
                     count, chunks, embeddings = done.documents, int(done.chunks), int(done.embeddings)
                     last = (victims[-1].expires_at, victims[-1].content_id)
@@ -121,7 +122,9 @@ def sweep_expired(
         result.longest_lock_s = max(result.longest_lock_s, held_for)
         if on_batch is not None:
             on_batch(result)
-    result.held_by_legal_hold = conn.execute(query("retention_count_held"), {"as_of": as_of}).scalar_one()
+    result.held_by_legal_hold = conn.execute(
+        query("retention/count_held_documents"), {"as_of": as_of}
+    ).scalar_one()
     result.expiring_count, result.expiring = expiring_soon(conn, as_of, expiring_window)
     conn.commit()
     return result
@@ -135,7 +138,8 @@ def expiring_soon(
 ) -> tuple[int, list[ExpiringItem]]:
     """How many unheld documents expire in (as_of, as_of + window], and the soonest `limit` of them."""
     rows = conn.execute(
-        query("retention_select_expiring"), {"as_of": as_of, "until": as_of + window, "limit": limit}
+        query("retention/select_expiring_documents"),
+        {"as_of": as_of, "until": as_of + window, "limit": limit},
     ).all()
     items = [
         ExpiringItem(r.content_id, r.source, r.source_key, r.license_type, r.retention_years, r.expires_at)
@@ -145,4 +149,4 @@ def expiring_soon(
 
 
 def count_expired_unprotected(conn: sa.Connection, as_of: dt.datetime) -> int:
-    return conn.execute(query("retention_count_expired_unprotected"), {"as_of": as_of}).scalar_one()
+    return conn.execute(query("retention/count_expired_unprotected_documents"), {"as_of": as_of}).scalar_one()

@@ -50,7 +50,7 @@ def test_search_uses_the_models_partial_hnsw_index(postgres):
         plan = index_plan(model.name, model.dimensions)
         vector = conn.execute(sa.text("SELECT embedding FROM chunk_embeddings LIMIT 1")).scalar_one()
         set_local(conn, INDEX_SCAN_SETTINGS)
-        sql = "EXPLAIN " + load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)
+        sql = "EXPLAIN " + load_sql("hnsw/search_chunks_by_vector").format(vector_type=plan.vector_type)
         explain = "\n".join(
             conn.execute(sa.text(sql), {"model": model.name, "query": vector, "k": 5}).scalars()
         )
