@@ -50,7 +50,7 @@ def apply_migrations(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> lis
     with engine.connect() as conn, session_lock(conn, Lock.MIGRATION):
         with conn.begin():
             conn.execute(query("db/create_schema_migrations"))
-        done = dict(conn.execute(query("db/select_applied_migrations")).tuples().all())
+        done = dict(conn.execute(query("db/select_applied_migrations")).all())
         conn.commit()
         for m in migrations:
             if m.name in done:
