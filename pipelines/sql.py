@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from psycopg import sql
+from sqlalchemy.util.typing import TupleAny
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 QUERIES_DIR = SQL_DIR / "queries"
@@ -52,7 +53,7 @@ def composed(name: str, **parts: sql.Composable) -> sql.Composed:
 
 def execute_composed(
     conn: sa.Connection, statement: sql.Composed, params: Mapping[str, Any] | None = None
-) -> sa.CursorResult[Any]:
+) -> sa.CursorResult[*TupleAny]:
     """Run a composed statement through SQLAlchemy (its transaction handling, its result rows); its
     parameters are psycopg's `%(name)s` ones."""
     text = statement.as_string(conn.connection.driver_connection)
