@@ -38,8 +38,8 @@ def _key(lock: Lock | int) -> int:
 
 def xact_lock(conn: sa.Connection, lock: Lock | int, *, shared: bool = False) -> None:
     """Take the lock until the end of the connection's current transaction (which the caller owns)."""
-    name = "db/acquire_xact_lock_shared" if shared else "db/acquire_xact_lock"
-    conn.execute(query(name), {"key": _key(lock)})
+    statement = query("db/acquire_xact_lock_shared") if shared else query("db/acquire_xact_lock")
+    conn.execute(statement, {"key": _key(lock)})
 
 
 @contextlib.contextmanager

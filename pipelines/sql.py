@@ -55,7 +55,8 @@ def execute_composed(
     conn: sa.Connection, statement: sql.Composed, params: Mapping[str, Any] | None = None
 ) -> sa.CursorResult[*TupleAny]:
     """Run a composed statement through SQLAlchemy (its transaction handling, its result rows); its
-    parameters are psycopg's `%(name)s` ones."""
+    parameters are psycopg's `%(name)s` ones. With parameters, every `%` of the text is psycopg's: a
+    statement with parameters takes identifiers only, never a `sql.Literal` that could hold one."""
     text = statement.as_string(conn.connection.driver_connection)
     if params is None:
         return conn.exec_driver_sql(text)
