@@ -37,7 +37,7 @@ typecheck: install
 
 # The schema owner's step: apply pending migrations to DATABASE_URL (or the embedded server).
 migrate: install
-	$(PY) -m pipelines.migrations
+	$(PY) -m pipelines.location.migrate_cli
 
 bench: install
 	$(PY) -m bench

@@ -3,10 +3,9 @@
 import time
 
 import dagster as dg
-import sqlalchemy as sa
 
 from assets.sources import source_documents
-from pipelines.chunks import chunk_documents
+from pipelines.chunks import chunk_counts, chunk_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 
@@ -28,13 +27,7 @@ def document_chunks(
     started = time.perf_counter()
     stats = chunk_documents(postgres.engine, content_sources.chunk_max_chars, content_sources.chunk_overlap)
     with postgres.begin() as conn:
-        total, unchunked = conn.execute(
-            sa.text(
-                "SELECT (SELECT count(*) FROM document_chunks),"
-                " (SELECT count(*) FROM source_documents d"
-                "  WHERE NOT EXISTS (SELECT 1 FROM document_chunks c WHERE c.document_id = d.id))"
-            )
-        ).one()
+        total, unchunked = chunk_counts(conn)
     context.log.info(f"re-chunked {stats.documents_chunked} documents")
     return dg.MaterializeResult(
         metadata={

@@ -3,9 +3,8 @@
 import time
 
 import dagster as dg
-import sqlalchemy as sa
 
-from pipelines.sources import sync_documents
+from pipelines.sources import count_documents, sync_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 
@@ -42,7 +41,7 @@ def source_documents(
         max_file_bytes=content_sources.max_file_bytes,
     )
     with postgres.begin() as conn:
-        total = conn.execute(sa.text("SELECT count(*) FROM source_documents")).scalar_one()
+        total = count_documents(conn)
     for source, key, reason in stats.errors:
         context.log.warning(f"rejected {source} item {key!r}: {reason}")
     metadata: dict[str, dg.MetadataValue] = {

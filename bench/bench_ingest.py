@@ -56,7 +56,9 @@ def bench_write_path(postgres, rng) -> None:
 
         raw = conn.connection.driver_connection
         started = time.perf_counter()
-        copy_sql = load_sql("copy_chunk_embeddings").replace("COPY chunk_embeddings", "COPY bench_raw")
+        copy_sql = load_sql("embeddings/copy_chunk_embeddings").replace(
+            "COPY chunk_embeddings", "COPY bench_raw"
+        )
         with raw.cursor() as cur, cur.copy(copy_sql) as copy:
             copy.set_types(["int8", "text", "vector", "text", "int4"])
             for cid, sha, tok, vec in zip(ids, shas, toks, vectors):

@@ -144,7 +144,7 @@ def run(days: int = 365, rows_per_day: int = 10_000) -> list[tuple[str, float, f
         with postgres.connect() as conn:
             warm_up_s = _timed(
                 lambda: conn.execute(
-                    query("compute_rag_metrics"),
+                    query("metrics/compute_rag_metrics"),
                     {
                         "start_day": first.start.astimezone(tz).date(),
                         "end_day": last.end.astimezone(tz).date(),

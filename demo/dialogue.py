@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from psycopg import sql
 
 from assets.partitions import METRICS_TIMEZONE
-from pipelines.sql import query
+from pipelines.sql import composed, query
 
 TZ = ZoneInfo(METRICS_TIMEZONE)
 # Every demo row's session_id starts with this, so reloading replaces demo rows and nothing else.
@@ -310,14 +311,12 @@ def copy_dialogue(conn: sa.Connection, frames: Iterator[pd.DataFrame]) -> int:
     """COPY the frames into ai_dialogue_log inside the caller's transaction; return the row count."""
     raw = conn.connection.driver_connection
     assert raw is not None, "a checked-out connection has its driver connection"
-    statement = f"COPY ai_dialogue_log ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
+    statement = composed("demo/copy_dialogue", columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
     written = 0
     with raw.cursor() as cur, cur.copy(statement) as copy:
         for frame in frames:
             frame = frame.astype({c: "Int64" for c in INTEGER_COLUMNS if c in frame})
             buffer = io.StringIO()
-            # CSV because the JSON is full of backslashes and quotes that text-format COPY would mangle;
-            # an unquoted empty field is NULL.
             frame.to_csv(
                 buffer, header=False, index=False, columns=list(COLUMNS), date_format="%Y-%m-%d %H:%M:%S.%f%z"
             )
@@ -333,7 +332,7 @@ def yesterday_jst(now: dt.datetime | None = None) -> dt.date:
 
 def ingested_citation_sources(conn: sa.Connection, limit: int = 500) -> list[str]:
     """What citations can point at: the keys of the documents ingestion stored, in a stable order."""
-    return list(conn.execute(query("select_citation_sources"), {"limit": limit}).scalars())
+    return list(conn.execute(query("demo/select_citation_sources"), {"limit": limit}).scalars())
 
 
 def load_demo_dialogue(
@@ -358,7 +357,7 @@ def load_demo_dialogue(
     window_start = dt.datetime.combine(first_day, dt.time(0), TZ)
     window_end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), TZ)
     conn.execute(
-        query("delete_demo_dialogue"),
+        query("demo/delete_demo_dialogue"),
         {
             "window_start": window_start,
             "window_end": window_end,

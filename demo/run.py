@@ -46,7 +46,7 @@ def main() -> None:
     instance = dg.DagsterInstance.get()
 
     with postgres.begin() as conn:
-        conn.execute(query("create_demo_question_templates"))
+        conn.execute(query("demo/create_demo_question_templates"))
 
     ingestion = _run("ingestion_job", instance)
 
@@ -71,7 +71,7 @@ def main() -> None:
     emb_nightly = _metadata(nightly, "chunk_embeddings")
     sweep = _metadata(nightly, "retention_sweep")
     with postgres.connect() as conn:
-        s = conn.execute(query("demo_summary")).mappings().one()
+        s = conn.execute(query("demo/select_demo_summary")).mappings().one()
     skipped = _metadata(ingestion, "source_documents").get("skipped_expired", 0)
     print(f"documents      {s['documents']} (not re-ingested because their retention expired: {skipped})")
     print(f"chunks         {s['chunks']}")

@@ -30,7 +30,7 @@ def chunk_documents(engine: sa.Engine, max_chars: int, overlap: int) -> ChunkSta
         while True:
             with conn.begin():
                 docs = conn.execute(
-                    query("select_documents_to_chunk"),
+                    query("chunks/select_documents_to_chunk"),
                     {"fingerprint": fingerprint, "after_id": after_id, "limit": CHUNK_PAGE},
                 ).all()
                 if not docs:
@@ -58,14 +58,14 @@ def chunk_documents(engine: sa.Engine, max_chars: int, overlap: int) -> ChunkSta
                         for c in chunks
                     )
                 # rowcount counts inserted plus actually-changed rows: the upsert skips identical ones.
-                written = conn.execute(query("upsert_document_chunks"), rows).rowcount if rows else 0
+                written = conn.execute(query("chunks/upsert_document_chunks"), rows).rowcount if rows else 0
                 stats.chunks_written += written
                 stats.chunks_unchanged += len(rows) - written
                 stats.chunks_deleted += conn.execute(
-                    query("delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
+                    query("chunks/delete_surplus_chunks"), {"document_ids": ids, "chunk_counts": counts}
                 ).rowcount
                 conn.execute(
-                    query("mark_documents_chunked"),
+                    query("chunks/mark_documents_chunked"),
                     {
                         "fingerprint": fingerprint,
                         "document_ids": ids,
@@ -74,3 +74,9 @@ def chunk_documents(engine: sa.Engine, max_chars: int, overlap: int) -> ChunkSta
                 )
             stats.documents_chunked += len(docs)
     return stats
+
+
+def chunk_counts(conn: sa.Connection) -> tuple[int, int]:
+    """(chunks in total, documents without any chunk)."""
+    row = conn.execute(query("chunks/count_chunks_and_unchunked_documents")).one()
+    return row.chunks, row.unchunked

@@ -18,9 +18,9 @@ checks the schema version; `never` only checks, leaving migrations to `make migr
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -42,17 +42,16 @@ _engines: dict[str, sa.Engine] = {}
 MIGRATE_MODES = ("auto", "never")
 
 
-def migrate_on_start() -> str:
-    mode = os.environ.get("MIGRATE_ON_START", "auto").strip().lower() or "auto"
+def validate_migrate_mode(mode: str) -> str:
     if mode not in MIGRATE_MODES:
         raise ValueError(f"MIGRATE_ON_START must be one of {', '.join(MIGRATE_MODES)}, got {mode!r}")
     return mode
 
 
-def prepare_schema(engine: sa.Engine, mode: str = "auto") -> None:
+def prepare_schema(engine: sa.Engine, mode: str = "auto", settings: Mapping[str, str] | None = None) -> None:
     """Migrate when `mode` is auto and the role may; otherwise check read-only (SchemaBehindError)."""
-    if mode == "auto" and may_migrate(engine):
-        apply_migrations(engine)
+    if validate_migrate_mode(mode) == "auto" and may_migrate(engine):
+        apply_migrations(engine, settings=settings)
     else:
         check_schema(engine)
 
@@ -94,14 +93,15 @@ def _register_vector(dbapi_conn, _record) -> None:
     register_vector(dbapi_conn)
 
 
-def get_engine(url: str) -> sa.Engine:
-    """One engine per URL per process; its schema is prepared (see MIGRATE_ON_START) before it is handed out."""
+def get_engine(url: str, *, migrate: str = "auto", settings: Mapping[str, str] | None = None) -> sa.Engine:
+    """One engine per URL per process; its schema is prepared (`migrate`: see MIGRATE_ON_START, `settings`:
+    the migrations' custom settings) before it is handed out. The first call for a URL decides both."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
             bootstrap = sa.create_engine(url, poolclass=sa.pool.NullPool)
             try:
-                prepare_schema(bootstrap, migrate_on_start())
+                prepare_schema(bootstrap, migrate, settings)
             finally:
                 bootstrap.dispose()
             # Created after migrations so that the vector type exists when connections register it.

@@ -74,21 +74,23 @@ def write_embeddings(
     retention sweep or a new chunking may run beside an embedding run)."""
     current: dict[int, str] = {
         cid: sha
-        for cid, sha in conn.execute(query("lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)})
+        for cid, sha in conn.execute(
+            query("embeddings/lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}
+        )
     }
     keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
     ids = [chunk_ids[i] for i in keep]
     if not ids:
         return 0
-    conn.execute(query("delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
+    conn.execute(query("embeddings/delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
     driver = conn.connection.driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
     cursor = driver.cursor()
-    with cursor, cursor.copy(load_sql("copy_chunk_embeddings")) as copy:
+    with cursor, cursor.copy(load_sql("embeddings/copy_chunk_embeddings")) as copy:
         copy.set_types(["int8", "text", "vector", "text", "int4"])
         for i in keep:
             copy.write_row((chunk_ids[i], model, vectors[i], shas[i], tokens[i]))
-    conn.execute(query("clear_embedding_errors"), {"model": model, "chunk_ids": ids})
+    conn.execute(query("embeddings/clear_embedding_errors"), {"model": model, "chunk_ids": ids})
     return len(ids)
 
 
@@ -99,7 +101,7 @@ def record_failures(
     ids = [cid for it in items for cid in it.chunk_ids]
     shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
     conn.execute(
-        query("record_embedding_errors"),
+        query("embeddings/record_embedding_errors"),
         {"model": model, "chunk_ids": ids, "content_sha256s": shas, "error": reason, "details": details},
     )
 
@@ -139,13 +141,13 @@ def embed_pending(
         with conn.begin():
             stats.model_status = register_model(conn, spec)
         with conn.begin():
-            stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+            stats.chunks_total = conn.execute(query("embeddings/count_document_chunks")).scalar_one()
             stats.chunks_reused = conn.execute(
-                query("reuse_embeddings_by_content_hash"), {"model": spec.name}
+                query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
             ).rowcount
         with conn.begin():
             rows = conn.execute(
-                query("select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
+                query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
             ).all()
         pending = collect_pending(rows)
         oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
@@ -189,7 +191,7 @@ def embed_pending(
 
         # Chunks whose new text could not be embedded must not keep serving the old text's vector.
         with conn.begin():
-            conn.execute(query("delete_stale_embeddings"), {"model": spec.name})
+            conn.execute(query("embeddings/delete_stale_embeddings"), {"model": spec.name})
     stats.cost_usd = spec.cost_usd(stats.tokens)
     stats.duration_s = time.perf_counter() - started
     return stats

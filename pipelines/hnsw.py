@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,16 +10,17 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from psycopg import sql
 
 from pipelines.lib.vector_index import (
     IndexPlan,
     index_plan,
     quote_ident,
-    quote_literal,
     recall_at_k,
     validate_pg_memory,
 )
-from pipelines.sql import load_sql, query
+from pipelines.locks import index_lock_key, session_lock
+from pipelines.sql import composed, execute_composed, query
 
 # The memory an HNSW build may use; a build that outgrows it slows down sharply.
 DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
@@ -42,10 +42,6 @@ class RecallResult:
     k: int
 
 
-def _index_lock_key(index_name: str) -> int:
-    return int.from_bytes(hashlib.sha256(index_name.encode()).digest()[:8], "big", signed=True)
-
-
 def ensure_hnsw_index(
     engine: sa.Engine,
     model: str,
@@ -65,51 +61,61 @@ def ensure_hnsw_index(
             plan.index_name, False, 0.0, f"{dimensions} dimensions exceed HNSW's limit: exact search only"
         )
     mem = validate_pg_memory(maintenance_work_mem)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
-        key = _index_lock_key(plan.index_name)
-        ddl.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    with (
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl,
+        session_lock(ddl, index_lock_key(plan.index_name)),
+    ):
+        valid = ddl.execute(
+            query("hnsw/select_index_validity"), {"index_name": plan.index_name}
+        ).scalar_one_or_none()
+        if valid:
+            return IndexResult(plan.index_name, False, 0.0, "exists")
+        if valid is False:
+            log(f"dropping the unfinished index {plan.index_name} left by an interrupted build")
+            execute_composed(ddl, _drop_index_sql(plan))
+        ddl.execute(query("hnsw/set_maintenance_work_mem"), {"value": mem})
+        started = time.perf_counter()
         try:
-            valid = ddl.execute(
-                query("select_index_validity"), {"index_name": plan.index_name}
-            ).scalar_one_or_none()
-            if valid:
-                return IndexResult(plan.index_name, False, 0.0, "exists")
-            if valid is False:
-                log(f"dropping the unfinished index {plan.index_name} left by an interrupted build")
-                ddl.exec_driver_sql(
-                    load_sql("drop_index_concurrently").format(index_name=quote_ident(plan.index_name))
-                )
-            ddl.execute(sa.text("SELECT set_config('maintenance_work_mem', :v, false)"), {"v": mem})
-            started = time.perf_counter()
-            try:
-                ddl.exec_driver_sql(_create_index_sql(plan))
-            finally:
-                ddl.exec_driver_sql("RESET maintenance_work_mem")
-            seconds = time.perf_counter() - started
-            # Fresh statistics after a bulk load, so the planner prices the new index against real row counts.
-            ddl.exec_driver_sql("ANALYZE chunk_embeddings")
-            log(f"built HNSW index {plan.index_name} for {model} in {seconds:.1f}s")
-            return IndexResult(plan.index_name, True, seconds, "built")
+            execute_composed(ddl, _create_index_sql(plan))
         finally:
-            ddl.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            ddl.execute(query("hnsw/reset_maintenance_work_mem"))
+        seconds = time.perf_counter() - started
+        # Fresh statistics after a bulk load, so the planner prices the new index against real row counts.
+        ddl.execute(query("hnsw/analyze_chunk_embeddings"))
+        log(f"built HNSW index {plan.index_name} for {model} in {seconds:.1f}s")
+        return IndexResult(plan.index_name, True, seconds, "built")
 
 
-def _create_index_sql(plan: IndexPlan) -> str:
-    return load_sql("create_hnsw_index").format(
-        index_name=quote_ident(plan.index_name),
-        column_expr=plan.column_expr,
-        opclass=plan.opclass,
-        model_literal=quote_literal(plan.model),
+def _index_name(plan: IndexPlan) -> sql.Identifier:
+    # Validated although index_plan derives it: the name reaches DDL.
+    quote_ident(plan.index_name)
+    return sql.Identifier(plan.index_name)
+
+
+def vector_type_sql(plan: IndexPlan) -> sql.Composed:
+    """The model's vector type, e.g. `"vector"(1536)`: the cast that index and queries must share."""
+    return sql.SQL("{}({})").format(sql.Identifier(plan.type_name), sql.Literal(plan.dimensions))
+
+
+def _create_index_sql(plan: IndexPlan) -> sql.Composed:
+    return composed(
+        "hnsw/create_hnsw_index",
+        index_name=_index_name(plan),
+        vector_type=vector_type_sql(plan),
+        opclass=sql.Identifier(plan.opclass),
+        model=sql.Literal(plan.model),
     )
+
+
+def _drop_index_sql(plan: IndexPlan) -> sql.Composed:
+    return composed("hnsw/drop_index_concurrently", index_name=_index_name(plan))
 
 
 def drop_hnsw_index(engine: sa.Engine, model: str, dimensions: int) -> None:
     """Dropped CONCURRENTLY on an autocommit connection of its own, so readers of other models never wait."""
     plan = index_plan(model, dimensions)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
-        ddl.exec_driver_sql(
-            load_sql("drop_index_concurrently").format(index_name=quote_ident(plan.index_name))
-        )
+        execute_composed(ddl, _drop_index_sql(plan))
 
 
 # Transaction-local settings that make a nearest-neighbour query go through the model's HNSW index: a custom
@@ -127,7 +133,7 @@ EXACT_SCAN_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_indexscan
 
 def set_local(conn: sa.Connection, settings: dict[str, str]) -> None:
     for name, value in settings.items():
-        conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+        conn.execute(query("db/set_local_setting"), {"name": name, "value": value})
 
 
 def ef_search_for(k: int, ef_search: int | None = None) -> str:
@@ -151,8 +157,9 @@ def _nearest_in_own_transaction(
             set_local(conn, EXACT_SCAN_SETTINGS)
         else:
             set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
-        rows = conn.execute(
-            sa.text(load_sql("nearest_embeddings").format(vector_type=plan.vector_type)),
+        rows = execute_composed(
+            conn,
+            composed("hnsw/nearest_embeddings", vector_type=vector_type_sql(plan)),
             {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
         ).all()
     return [(r.chunk_id, float(r.distance)) for r in rows]
@@ -183,7 +190,7 @@ def measure_recall(
     (no API call): the index must find what a full scan finds. One transaction per query."""
     with engine.connect() as conn:
         with conn.begin():
-            samples = conn.execute(query("sample_chunk_embeddings"), {"model": model, "n": sample}).all()
+            samples = conn.execute(query("hnsw/sample_chunk_embeddings"), {"model": model, "n": sample}).all()
         recalls = []
         for _chunk_id, vector in samples:
             vec = np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)

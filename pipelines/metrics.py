@@ -12,12 +12,8 @@ import sqlalchemy as sa
 
 from pipelines.lib import slo
 from pipelines.lib.timezone import BUSINESS_TIMEZONE as METRICS_TIMEZONE
+from pipelines.locks import Lock, xact_lock
 from pipelines.sql import query
-
-# Held for the rest of the transaction by every recomputation: an erasure recomputes the days it deleted
-# from inside its delete's transaction, and a metrics run that read the log before that commit must not
-# write its stale row after it.
-METRICS_LOCK_KEY = 7_300_120_014
 
 
 def _json_default(value: Any) -> Any:
@@ -53,12 +49,12 @@ def refresh_rag_metrics(
     # The query reads each day between its own local midnights, which for a window of whole days are
     # exactly the window.
     params = {"start_day": start.date(), "end_day": end.date(), "tz": timezone}
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": METRICS_LOCK_KEY})
-    rows = [dict(r) for r in conn.execute(query("compute_rag_metrics"), params).mappings()]
+    xact_lock(conn, Lock.METRICS)
+    rows = [dict(r) for r in conn.execute(query("metrics/compute_rag_metrics"), params).mappings()]
     for row in rows:
         row["slo_compliance"] = slo.evaluate_slo(row, targets or slo.SloTargets())
     conn.execute(
-        query("upsert_rag_metrics_history"),
+        query("metrics/upsert_rag_metrics_history"),
         {"rows": json.dumps(rows, default=_json_default), "run_id": run_id},
     )
     return rows

@@ -1,13 +1,12 @@
 """Forward-only SQL migrations: ordered, one transaction each, under an advisory lock, checksummed.
 
-Applying them is the schema owner's step (`make migrate`, i.e. `python -m pipelines.migrations`);
+Applying them is the schema owner's step (`make migrate`, i.e. `python -m pipelines.location.migrate_cli`);
 a process connected as a role without DDL rights only checks that the schema is recent enough.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,19 +14,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines.sql import MIGRATIONS_DIR
+from pipelines.locks import Lock, session_lock
+from pipelines.sql import MIGRATIONS_DIR, execute_script, query
 
-# Any constant works; it only has to be the same in every process that migrates this database.
-MIGRATION_LOCK_KEY = 7_300_120_001
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-# Custom settings a migration may read with current_setting(name, true), and the environment variables
-# that fill them: the names of the roles migration 0009 creates and grants to.
-SETTINGS_FROM_ENV = {
-    "rag.app_role": ("APP_ROLE", "rag_app"),
-    "rag.analyst_role": ("ANALYST_ROLE", "rag_analyst"),
-}
+# Custom settings a migration may read with current_setting(name, true): the names of the roles migration
+# 0009 creates and grants to. The code location fills them from APP_ROLE / ANALYST_ROLE.
+DEFAULT_SETTINGS: Mapping[str, str] = {"rag.app_role": "rag_app", "rag.analyst_role": "rag_analyst"}
 
 
 class MigrationError(RuntimeError):
@@ -36,11 +31,6 @@ class MigrationError(RuntimeError):
 
 class SchemaBehindError(MigrationError):
     """The database lacks migrations this code needs, and this connection may not (or must not) apply them."""
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = os.environ if environ is None else environ
-    return {name: env.get(var) or default for name, (var, default) in SETTINGS_FROM_ENV.items()}
 
 
 @dataclass(frozen=True)
@@ -71,45 +61,27 @@ def apply_migrations(
 ) -> list[str]:
     """Apply pending migrations; return the names applied. Safe to call from many processes at once.
 
-    `settings` (default: from the environment, see SETTINGS_FROM_ENV) are set for each migration's
-    transaction only.
+    `settings` (default: DEFAULT_SETTINGS) are set for each migration's transaction only.
     """
     migrations = discover(directory)
-    settings = settings_from_env() if settings is None else settings
+    settings = DEFAULT_SETTINGS if settings is None else settings
     applied_now: list[str] = []
-    with engine.connect() as conn:
-        # A session-level lock, held across the per-migration transactions below.
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    # A session-level lock, held across the per-migration transactions below.
+    with engine.connect() as conn, session_lock(conn, Lock.MIGRATION):
+        with conn.begin():
+            conn.execute(query("db/create_schema_migrations"))
+        done: dict[str, str] = {r[0]: r[1] for r in conn.execute(query("db/select_applied_migrations"))}
         conn.commit()
-        try:
+        _verify_checksums(done, migrations)
+        for m in migrations:
+            if m.name in done:
+                continue
             with conn.begin():
-                conn.execute(
-                    sa.text(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                        " name text PRIMARY KEY, checksum text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                )
-            done: dict[str, str] = dict(
-                conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all()
-            )
-            conn.commit()
-            _verify_checksums(done, migrations)
-            for m in migrations:
-                if m.name in done:
-                    continue
-                with conn.begin():
-                    for name, value in settings.items():
-                        conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
-                    conn.exec_driver_sql(m.sql)
-                    conn.execute(
-                        sa.text("INSERT INTO schema_migrations (name, checksum) VALUES (:n, :c)"),
-                        {"n": m.name, "c": m.checksum},
-                    )
-                applied_now.append(m.name)
-        finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            conn.commit()
+                for name, value in settings.items():
+                    conn.execute(query("db/set_local_setting"), {"name": name, "value": value})
+                execute_script(conn, m.sql)
+                conn.execute(query("db/insert_applied_migration"), {"name": m.name, "checksum": m.checksum})
+            applied_now.append(m.name)
     return applied_now
 
 
@@ -126,16 +98,7 @@ def may_migrate(engine: sa.Engine) -> bool:
     """Whether the connected role can apply migrations: it owns schema_migrations (through membership
     or as a superuser), or the table does not exist yet and the role may create tables in the schema."""
     with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                sa.text(
-                    "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL"
-                    " THEN has_schema_privilege(current_schema(), 'CREATE')"
-                    " ELSE pg_has_role((SELECT relowner FROM pg_class"
-                    "                   WHERE oid = to_regclass('schema_migrations')), 'USAGE') END"
-                )
-            ).scalar()
-        )
+        return bool(conn.execute(query("db/select_may_migrate")).scalar())
 
 
 def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | None:
@@ -143,14 +106,12 @@ def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | N
     same checksum); return the latest migration applied."""
     migrations = discover(directory)
     needed = migrations[-1].name[:4] if migrations else None
-    hint = "run `make migrate` (python -m pipelines.migrations) as the schema owner"
+    hint = "run `make migrate` (python -m pipelines.location.migrate_cli) as the schema owner"
     with engine.connect() as conn:
-        if conn.execute(sa.text("SELECT to_regclass('schema_migrations')")).scalar() is None:
+        if not conn.execute(query("db/select_schema_migrations_exists")).scalar():
             raise SchemaBehindError(f"the database has no schema yet, this code needs {needed}: {hint}")
         try:
-            done: dict[str, str] = dict(
-                conn.execute(sa.text("SELECT name, checksum FROM schema_migrations")).all()
-            )
+            done: dict[str, str] = {r[0]: r[1] for r in conn.execute(query("db/select_applied_migrations"))}
         except sa.exc.ProgrammingError as exc:
             raise SchemaBehindError(
                 f"cannot read schema_migrations as this role ({exc.orig.__class__.__name__}); grant it SELECT"
@@ -164,32 +125,3 @@ def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | N
             f"database schema is at {at}, this code needs {needed} (missing: {', '.join(missing)}): {hint}"
         )
     return latest
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Apply pending migrations to DATABASE_URL (or the embedded server) as the connected role."""
-    import argparse
-
-    from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, mask_url, normalise_url
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.migrations", description=main.__doc__)
-    parser.add_argument("--check", action="store_true", help="only check that the schema is up to date")
-    args = parser.parse_args(argv)
-    url = normalise_url(os.environ.get("DATABASE_URL") or embedded_server_url(DEFAULT_DATA_DIR))
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        if args.check:
-            print(f"{mask_url(url)}: schema at {check_schema(engine)}")
-            return 0
-        applied = apply_migrations(engine)
-        print(f"{mask_url(url)}: applied {', '.join(applied) if applied else 'nothing (up to date)'}")
-        return 0
-    except MigrationError as exc:
-        print(f"error: {exc}")
-        return 1
-    finally:
-        engine.dispose()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,11 +18,8 @@ import sqlalchemy as sa
 
 from pipelines.embedders import ModelSpec
 from pipelines.hnsw import drop_hnsw_index
+from pipelines.locks import Lock, xact_lock
 from pipelines.sql import query
-
-# Serialises switches, re-openings and clean-ups across processes; any constant unique to this purpose.
-REEMBEDDING_LOCK_KEY = 7_300_120_005
-
 
 DELETE_BATCH = 10_000
 
@@ -102,21 +99,21 @@ def _model(row: Any) -> RegisteredModel:
 
 
 def active_model(conn: sa.Connection) -> RegisteredModel | None:
-    row = conn.execute(query("select_active_embedding_model")).one_or_none()
+    row = conn.execute(query("models/select_active_embedding_model")).one_or_none()
     return _model(row) if row else None
 
 
 def get_model(conn: sa.Connection, name: str) -> RegisteredModel | None:
-    row = conn.execute(query("select_embedding_models"), {"name": name}).one_or_none()
+    row = conn.execute(query("models/select_embedding_models"), {"name": name}).one_or_none()
     return _model(row) if row else None
 
 
 def list_models(conn: sa.Connection) -> list[RegisteredModel]:
-    return [_model(r) for r in conn.execute(query("select_embedding_models"), {"name": None})]
+    return [_model(r) for r in conn.execute(query("models/select_embedding_models"), {"name": None})]
 
 
 def coverage(conn: sa.Connection, model: str) -> Coverage:
-    row = conn.execute(query("count_chunks_missing_embedding"), {"model": model}).one()
+    row = conn.execute(query("models/count_chunks_missing_embedding"), {"model": model}).one()
     return Coverage(model, row.total, row.missing, tuple(row.sample or ()))
 
 
@@ -127,10 +124,10 @@ def switch_active_model(engine: sa.Engine, target: str, run_id: str | None = Non
     locks: a reader's statement sees the old model complete or the new one complete, never a mix.
     """
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+        xact_lock(conn, Lock.REEMBEDDING)
         rows = {
             r.name: r.status
-            for r in conn.execute(query("lock_embedding_models_for_switch"), {"name": target})
+            for r in conn.execute(query("models/lock_embedding_models_for_switch"), {"name": target})
         }
         if target not in rows:
             raise CoverageError(f"model {target!r} is not registered; run the reembedding asset first")
@@ -143,10 +140,10 @@ def switch_active_model(engine: sa.Engine, target: str, run_id: str | None = Non
                 f"{target} lacks vectors for {cov.missing} of {cov.total_chunks} chunks (e.g. chunk ids"
                 f" {', '.join(map(str, cov.sample_missing))}); it stays `building` and readers keep {previous}"
             )
-        conn.execute(query("retire_active_embedding_model"), {"name": target})
-        conn.execute(query("activate_embedding_model"), {"name": target})
+        conn.execute(query("models/retire_active_embedding_model"), {"name": target})
+        conn.execute(query("models/activate_embedding_model"), {"name": target})
         conn.execute(
-            query("record_embedding_model_switch"),
+            query("models/record_embedding_model_switch"),
             {
                 "from_model": previous,
                 "to_model": target,
@@ -161,8 +158,8 @@ def retire_abandoned_builds(engine: sa.Engine, keep: str) -> list[str]:
     """Retire every `building` model but `keep` (the configured one), in a transaction of its own;
     returns their names."""
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
-        return list(conn.execute(query("retire_abandoned_embedding_builds"), {"keep": keep}).scalars())
+        xact_lock(conn, Lock.REEMBEDDING)
+        return list(conn.execute(query("models/retire_abandoned_embedding_builds"), {"keep": keep}).scalars())
 
 
 def drop_retired_embeddings(
@@ -177,7 +174,9 @@ def drop_retired_embeddings(
         raise ValueError(f"RETIRED_GRACE_DAYS must be zero or more, got {grace_days}")
     result = CleanupResult()
     with engine.begin() as conn:
-        expired = conn.execute(query("select_retired_models_past_grace"), {"grace_days": grace_days}).all()
+        expired = conn.execute(
+            query("models/select_retired_models_past_grace"), {"grace_days": grace_days}
+        ).all()
     for model, dimensions in expired:
         # Without its index first, each batch below does not pay for index maintenance.
         drop_hnsw_index(engine, model, dimensions)
@@ -185,12 +184,13 @@ def drop_retired_embeddings(
         with engine.connect() as conn:
             while True:
                 with conn.begin():
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+                    xact_lock(conn, Lock.REEMBEDDING)
                     n = conn.execute(
-                        query("delete_retired_embeddings_batch"), {"model": model, "batch_size": batch_size}
+                        query("models/delete_retired_embeddings_batch"),
+                        {"model": model, "batch_size": batch_size},
                     ).rowcount
                     if n == 0:
-                        conn.execute(query("mark_retired_embeddings_dropped"), {"model": model})
+                        conn.execute(query("models/mark_retired_embeddings_dropped"), {"model": model})
                 deleted += n
                 if n == 0:
                     break
@@ -202,7 +202,7 @@ def drop_retired_embeddings(
 def register_model(conn: sa.Connection, spec: ModelSpec) -> str:
     """Add the model to the registry (first use) in the caller's transaction; returns its status."""
     status: str = conn.execute(
-        query("register_embedding_model"),
+        query("models/register_embedding_model"),
         {
             "name": spec.name,
             "provider": spec.provider,

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from pipelines.embedders import EmbedderFactory, EmbedLimits, ModelSpec
 from pipelines.embeddings import EmbedStats, embed_pending
 from pipelines.hnsw import IndexResult, ensure_hnsw_index
-from pipelines.models import REEMBEDDING_LOCK_KEY, Coverage, active_model, coverage, get_model, register_model
+from pipelines.locks import Lock, xact_lock
+from pipelines.models import Coverage, active_model, coverage, get_model, register_model
 from pipelines.sql import query
 
 
@@ -37,9 +38,10 @@ def prepare_target(engine: sa.Engine, spec: ModelSpec) -> tuple[str | None, bool
     reopened = False
     if before is not None and before.status == "retired":
         with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REEMBEDDING_LOCK_KEY})
+            xact_lock(conn, Lock.REEMBEDDING)
             reopened = (
-                conn.execute(query("reopen_retired_embedding_model"), {"name": spec.name}).first() is not None
+                conn.execute(query("models/reopen_retired_embedding_model"), {"name": spec.name}).first()
+                is not None
             )
     return (before.status if before else None), reopened
 

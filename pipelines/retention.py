@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from pipelines.locks import Lock, xact_lock
 from pipelines.sql import query
 
-# Any constant works; every sweep and every ingestion batch must use the same one.
-RETENTION_LOCK_KEY = 7_300_120_004
 DEFAULT_BATCH_SIZE = 500
 EXPIRING_WINDOW = dt.timedelta(days=30)
 EXPIRING_LISTED = 10
@@ -49,7 +48,7 @@ class SweepResult:
 
 def database_now(conn: sa.Connection) -> dt.datetime:
     """The start of the caller's transaction on the database's clock."""
-    now: dt.datetime = conn.execute(sa.text("SELECT now()")).scalar_one()
+    now: dt.datetime = conn.execute(query("db/select_now")).scalar_one()
     return now
 
 
@@ -86,7 +85,7 @@ def sweep_expired(
     while True:
         # An error rolls back only this batch's transaction.
         with conn.begin():
-            conn.execute(query("retention_lock_exclusive"), {"key": RETENTION_LOCK_KEY})
+            xact_lock(conn, Lock.RETENTION)
             locked_at = time.perf_counter()
             params = {
                 "as_of": as_of,
@@ -97,18 +96,19 @@ def sweep_expired(
                 "run_id": run_id,
             }
             if dry_run:
-                rows = conn.execute(query("retention_dry_run_batch"), params).all()
+                rows = conn.execute(query("retention/record_dry_run_batch"), params).all()
                 count = len(rows)
                 chunks = sum(r.chunks_deleted for r in rows)
                 embeddings = sum(r.embeddings_deleted for r in rows)
                 last = (rows[-1].expired_at, rows[-1].content_id) if rows else None
             else:
-                victims = conn.execute(query("retention_lock_expired_batch"), params).all()
+                victims = conn.execute(query("retention/lock_expired_batch"), params).all()
                 count = chunks = embeddings = 0
                 last = None
                 if victims:
                     done = conn.execute(
-                        query("retention_delete_batch"), {**params, "ids": [v.content_id for v in victims]}
+                        query("retention/delete_expired_batch"),
+                        {**params, "ids": [v.content_id for v in victims]},
                     ).one()
                     count, chunks, embeddings = done.documents, int(done.chunks), int(done.embeddings)
                     last = (victims[-1].expires_at, victims[-1].content_id)
@@ -124,7 +124,9 @@ def sweep_expired(
         if on_batch is not None:
             on_batch(result)
     with conn.begin():
-        result.held_by_legal_hold = conn.execute(query("retention_count_held"), {"as_of": as_of}).scalar_one()
+        result.held_by_legal_hold = conn.execute(
+            query("retention/count_held_documents"), {"as_of": as_of}
+        ).scalar_one()
         result.expiring_count, result.expiring = expiring_soon(conn, as_of, expiring_window)
     return result
 
@@ -137,7 +139,8 @@ def expiring_soon(
 ) -> tuple[int, list[ExpiringItem]]:
     """How many unheld documents expire in (as_of, as_of + window], and the soonest `limit` of them."""
     rows = conn.execute(
-        query("retention_select_expiring"), {"as_of": as_of, "until": as_of + window, "limit": limit}
+        query("retention/select_expiring_documents"),
+        {"as_of": as_of, "until": as_of + window, "limit": limit},
     ).all()
     items = [
         ExpiringItem(r.content_id, r.source, r.source_key, r.license_type, r.retention_years, r.expires_at)
@@ -147,5 +150,7 @@ def expiring_soon(
 
 
 def count_expired_unprotected(conn: sa.Connection, as_of: dt.datetime) -> int:
-    count: int = conn.execute(query("retention_count_expired_unprotected"), {"as_of": as_of}).scalar_one()
+    count: int = conn.execute(
+        query("retention/count_expired_unprotected_documents"), {"as_of": as_of}
+    ).scalar_one()
     return count

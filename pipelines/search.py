@@ -14,10 +14,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, ef_search_for, set_local
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, ef_search_for, set_local, vector_type_sql
 from pipelines.lib.vector_index import index_plan
 from pipelines.models import active_model
-from pipelines.sql import load_sql
+from pipelines.sql import composed, execute_composed
 
 MAX_K = 1000  # hnsw.ef_search's ceiling: an index scan cannot return more
 
@@ -47,8 +47,9 @@ def search_by_vector(
     plan = index_plan(model, dimensions)
     with engine.begin() as conn:
         set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
-        rows = conn.execute(
-            sa.text(load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)),
+        rows = execute_composed(
+            conn,
+            composed("hnsw/search_chunks_by_vector", vector_type=vector_type_sql(plan)),
             {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
         ).all()
     return [

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+from psycopg import sql
 
 from pipelines.lib.documents import (
     DEFAULT_MAX_BYTES,
@@ -20,8 +21,8 @@ from pipelines.lib.documents import (
     row_document,
 )
 from pipelines.lib.provenance import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
-from pipelines.retention import RETENTION_LOCK_KEY
-from pipelines.sql import query
+from pipelines.locks import Lock, xact_lock
+from pipelines.sql import composed, execute_composed, query
 
 UPSERT_BATCH = 500
 
@@ -112,29 +113,24 @@ def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanRe
     except IdentifierError as exc:
         stats.errors.append((source, spec.table, str(exc)))
         return None
-    if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": spec.table}).scalar() is None:
+    if conn.execute(query("sources/select_table_regclass"), {"table": spec.table}).scalar() is None:
         stats.errors.append((source, spec.table, f"table {spec.table!r} does not exist"))
         return None
-    existing = set(
-        conn.execute(
-            sa.text(
-                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
-                " AND attnum > 0 AND NOT attisdropped"
-            ),
-            {"t": spec.table},
-        ).scalars()
-    )
+    existing = set(conn.execute(query("sources/select_table_columns"), {"table": spec.table}).scalars())
     missing = [c for c in dict.fromkeys(columns) if c not in existing]
     if missing:
         stats.errors.append(
             (source, spec.table, f"table {spec.table!r} has no column(s) {', '.join(missing)}")
         )
         return None
-    q = conn.dialect.identifier_preparer.quote
-    table_sql = ".".join(q(p) for p in parts)
-    title_sql = q(spec.title_column) if spec.title_column else "NULL"
-    text_sql = ", ".join(q(c) for c in spec.text_columns)
-    rows = conn.execute(sa.text(f"SELECT {q(spec.key_column)}, {title_sql}, {text_sql} FROM {table_sql}"))
+    statement = composed(
+        "sources/select_table_rows",
+        key_column=sql.Identifier(spec.key_column),
+        title_column=sql.Identifier(spec.title_column) if spec.title_column else sql.NULL,
+        text_columns=sql.SQL(", ").join(map(sql.Identifier, spec.text_columns)),
+        table=sql.Identifier(*parts),
+    )
+    rows = execute_composed(conn, statement)
     docs, seen = [], set()
     for row in rows:
         key = str(row[0])
@@ -156,11 +152,11 @@ def _upsert_unless_tombstoned(
     """Upsert the batch's documents a retention sweep has not deleted, in the caller's transaction;
     returns those written."""
     # Under the shared retention lock, the tombstones read here include every committed sweep batch.
-    conn.execute(query("retention_lock_shared"), {"key": RETENTION_LOCK_KEY})
+    xact_lock(conn, Lock.RETENTION, shared=True)
     tombstoned = {
         (r.source_key, r.content_sha256)
         for r in conn.execute(
-            query("retention_select_tombstoned"),
+            query("sources/select_tombstoned_documents"),
             {
                 "source": source,
                 "keys": [d.source_key for d in batch],
@@ -171,7 +167,7 @@ def _upsert_unless_tombstoned(
     fresh = [d for d in batch if (d.source_key, d.content_sha256) not in tombstoned]
     if fresh:
         conn.execute(
-            query("upsert_source_documents"),
+            query("sources/upsert_source_documents"),
             [
                 {
                     "source": d.source,
@@ -184,7 +180,9 @@ def _upsert_unless_tombstoned(
                 for d in fresh
             ],
         )
-        conn.execute(query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh))
+        conn.execute(
+            query("sources/upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in fresh)
+        )
     return fresh
 
 
@@ -209,7 +207,7 @@ def _apply_source(
     with conn.begin():
         existing = {
             r.source_key: (r.content_sha256, r.title, r.metadata)
-            for r in conn.execute(query("select_source_fingerprints"), {"source": source})
+            for r in conn.execute(query("sources/select_source_fingerprints"), {"source": source})
         }
     changed, unchanged = [], []
     for doc in usable:
@@ -232,13 +230,13 @@ def _apply_source(
         batch = unchanged[start : start + UPSERT_BATCH]
         with conn.begin():
             conn.execute(
-                query("upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch)
+                query("sources/upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch)
             )
     gone = sorted(set(existing) - seen)
     if gone:
         with conn.begin():
             stats.deleted += conn.execute(
-                query("delete_missing_source_documents"), {"source": source, "keys": gone}
+                query("sources/delete_missing_source_documents"), {"source": source, "keys": gone}
             ).rowcount
     stats.scanned += len(docs)
     stats.per_source[source] = len(docs)
@@ -280,9 +278,13 @@ def record_ingestion_errors(
     conn: sa.Connection, sources: Iterable[str], errors: list[tuple[str, str, str]]
 ) -> None:
     """Replace the recorded errors of the sources just scanned with this run's, in the caller's transaction."""
-    conn.execute(sa.text("DELETE FROM ingestion_errors WHERE source = ANY(:s)"), {"s": list(sources)})
+    conn.execute(query("sources/delete_ingestion_errors"), {"sources": list(sources)})
     if errors:
         conn.execute(
-            query("replace_ingestion_errors"),
+            query("sources/replace_ingestion_errors"),
             [{"source": s, "source_key": k, "error": e} for s, k, e in errors],
         )
+
+
+def count_documents(conn: sa.Connection) -> int:
+    return conn.execute(query("sources/count_source_documents")).scalar_one()

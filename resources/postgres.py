@@ -13,6 +13,7 @@ from pydantic import PrivateAttr
 
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
 from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 
 
@@ -25,6 +26,11 @@ class PostgresResource(dg.ConfigurableResource):
     # and the memory an HNSW build may use.
     retired_grace_days: float = DEFAULT_RETIRED_GRACE_DAYS
     hnsw_maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM
+    # `auto`: migrate on first use when this role owns the schema, else check the version; `never`: check.
+    migrate_on_start: str = "auto"
+    # The roles the security migration creates and grants to.
+    app_role: str = DEFAULT_SETTINGS["rag.app_role"]
+    analyst_role: str = DEFAULT_SETTINGS["rag.analyst_role"]
 
     _url: str | None = PrivateAttr(default=None)
 
@@ -41,7 +47,11 @@ class PostgresResource(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        return get_engine(self.url)
+        return get_engine(
+            self.url,
+            migrate=self.migrate_on_start,
+            settings={"rag.app_role": self.app_role, "rag.analyst_role": self.analyst_role},
+        )
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[sa.Connection]:

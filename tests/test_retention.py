@@ -1,6 +1,7 @@
 """Retention sweeps against real Postgres: expiry edges, legal holds, audit, interruption, concurrency,
 no resurrection through ingestion, and the Dagster asset with its check."""
 
+import calendar
 import datetime as dt
 import random
 import threading
@@ -11,14 +12,26 @@ import pytest
 import sqlalchemy as sa
 
 from assets.retention import retention_sweep
-from pipelines.lib.provenance import ProvenanceDefaults, add_years
-from pipelines.retention import RETENTION_LOCK_KEY, count_expired_unprotected, sweep_expired
+from pipelines.lib.provenance import ProvenanceDefaults
+from pipelines.locks import Lock
+from pipelines.retention import count_expired_unprotected, sweep_expired
 from pipelines.sources import sync_documents
 from resources.sources import ContentSourcesResource
 
 JST = ZoneInfo("Asia/Tokyo")
 UTC = dt.UTC
 US = dt.timedelta(microseconds=1)
+
+
+def add_years(moment: dt.datetime, years: int) -> dt.datetime:
+    """The expected expiry, computed apart from the database: `years` calendar years later on the Tokyo wall
+    clock, 29 February becoming 28 February in a common year."""
+    local = moment.astimezone(JST).replace(tzinfo=None)
+    year = local.year + years
+    day = min(local.day, calendar.monthrange(year, local.month)[1])
+    return local.replace(year=year, day=day).replace(tzinfo=JST)
+
+
 # A fixed "now" for the sweeps, far from any leap day; acquisitions are placed relative to it.
 NOW = dt.datetime(2031, 6, 15, 12, 0, tzinfo=UTC)
 MODEL = "test-model"
@@ -348,7 +361,7 @@ def test_sweep_waits_for_the_advisory_lock(db, database_url):
         done.set()
 
     with db.connect() as holder:
-        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": RETENTION_LOCK_KEY})
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(Lock.RETENTION)})
         worker = threading.Thread(target=sweep)
         worker.start()
         assert not done.wait(0.5)

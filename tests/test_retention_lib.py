@@ -1,16 +1,15 @@
-"""Pure retention rules: expiry arithmetic, provenance precedence, configuration parsing."""
+"""Retention rules: expiry arithmetic (the database's, the one the sweep runs), provenance precedence,
+configuration parsing."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from pipelines.lib.provenance import (
     ProvenanceDefaults,
     ProvenanceError,
-    add_years,
-    expires_at,
-    is_expired,
     parse_acquired_at,
     parse_retention_defaults,
     parse_retention_years,
@@ -22,36 +21,82 @@ UTC = dt.UTC
 US = dt.timedelta(microseconds=1)
 
 
-def test_leap_day_becomes_28_february_in_a_common_year_and_stays_29_in_a_leap_year():
+def _provenance_row(conn, acquired_at, retention_years, legal_hold, now):
+    """(expires_at, is_expired at `now`) of one provenance row, computed by the database and rolled back."""
+    with conn.begin() as tx:
+        doc_id = conn.execute(
+            sa.text(
+                "INSERT INTO source_documents (source, source_key, content, content_sha256, acquired_at)"
+                " VALUES ('test', 'a.md', 'x', md5('x'), :a) RETURNING id"
+            ),
+            {"a": acquired_at},
+        ).scalar_one()
+        row = conn.execute(
+            sa.text(
+                "INSERT INTO provenance (content_id, content_type, source_uri, acquisition_method, hash_sha256,"
+                " retention_years, legal_hold, acquired_at)"
+                " VALUES (:id, 'markdown', 'test:a.md', 'test', md5('x'), :r, :h, :a)"
+                " RETURNING expires_at, is_expired(provenance, :now) AS expired"
+            ),
+            {"id": doc_id, "r": retention_years, "h": legal_hold, "a": acquired_at, "now": now},
+        ).one()
+        tx.rollback()
+    return row
+
+
+@pytest.fixture
+def conn(postgres):
+    with postgres.connect() as conn:
+        # Neither UTC nor Tokyo: the rule must not depend on the session's zone.
+        conn.execute(sa.text("SET TIME ZONE 'America/New_York'"))
+        conn.commit()
+        yield conn
+
+
+def add_years(conn, moment: dt.datetime, years: int) -> dt.datetime:
+    return _provenance_row(conn, moment, years, False, moment).expires_at
+
+
+def expires_at(conn, acquired_at: dt.datetime, retention_years: int | None) -> dt.datetime | None:
+    return _provenance_row(conn, acquired_at, retention_years, False, acquired_at).expires_at
+
+
+def is_expired(conn, acquired_at, retention_years, legal_hold, now) -> bool:
+    expired = _provenance_row(conn, acquired_at, retention_years, legal_hold, now).expired
+    assert isinstance(expired, bool), f"is_expired must be true or false, got {expired!r}"
+    return expired
+
+
+def test_leap_day_becomes_28_february_in_a_common_year_and_stays_29_in_a_leap_year(conn):
     leap = dt.datetime(2024, 2, 29, 10, 0, tzinfo=JST)
-    assert add_years(leap, 1) == dt.datetime(2025, 2, 28, 10, 0, tzinfo=JST)
-    assert add_years(leap, 4) == dt.datetime(2028, 2, 29, 10, 0, tzinfo=JST)
-    assert add_years(leap, 100) == dt.datetime(2124, 2, 29, 10, 0, tzinfo=JST)
-    assert add_years(dt.datetime(2000, 2, 29, tzinfo=JST), 100) == dt.datetime(2100, 2, 28, tzinfo=JST)
+    assert add_years(conn, leap, 1) == dt.datetime(2025, 2, 28, 10, 0, tzinfo=JST)
+    assert add_years(conn, leap, 4) == dt.datetime(2028, 2, 29, 10, 0, tzinfo=JST)
+    assert add_years(conn, leap, 100) == dt.datetime(2124, 2, 29, 10, 0, tzinfo=JST)
+    assert add_years(conn, dt.datetime(2000, 2, 29, tzinfo=JST), 100) == dt.datetime(2100, 2, 28, tzinfo=JST)
 
 
-def test_anniversary_is_taken_on_the_tokyo_calendar_not_utc():
+def test_anniversary_is_taken_on_the_tokyo_calendar_not_utc(conn):
     # 00:30 on 29 Feb in Tokyo is still 28 Feb in UTC; the anniversary follows the Tokyo date.
     acquired = dt.datetime(2024, 2, 28, 15, 30, tzinfo=UTC)
-    assert add_years(acquired, 1) == dt.datetime(2025, 2, 28, 0, 30, tzinfo=JST)
-    assert add_years(acquired, 1).astimezone(UTC) == dt.datetime(2025, 2, 27, 15, 30, tzinfo=UTC)
+    assert add_years(conn, acquired, 1) == dt.datetime(2025, 2, 28, 0, 30, tzinfo=JST)
+    assert add_years(conn, acquired, 1).astimezone(UTC) == dt.datetime(2025, 2, 27, 15, 30, tzinfo=UTC)
 
 
-def test_expired_from_the_exact_instant_on():
+def test_expired_from_the_exact_instant_on(conn):
     acquired = dt.datetime(2020, 6, 15, 9, 0, 0, 500, tzinfo=JST)
     end = dt.datetime(2025, 6, 15, 9, 0, 0, 500, tzinfo=JST)
-    assert not is_expired(acquired, 5, False, end - US)
-    assert is_expired(acquired, 5, False, end)
-    assert is_expired(acquired, 5, False, end + US)
+    assert not is_expired(conn, acquired, 5, False, end - US)
+    assert is_expired(conn, acquired, 5, False, end)
+    assert is_expired(conn, acquired, 5, False, end + US)
 
 
-def test_retention_zero_expires_on_acquisition_and_null_or_hold_never():
+def test_retention_zero_expires_on_acquisition_and_null_or_hold_never(conn):
     acquired = dt.datetime(2020, 1, 1, tzinfo=UTC)
-    assert is_expired(acquired, 0, False, acquired)
-    assert not is_expired(acquired, 0, False, acquired - US)
-    assert expires_at(acquired, None) is None
-    assert not is_expired(acquired, None, False, dt.datetime(9999, 1, 1, tzinfo=UTC))
-    assert not is_expired(acquired, 0, True, dt.datetime(9999, 1, 1, tzinfo=UTC))
+    assert is_expired(conn, acquired, 0, False, acquired)
+    assert not is_expired(conn, acquired, 0, False, acquired - US)
+    assert expires_at(conn, acquired, None) is None
+    assert not is_expired(conn, acquired, None, False, dt.datetime(9999, 1, 1, tzinfo=UTC))
+    assert not is_expired(conn, acquired, 0, True, dt.datetime(9999, 1, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize("value", [-1, 1001, 2.5, True, "five", [], {"y": 1}])

@@ -3,15 +3,16 @@
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from psycopg import sql
 
 from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, measure_recall, set_local
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, measure_recall, set_local, vector_type_sql
 from pipelines.lib.vector_index import index_name_for, index_plan
 from pipelines.location import search_cli
 from pipelines.models import active_model
 from pipelines.search import SearchError, search
-from pipelines.sql import load_sql
+from pipelines.sql import composed, execute_composed
 from resources.embedders import EmbedderResource
 from testing.chunk_seed import add_chunks, chunk_texts
 from testing.fake_openai import FakeOpenAI
@@ -50,9 +51,11 @@ def test_search_uses_the_models_partial_hnsw_index(postgres):
         plan = index_plan(model.name, model.dimensions)
         vector = conn.execute(sa.text("SELECT embedding FROM chunk_embeddings LIMIT 1")).scalar_one()
         set_local(conn, INDEX_SCAN_SETTINGS)
-        sql = "EXPLAIN " + load_sql("search_chunks_by_vector").format(vector_type=plan.vector_type)
+        statement = sql.SQL("EXPLAIN ") + composed(
+            "hnsw/search_chunks_by_vector", vector_type=vector_type_sql(plan)
+        )
         explain = "\n".join(
-            conn.execute(sa.text(sql), {"model": model.name, "query": vector, "k": 5}).scalars()
+            execute_composed(conn, statement, {"model": model.name, "query": vector, "k": 5}).scalars()
         )
     assert f"Index Scan using {index_name_for(model.name, model.dimensions)}" in explain
 

@@ -19,6 +19,7 @@ from assets.retention import retention_sweep
 from assets.sources import source_documents
 from pipelines import migrations
 from pipelines.db import get_engine, prepare_schema
+from pipelines.location import migrate_cli
 from pipelines.metrics import refresh_rag_metrics
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
@@ -374,24 +375,24 @@ def test_role_without_ddl_rights_checks_the_schema_read_only(pg_server_url, data
 
 
 def test_unknown_migrate_on_start_is_refused(monkeypatch):
-    from pipelines.db import migrate_on_start
+    from pipelines.location.resources import build_resources
 
     monkeypatch.setenv("MIGRATE_ON_START", "sometimes")
     with pytest.raises(ValueError, match=r"MIGRATE_ON_START.*sometimes"):
-        migrate_on_start()
+        build_resources()
 
 
 def test_migrate_cli_applies_then_checks(pg_server_url, monkeypatch, capsys):
     url = owner_database(pg_server_url)
     monkeypatch.setenv("DATABASE_URL", url)
-    assert migrations.main(["--check"]) == 1
+    assert migrate_cli.main(["--check"]) == 1
     assert "no schema yet" in capsys.readouterr().out
-    assert migrations.main([]) == 0
+    assert migrate_cli.main([]) == 0
     out = capsys.readouterr().out
     assert migrations.discover()[-1].name in out and "owner-pw" not in out
-    assert migrations.main([]) == 0
+    assert migrate_cli.main([]) == 0
     assert "nothing (up to date)" in capsys.readouterr().out
-    assert migrations.main(["--check"]) == 0
+    assert migrate_cli.main(["--check"]) == 0
 
 
 # ---------------------------------------------------------------- README
@@ -436,7 +437,7 @@ def test_readme_setup_statements_work_as_written(pg_server_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", url_of("rag_pipeline"))
     monkeypatch.setenv("APP_ROLE", renames["rag_app"])
     monkeypatch.setenv("ANALYST_ROLE", renames["rag_analyst"])
-    assert migrations.main([]) == 0
+    assert migrate_cli.main([]) == 0
     app = sa.create_engine(url_of("rag_app_login"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with app.connect() as conn:
         for _ in range(2):  # the application's example, as written, twice

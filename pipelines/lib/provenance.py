@@ -1,8 +1,8 @@
-"""Provenance and retention rules, as pure functions: which terms a document gets, and when it expires."""
+"""Provenance rules, as pure functions: which terms a document gets. When it expires is the database's
+rule (provenance.expires_at and is_expired() in sql/migrations), the one the sweep runs."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
 
-# Must match the zone of provenance.expires_at in sql/migrations/0003_provenance_retention.sql.
+# The wall clock of dates in frontmatter; also the zone of provenance.expires_at's anniversaries
+# (sql/migrations/0003_provenance_retention.sql).
 RETENTION_TIMEZONE = BUSINESS_TIMEZONE
 MAX_RETENTION_YEARS = 1000
 WILDCARD_SOURCE = "*"
@@ -53,31 +54,6 @@ class ProvenanceRecord:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["acquired_at"] = self.acquired_at.isoformat() if self.acquired_at else None
         return row
-
-
-def add_years(moment: dt.datetime, years: int, tz: str = RETENTION_TIMEZONE) -> dt.datetime:
-    """`moment` plus `years` calendar years on the wall clock of `tz`, the way Postgres adds
-    `interval 'N years'` to a timestamp: 29 February becomes 28 February in a non-leap year."""
-    if moment.tzinfo is None:
-        raise ValueError("add_years needs an aware datetime")
-    zone = ZoneInfo(tz)
-    local = moment.astimezone(zone).replace(tzinfo=None)
-    year = local.year + years
-    day = min(local.day, calendar.monthrange(year, local.month)[1])
-    return local.replace(year=year, day=day).replace(tzinfo=zone)
-
-
-def expires_at(acquired_at: dt.datetime, retention_years: int | None, tz: str = RETENTION_TIMEZONE):
-    """The instant the content expires, or None when it is kept forever."""
-    return None if retention_years is None else add_years(acquired_at, retention_years, tz)
-
-
-def is_expired(
-    acquired_at: dt.datetime, retention_years: int | None, legal_hold: bool, now: dt.datetime
-) -> bool:
-    """Expired at the exact instant of expiry, never with null retention or a legal hold (docs/retention.md)."""
-    end = expires_at(acquired_at, retention_years)
-    return end is not None and not legal_hold and end <= now
 
 
 def parse_retention_years(value: object, where: str) -> int | None:

@@ -42,6 +42,11 @@ class IndexPlan:
     indexable: bool  # False above HALFVEC_MAX_INDEX_DIMS: exact search only
 
     @property
+    def type_name(self) -> str:
+        """`vector` or `halfvec`: the type without its dimension."""
+        return self.vector_type.partition("(")[0]
+
+    @property
     def column_expr(self) -> str:
         return f"(embedding::{self.vector_type})"
 

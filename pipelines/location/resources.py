@@ -7,9 +7,11 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
 from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
@@ -33,6 +35,14 @@ def _env_number(name: str, kind: type[int] | type[float], default: Any = None) -
         raise ValueError(f"{name} must be {what}, got {raw!r}") from None
 
 
+def role_settings() -> dict[str, str]:
+    """APP_ROLE / ANALYST_ROLE: the role names the security migration creates and grants to."""
+    return {
+        "app_role": os.environ.get("APP_ROLE") or DEFAULT_SETTINGS["rag.app_role"],
+        "analyst_role": os.environ.get("ANALYST_ROLE") or DEFAULT_SETTINGS["rag.analyst_role"],
+    }
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(
@@ -40,6 +50,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
             or DEFAULT_MAINTENANCE_WORK_MEM,
+            migrate_on_start=validate_migrate_mode(
+                os.environ.get("MIGRATE_ON_START", "").strip().lower() or "auto"
+            ),
+            **role_settings(),
         ),
         "content_sources": ContentSourcesResource(
             content_dir=os.environ.get("CONTENT_DIR") or str(DEFAULT_CONTENT_DIR),

@@ -3,6 +3,6 @@ SELECT p.content_id, d.source, d.source_key, p.license_type, p.retention_years, 
        count(*) OVER () AS total
 FROM provenance p
 JOIN source_documents d ON d.id = p.content_id
-WHERE p.expires_at > :as_of AND p.expires_at <= :until AND NOT p.legal_hold
+WHERE is_expired(p, :until) AND NOT retention_ended(p, :as_of)
 ORDER BY p.expires_at, p.content_id
 LIMIT :limit

@@ -3,8 +3,7 @@ WITH victims AS (
     SELECT p.*, d.source, d.source_key
     FROM provenance p
     JOIN source_documents d ON d.id = p.content_id
-    WHERE p.expires_at <= :as_of
-      AND NOT p.legal_hold
+    WHERE is_expired(p, :as_of)
       AND (p.expires_at, p.content_id) > (:after_expires_at, :after_id)
     ORDER BY p.expires_at, p.content_id
     LIMIT :batch_size

@@ -1,4 +1,4 @@
 -- Expired documents kept only because of a legal hold.
 SELECT count(*)
-FROM provenance
-WHERE expires_at <= :as_of AND legal_hold
+FROM provenance p
+WHERE retention_ended(p, :as_of) AND p.legal_hold

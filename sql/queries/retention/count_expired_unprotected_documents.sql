@@ -2,4 +2,4 @@
 SELECT count(*)
 FROM provenance p
 JOIN source_documents d ON d.id = p.content_id
-WHERE p.expires_at <= :as_of AND NOT p.legal_hold
+WHERE is_expired(p, :as_of)
