@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run ui test bench lint install clean-db
+.PHONY: run stop ui test bench lint install clean-db
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m demo.run
 
+# The embedded server outlives `make run` and `make ui` (they share it); this stops it cleanly.
+stop:
+	@if [ -f .data/pg/postmaster.pid ]; then $(PY) -m demo.stop; else echo "embedded PostgreSQL is not running"; fi
+
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
@@ -36,5 +40,5 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-clean-db:
+clean-db: stop
 	rm -rf .data $(DAGSTER_HOME)
