@@ -28,9 +28,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Definitions are loaded by Dagster as one repository with this name.
 REPOSITORY_NAME = "__repository__"
 # The steps run one after another in this process, like `execute_in_process`, but as ordinary runs.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 # The printed lines are the output; the full event log of each run is in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 # What a person wants to read first about each stage: (metadata key, noun).
 HEADLINES: dict[str, tuple[str, str]] = {

@@ -5,7 +5,6 @@ nothing."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ def _count(*values: Mapping[str, Any], key: str) -> int:
 
 def main() -> None:
     # The definitions' resources hold `dg.EnvVar`s; Dagster resolves them, as it does for a run.
-    with dg.build_resources({"postgres": defs.resources["postgres"]}) as resources:
+    with dg.build_resources({"postgres": (defs.resources or {})["postgres"]}) as resources:
         postgres = resources.postgres
         print(f"database       {postgres.display_url}")
         instance = dg.DagsterInstance.get()
@@ -116,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -39,6 +39,7 @@ def role_database_url(pg_server_url: str) -> str:
     with admin.connect() as conn:
         conn.exec_driver_sql("SET password_encryption = 'scram-sha-256'")
         raw = conn.connection.driver_connection
+        assert raw is not None
         raw.execute(
             psql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(psql.Identifier(role), psql.Literal(PASSWORD))
         )
