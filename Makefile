@@ -6,7 +6,16 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run ui test typecheck bench lint install clean-db migrate
+.PHONY: run stop ui metrics erase test typecheck bench lint install clean-db migrate
+
+# Dagster's CLI says its commands are superseded by the separate `dg` CLI, and our metrics asset uses the
+# beta `backfill_policy`; neither is actionable by whoever runs these targets.
+CLI_WARNINGS := ignore::FutureWarning,ignore:Parameter `backfill_policy` of function `asset` is currently in beta
+# `make metrics`: the JST days FROM..TO (default: the last DAYS days ending yesterday, JST) in one run.
+DAYS ?= 1
+JST_DAY = $(shell $(PYTHON) -c 'import datetime as d, zoneinfo as z; print(d.datetime.now(z.ZoneInfo("Asia/Tokyo")).date() - d.timedelta(days=$(1)))')
+FROM ?= $(call JST_DAY,$(DAYS))
+TO ?= $(call JST_DAY,1)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +32,24 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m demo.run
 
+# The embedded server outlives `make run` and `make ui` (they share it); this stops it cleanly.
+stop:
+	@if [ -f .data/pg/postmaster.pid ]; then $(PY) -m demo.stop; else echo "embedded PostgreSQL is not running"; fi
+
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+metrics: install $(DAGSTER_HOME)/dagster.yaml
+	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster asset materialize -m pipelines.location.definitions \
+		--select rag_metrics_history --partition-range $(FROM)...$(TO)
+
+# `make erase USER_ID=<id> [REQUESTED_BY=<ticket>]`: erasure_job through Dagster's CLI. The config file
+# holding the user id lives only as long as the command.
+erase: install $(DAGSTER_HOME)/dagster.yaml
+	@test -n "$(USER_ID)" || { echo "usage: make erase USER_ID=<id> [REQUESTED_BY=<ticket>]" >&2; exit 2; }
+	@cfg=$$(mktemp --suffix=.yaml) && trap 'rm -f "$$cfg"' EXIT && \
+	  USER_ID='$(USER_ID)' REQUESTED_BY='$(REQUESTED_BY)' $(PY) -c 'import json, os; print(json.dumps({"ops": {"erase_user_dialogue_op": {"config": {"user_id": os.environ["USER_ID"], "requested_by": os.environ["REQUESTED_BY"] or None}}}}))' > "$$cfg" && \
+	  PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster job execute -m pipelines.location.definitions -j erasure_job -c "$$cfg"
 
 test: install
 	$(VENV)/bin/ruff check .
@@ -45,5 +70,5 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-clean-db:
+clean-db: stop
 	rm -rf .data $(DAGSTER_HOME)

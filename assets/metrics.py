@@ -61,8 +61,9 @@ class RagMetricsConfig(dg.Config):
         )
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _float(value: Any, digits: int) -> float | None:
+    """Rounded for display (the UI shows metadata floats as they are); the table keeps full precision."""
+    return None if value is None else round(float(value), digits)
 
 
 def _overall_met(row: Mapping[str, Any]) -> float | None:
@@ -97,12 +98,12 @@ def materialization_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, dg.
         return {
             "date": dg.MetadataValue.text(str(r["date"])),
             "total_queries": dg.MetadataValue.int(int(r["total_queries"])),
-            "latency_p50_ms": dg.FloatMetadataValue(_float(r["latency_p50_ms"])),
-            "latency_p95_ms": dg.FloatMetadataValue(_float(r["latency_p95_ms"])),
-            "latency_p99_ms": dg.FloatMetadataValue(_float(r["latency_p99_ms"])),
-            "citation_rate_pct": dg.FloatMetadataValue(_float(r["citation_rate"])),
-            "cost_per_answer_jpy": dg.FloatMetadataValue(_float(r["cost_per_answer"])),
-            "average_relevance_score": dg.FloatMetadataValue(_float(r["average_relevance_score"])),
+            "latency_p50_ms": dg.FloatMetadataValue(_float(r["latency_p50_ms"], 1)),
+            "latency_p95_ms": dg.FloatMetadataValue(_float(r["latency_p95_ms"], 1)),
+            "latency_p99_ms": dg.FloatMetadataValue(_float(r["latency_p99_ms"], 1)),
+            "citation_rate_pct": dg.FloatMetadataValue(_float(r["citation_rate"], 1)),
+            "cost_per_answer_jpy": dg.FloatMetadataValue(_float(r["cost_per_answer"], 2)),
+            "average_relevance_score": dg.FloatMetadataValue(_float(r["average_relevance_score"], 3)),
             "overall_met": dg.FloatMetadataValue(_overall_met(r)),
         }
     missed = [str(r["date"]) for r in rows if r["slo_compliance"]["overallMet"] is False]

@@ -39,7 +39,8 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict[str,
 @dg.asset(
     deps=[chunk_embeddings],
     group_name=GROUP,
-    kinds={"postgres", "openai"},
+    # Kinds are static and true whichever provider runs; the provider is in the run's metadata.
+    kinds={"postgres", "pgvector"},
     check_specs=[
         dg.AssetCheckSpec(
             "covers_every_chunk",

