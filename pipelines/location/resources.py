@@ -6,6 +6,8 @@ import os
 
 import dagster as dg
 
+from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
+from resources.alerts import AlertsResource
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
@@ -28,6 +30,13 @@ def _env_number(name: str, kind: type, default=None):
         raise ValueError(f"{name} must be {what}, got {raw!r}") from None
 
 
+def _alert_format() -> str:
+    fmt = (os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(database_url=_env("DATABASE_URL")),
@@ -48,5 +57,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
             retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, 7.0),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM") or "256MB",
+        ),
+        "alerts": AlertsResource(
+            webhook_url=_env("ALERT_WEBHOOK_URL"),
+            format=_alert_format(),
+            ui_url=os.environ.get("DAGSTER_UI_URL") or DEFAULT_UI_URL,
         ),
     }
