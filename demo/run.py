@@ -13,6 +13,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
+from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
 from pipelines.location.definitions import defs  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 
@@ -26,9 +27,53 @@ def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInP
         instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
     )
     if not result.success:
+        _alert_failure(instance, result)
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"{job_name} failed in step(s) {', '.join(failed) or '?'}; see the run in `make ui`")
     return result
+
+
+def _sensor_resources() -> dict:
+    return {"postgres": defs.resources["postgres"], "alerts": defs.resources["alerts"]}
+
+
+def _alert_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
+    """What `dagster dev`'s daemon would do on a failed run: evaluate the job failure alert sensor."""
+    if not defs.resources["alerts"].enabled:
+        return
+    context = dg.build_run_status_sensor_context(
+        sensor_name=job_failure_alert_sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        resources=_sensor_resources(),
+    ).for_run_failure()
+    job_failure_alert_sensor(context)
+
+
+def _evaluate_alerts(instance: dg.DagsterInstance) -> str:
+    """One tick of the metric alert sensor (runs in-process here have no daemon to tick it)."""
+    alerts = defs.resources["alerts"]
+    if not alerts.enabled:
+        return "not configured (set ALERT_WEBHOOK_URL to send them; see README, Alerts)"
+    postgres = defs.resources["postgres"]
+    with postgres.connect() as conn:
+        before = conn.execute(query("alerts/select_last_alert_id")).scalar_one()
+        conn.commit()
+    metric_alerts_sensor(dg.build_sensor_context(instance=instance, resources=_sensor_resources()))
+    with postgres.connect() as conn:
+        rows = conn.execute(query("alerts/select_alerts_since"), {"after_id": before}).mappings().all()
+        totals = conn.execute(query("alerts/count_alerts_by_status")).mappings().one()
+    sent = [r for r in rows if r["status"] == "sent"]
+    days = sorted({str(r["day"]) for r in sent})
+    critical = sum(r["severity"] == "critical" for r in sent)
+    detail = (
+        f"{critical} critical, {len(sent) - critical} warning; days {', '.join(days)}" if sent else "none new"
+    )
+    return (
+        f"sent {len(sent)} ({detail}); alerts_sent holds {totals['sent']} sent, {totals['pending']} pending,"
+        f" {totals['failed']} failed"
+    )
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -95,6 +140,7 @@ def main() -> None:
             f"sweeps         deleted {sweep.get('deleted', 0)}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
             f" expiring within 30 days {sweep.get('expiring_next_30_days', 0)}"
         )
+    print(f"alerts         {_evaluate_alerts(instance)}")
     print(
         f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them"
     )

@@ -68,7 +68,9 @@ def plotted(instance: dg.DagsterInstance) -> dict[str, dict[str, float | None]]:
     points = {}
     for day in DAYS:
         mine = sorted((e for e in events if e["partition"] == day), key=lambda e: -float(e["timestamp"]))
-        chosen = next((e for e in mine if e["__typename"] == "MaterializationEvent"), mine[0] if mine else None)
+        chosen = next(
+            (e for e in mine if e["__typename"] == "MaterializationEvent"), mine[0] if mine else None
+        )
         if chosen is None:
             continue
         points[day] = {
@@ -91,7 +93,9 @@ def test_a_30_day_single_run_backfill_plots_one_point_per_day(postgres, instance
         slow = i % 5 == 0
         insert(
             postgres,
-            day_rows(day, n=8 + i, cited=8 + i, latency_ms=1000 + 10 * i + (4000 if slow else 0), cost_jpy=1.5),
+            day_rows(
+                day, n=8 + i, cited=8 + i, latency_ms=1000 + 10 * i + (4000 if slow else 0), cost_jpy=1.5
+            ),
         )
     result = run_metrics(postgres, instance, DAYS[0], DAYS[-1])
     assert len(result.get_asset_materialization_events()) == 30  # Dagster: one event per partition

@@ -124,7 +124,7 @@ def _deliver(
     with postgres.connect() as conn:
         report = raise_alerts(conn, notifier, found, policy=alerts.policy(), log=context.log.warning)
     for key in report.sent:
-        context.log.info(f"alert sent: {key}")
+        context.log.debug(f"alert sent: {key}")
     return report
 
 
