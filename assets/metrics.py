@@ -128,17 +128,21 @@ def day_metadata(row: Mapping[str, Any]) -> dict[str, dg.MetadataValue]:
     `days_missing_slo` plot as 1 / 0-or-1 per day rather than as the range's totals."""
     met = _overall_met(row)
     queries = int(row["total_queries"])
+    numbers = {
+        "latency_p50_ms": _rounded(row["latency_p50_ms"], 1),
+        "latency_p95_ms": _rounded(row["latency_p95_ms"], 1),
+        "latency_p99_ms": _rounded(row["latency_p99_ms"], 1),
+        "citation_rate_pct": _rounded(row["citation_rate"], 2),
+        "cost_per_answer_jpy": _rounded(row["cost_per_answer"], 2),
+        "average_relevance_score": _rounded(row["average_relevance_score"], 3),
+        "overall_met": met,
+    }
     return {
         "date": dg.MetadataValue.text(str(row["date"])),
         "days": dg.MetadataValue.int(1),
         "total_queries": dg.MetadataValue.int(queries),
-        "latency_p50_ms": dg.MetadataValue.float(_rounded(row["latency_p50_ms"], 1)),
-        "latency_p95_ms": dg.MetadataValue.float(_rounded(row["latency_p95_ms"], 1)),
-        "latency_p99_ms": dg.MetadataValue.float(_rounded(row["latency_p99_ms"], 1)),
-        "citation_rate_pct": dg.MetadataValue.float(_rounded(row["citation_rate"], 2)),
-        "cost_per_answer_jpy": dg.MetadataValue.float(_rounded(row["cost_per_answer"], 2)),
-        "average_relevance_score": dg.MetadataValue.float(_rounded(row["average_relevance_score"], 3)),
-        "overall_met": dg.MetadataValue.float(met),
+        # A day without data has no point for that metric (the UI leaves a gap), rather than a 0.
+        **{k: dg.MetadataValue.float(v) for k, v in numbers.items() if v is not None},
         "days_missing_slo": dg.MetadataValue.int(1 if met == 0.0 else 0),
         "days_without_queries": dg.MetadataValue.int(1 if queries == 0 else 0),
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import warnings
+from typing import Any
 
 import dagster as dg
 
@@ -33,19 +34,24 @@ def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInP
     return result
 
 
-def _sensor_resources() -> dict:
-    return {"postgres": defs.resources["postgres"], "alerts": defs.resources["alerts"]}
+def _resource(name: str) -> Any:
+    return (defs.resources or {})[name]
+
+
+def _sensor_resources() -> dict[str, Any]:
+    return {"postgres": _resource("postgres"), "alerts": _resource("alerts")}
 
 
 def _alert_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
     """What `dagster dev`'s daemon would do on a failed run: evaluate the job failure alert sensor."""
-    if not defs.resources["alerts"].enabled:
+    run = instance.get_run_by_id(result.run_id)
+    if not _resource("alerts").enabled or run is None:
         return
     context = dg.build_run_status_sensor_context(
         sensor_name=job_failure_alert_sensor.name,
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_run=run,
         resources=_sensor_resources(),
     ).for_run_failure()
     job_failure_alert_sensor(context)
@@ -53,10 +59,9 @@ def _alert_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResu
 
 def _evaluate_alerts(instance: dg.DagsterInstance) -> str:
     """One tick of the metric alert sensor (runs in-process here have no daemon to tick it)."""
-    alerts = defs.resources["alerts"]
-    if not alerts.enabled:
+    if not _resource("alerts").enabled:
         return "not configured (set ALERT_WEBHOOK_URL to send them; see README, Alerts)"
-    postgres = defs.resources["postgres"]
+    postgres = _resource("postgres")
     with postgres.connect() as conn:
         before = conn.execute(query("alerts/select_last_alert_id")).scalar_one()
         conn.commit()

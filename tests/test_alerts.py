@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import socket
 import time
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -79,7 +80,7 @@ def everything_stored(postgres) -> str:
 
 
 # The seed's table, written out independently of pipelines.lib.alerts: (day, metric) → (severity, level).
-BOUNDARY_DAYS = {
+BOUNDARY_DAYS: dict[str, dict[str, Any]] = {
     # exactly on every warning level: nothing
     "2025-06-01": dict(n=20, cited=13, latency_ms=3500, cost_jpy=3.5),
     # just past every warning level

@@ -23,16 +23,16 @@ from urllib.parse import quote
 
 from pipelines.lib import slo
 
-WARNING = "warning"
-CRITICAL = "critical"
 AlertSeverity = Literal["warning", "critical"]
+WARNING: AlertSeverity = "warning"
+CRITICAL: AlertSeverity = "critical"
 Kind = Literal["metric", "job_failure", "embedding_failures"]
 FORMATS = ("slack", "json")
 # A run whose failed share of the chunks it tried exceeds this is critical (strictly greater).
 EMBEDDING_FAILURE_CRITICAL_SHARE = 0.05
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
-_SEVERITY = {slo.WARN: WARNING, slo.ERROR: CRITICAL}
+_SEVERITY: dict[str, AlertSeverity] = {slo.WARN: "warning", slo.ERROR: "critical"}
 _UNITS = {"citation_rate": "%", "latency_p95": "ms", "cost_per_answer": "JPY"}
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -71,12 +72,15 @@ def slo_check_alerts(instance: dg.DagsterInstance, after_id: int, ui_url: str) -
                 continue
             high = max(high, record.id)
             evaluation = record.event.dagster_event.event_specific_data
+            if not isinstance(evaluation, dg.AssetCheckEvaluation):
+                continue
             metadata = evaluation.metadata
             threshold = _threshold(name, metadata)
             breaches = metadata.get("breaches")
             if threshold is None or breaches is None:
                 continue
-            alerts += metric_alerts(threshold, breaches.value, run_id=record.run_id, ui_url=ui_url)
+            days = cast(list[Mapping[str, Any]], breaches.value)
+            alerts += metric_alerts(threshold, days, run_id=record.run_id, ui_url=ui_url)
     return alerts, high
 
 
@@ -104,8 +108,8 @@ def embedding_alerts(
             alert = embedding_failure_alert(
                 name,
                 record.run_id,
-                chunks_failed=int(meta["chunks_failed"].value),
-                chunks_embedded=int(meta["chunks_embedded"].value),
+                chunks_failed=cast(int, meta["chunks_failed"].value),
+                chunks_embedded=cast(int, meta["chunks_embedded"].value),
                 day=_jst_day(record.timestamp),
                 ui_url=ui_url,
             )
@@ -115,16 +119,16 @@ def embedding_alerts(
 
 
 def _deliver(
-    context: dg.SensorEvaluationContext,
+    log: logging.Logger | dg.DagsterLogManager,
     postgres: PostgresResource,
     alerts: AlertsResource,
     found: list[Alert],
 ) -> DeliveryReport:
     notifier = alerts.notifier()
     with postgres.connect() as conn:
-        report = raise_alerts(conn, notifier, found, policy=alerts.policy(), log=context.log.warning)
+        report = raise_alerts(conn, notifier, found, policy=alerts.policy(), log=log.warning)
     for key in report.sent:
-        context.log.debug(f"alert sent: {key}")
+        log.debug(f"alert sent: {key}")
     return report
 
 
@@ -142,7 +146,7 @@ def metric_alerts_sensor(
     cursor = json.loads(context.cursor) if context.cursor else {}
     found, checks_high = slo_check_alerts(context.instance, int(cursor.get("checks", 0)), alerts.ui_url)
     more, embeddings_high = embedding_alerts(context.instance, cursor.get("embeddings", {}), alerts.ui_url)
-    report = _deliver(context, postgres, alerts, found + more)
+    report = _deliver(context.log, postgres, alerts, found + more)
     # The cursor moves even when delivery failed: the claimed alerts wait in alerts_sent as pending.
     context.update_cursor(json.dumps({"checks": checks_high, "embeddings": embeddings_high}))
     return dg.SkipReason(f"alerts: {report.describe()}")
@@ -180,5 +184,5 @@ def job_failure_alert_sensor(
         day=_jst_day(failed_at or time.time()),
         ui_url=alerts.ui_url,
     )
-    report = _deliver(context, postgres, alerts, [alert] if alert else [])
+    report = _deliver(context.log, postgres, alerts, [alert] if alert else [])
     return dg.SkipReason(f"alerts: {report.describe()}")
