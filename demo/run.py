@@ -17,8 +17,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
 from demo.progress import RunOutcome, run_job  # noqa: E402
+from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
 from pipelines.location.definitions import defs  # noqa: E402
 from pipelines.sql import query  # noqa: E402
+from resources.postgres import PostgresResource  # noqa: E402
 
 DEMO_DAYS = 30
 
@@ -26,6 +28,7 @@ DEMO_DAYS = 30
 def _run(job_name: str, instance: dg.DagsterInstance, tags: Mapping[str, str] | None = None) -> RunOutcome:
     outcome = run_job(defs, job_name, instance, tags=tags)
     if not outcome.success:
+        _alert_failure(instance, outcome.run_id)
         raise SystemExit(
             f"{job_name} failed in step(s) {', '.join(outcome.failed_steps) or '?'};"
             f" see run {outcome.run_id} in `make ui`"
@@ -35,6 +38,52 @@ def _run(job_name: str, instance: dg.DagsterInstance, tags: Mapping[str, str] | 
 
 def _count(*values: Mapping[str, Any], key: str) -> int:
     return sum(int(v.get(key, 0)) for v in values)
+
+
+def _resource(name: str) -> Any:
+    return (defs.resources or {})[name]
+
+
+def _sensor_resources() -> dict[str, Any]:
+    return {"postgres": _resource("postgres"), "alerts": _resource("alerts")}
+
+
+def _alert_failure(instance: dg.DagsterInstance, run_id: str) -> None:
+    """What `dagster dev`'s daemon would do on a failed run: evaluate the job failure alert sensor."""
+    run = instance.get_run_by_id(run_id)
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    if not _resource("alerts").enabled or run is None or not failures or failures[-1].dagster_event is None:
+        return
+    context = dg.build_run_status_sensor_context(
+        sensor_name=job_failure_alert_sensor.name,
+        dagster_event=failures[-1].dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=_sensor_resources(),
+    ).for_run_failure()
+    job_failure_alert_sensor(context)
+
+
+def _evaluate_alerts(instance: dg.DagsterInstance, postgres: PostgresResource) -> str:
+    """One tick of the metric alert sensor (runs in-process here have no daemon to tick it)."""
+    if not _resource("alerts").enabled:
+        return "not configured (set ALERT_WEBHOOK_URL to send them; see README, Alerts)"
+    with postgres.connect() as conn:
+        before = conn.execute(query("alerts/select_last_alert_id")).scalar_one()
+    metric_alerts_sensor(dg.build_sensor_context(instance=instance, resources=_sensor_resources()))
+    with postgres.connect() as conn:
+        rows = conn.execute(query("alerts/select_alerts_since"), {"after_id": before}).mappings().all()
+        totals = conn.execute(query("alerts/count_alerts_by_status")).mappings().one()
+    sent = [r for r in rows if r["status"] == "sent"]
+    days = sorted({str(r["day"]) for r in sent})
+    critical = sum(r["severity"] == "critical" for r in sent)
+    detail = (
+        f"{critical} critical, {len(sent) - critical} warning; days {', '.join(days)}" if sent else "none new"
+    )
+    return (
+        f"sent {len(sent)} ({detail}); alerts_sent holds {totals['sent']} sent, {totals['pending']} pending,"
+        f" {totals['failed']} failed"
+    )
 
 
 def main() -> None:
@@ -106,6 +155,7 @@ def main() -> None:
             f"sweeps         deleted {swept}, held by legal hold {sweep.get('held_by_legal_hold', 0)},"
             f" expiring within 30 days {sweep.get('expiring_next_30_days', 0)}"
         )
+    print(f"alerts         {_evaluate_alerts(instance, postgres)}")
     print(
         f"dagster runs   {instance.get_runs_count()} in {instance.root_directory}; `make ui` to browse them"
         " (Runs, Overview → Timeline)"

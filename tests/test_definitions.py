@@ -10,7 +10,7 @@ import dagster as dg
 # same change that adds, renames or removes the job, schedule, sensor, asset or check.
 JOBS = {"erasure_job", "ingestion_job", "metrics_job", "nightly_job", "reembedding_job"}
 SCHEDULES = {"nightly_schedule"}
-SENSORS = {"embedding_model_change_sensor"}
+SENSORS = {"embedding_model_change_sensor", "job_failure_alert_sensor", "metric_alerts_sensor"}
 ASSETS = {
     "ai_dialogue_log",
     "chunk_embeddings",

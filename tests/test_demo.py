@@ -73,7 +73,9 @@ def _wait_until_password_required(url: sa.URL) -> None:
     raise AssertionError(f"{url.username} can still log in without a password")
 
 
-def _run_demo(database_url: str, dagster_home: Path) -> subprocess.CompletedProcess[str]:
+def _run_demo(
+    database_url: str, dagster_home: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -83,6 +85,7 @@ def _run_demo(database_url: str, dagster_home: Path) -> subprocess.CompletedProc
     }
     env.pop("OPENAI_API_KEY", None)
     env.pop("EMBEDDING_PROVIDER", None)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "demo.run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -180,3 +183,36 @@ def test_stop_ends_an_embedded_server_cleanly() -> None:
     assert "database system is shut down" in log
     engine.dispose()
     shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def test_demo_delivers_each_slo_missing_day_once_to_the_webhook(database_url: str, tmp_path: Path) -> None:
+    """README, Alerts: `make run` with ALERT_WEBHOOK_URL set sends the demo's threshold-crossing days once
+    each, and a second `make run` sends nothing new."""
+    import re
+
+    import sqlalchemy as sa
+
+    from tests.alert_receiver import TOKEN, receiver
+
+    (tmp_path / "home").mkdir()
+    with receiver() as hook:
+        env_extra = {"ALERT_WEBHOOK_URL": hook.url, "ALERT_WEBHOOK_FORMAT": "json"}
+        first = _run_demo(database_url, tmp_path / "home", env_extra)
+        assert first.returncode == 0, first.stdout + first.stderr
+        # Independently: the days whose stored metrics cross a critical or warning level.
+        engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            crossing = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM rag_metrics_history WHERE citation_rate < 65"
+                    " OR latency_p95_ms > 3500 OR cost_per_answer > 3.5"
+                )
+            ).scalar_one()
+        engine.dispose()
+        days = {b["day"] for b in hook.bodies}
+        assert crossing >= 1 and len(days) == crossing
+        assert re.search(rf"alerts +sent {len(hook.bodies)} ", first.stdout), first.stdout
+        second = _run_demo(database_url, tmp_path / "home", env_extra)
+        assert second.returncode == 0 and "sent 0 (none new)" in second.stdout
+        assert len({b["day"] for b in hook.bodies}) == crossing
+        assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr

@@ -426,7 +426,12 @@ def test_range_metadata_is_a_table_of_the_days(postgres):
     table = md["metrics"].value
     assert isinstance(md["metrics"], dg.MarkdownMetadataValue)
     assert all(f"| 2025-06-2{d} |" in table for d in (1, 2, 3))
-    assert md["days"].value == 3 and md["total_queries"].value == 2 and md["days_without_queries"].value == 1
+    assert md["first_day"].value == "2025-06-21" and md["last_day"].value == "2025-06-23"
+    # Each partition's event carries that day's own counters, so the UI plots them per day.
+    by_day = {m.partition: m.metadata for m in mats}
+    assert [by_day[d]["total_queries"].value for d in sorted(by_day)] == [1, 0, 1]
+    assert [by_day[d]["days_without_queries"].value for d in sorted(by_day)] == [0, 1, 0]
+    assert {by_day[d]["days"].value for d in by_day} == {1}
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
+from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
 from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
 from pipelines.location.resources import build_resources
 from pipelines.location.schedules import nightly_schedule
@@ -14,6 +15,6 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
     jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job, erasure_job],
     schedules=[nightly_schedule],
-    sensors=[embedding_model_change_sensor],
+    sensors=[embedding_model_change_sensor, metric_alerts_sensor, job_failure_alert_sensor],
     resources=build_resources(),
 )

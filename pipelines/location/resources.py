@@ -10,9 +10,11 @@ import dagster as dg
 from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
 from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
+from resources.alerts import AlertsResource
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
@@ -43,6 +45,13 @@ def role_settings() -> dict[str, str]:
     }
 
 
+def _alert_format() -> str:
+    fmt = (os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(
@@ -71,5 +80,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             price_per_million_tokens=_env_number("EMBEDDING_PRICE_PER_MTOK", float),
             concurrency=_env_number("EMBEDDING_CONCURRENCY", int, EmbedLimits.concurrency),
             budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
+        ),
+        "alerts": AlertsResource(
+            webhook_url=_env("ALERT_WEBHOOK_URL"),
+            format=_alert_format(),
+            ui_url=os.environ.get("DAGSTER_UI_URL") or DEFAULT_UI_URL,
         ),
     }

@@ -1,0 +1,1 @@
+SELECT id, day, metric, severity, status FROM alerts_sent WHERE id > :after_id ORDER BY day, metric
