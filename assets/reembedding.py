@@ -39,6 +39,7 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict:
 @dg.asset(
     deps=[chunk_embeddings],
     group_name=GROUP,
+    pool="reembedding",
     kinds={"postgres", "openai"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -121,6 +122,7 @@ def reembedding(
 @dg.asset(
     deps=[reembedding],
     group_name=GROUP,
+    pool="reembedding",
     kinds={"postgres"},
     check_specs=[
         dg.AssetCheckSpec(
