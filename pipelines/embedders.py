@@ -109,19 +109,28 @@ class LocalEmbedder:
 
 
 class OpenAIEmbedder:
-    def __init__(self, spec: ModelSpec, client, send_dimensions: bool):
+    def __init__(self, spec: ModelSpec, client, send_dimensions: bool, rate_limiter=None):
         self.spec = spec
         self._client = client
         self._send_dimensions = send_dimensions
+        # Optional: an object with acquire(tokens) before each request and observe(headers, tokens) after
+        # it (pipelines.rate_limiter.PostgresRateLimiter), sharing the quota across runs.
+        self._rate_limiter = rate_limiter
 
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         import openai
 
         extra = {"dimensions": self.spec.dimensions} if self._send_dimensions else {}
+        estimated = sum(map(estimate_tokens, texts))
+        if self._rate_limiter is not None:
+            self._rate_limiter.acquire(estimated)
         try:
-            resp = self._client.embeddings.create(
+            raw = self._client.embeddings.with_raw_response.create(
                 model=self.spec.model, input=list(texts), encoding_format="base64", **extra
             )
+            if self._rate_limiter is not None:
+                self._rate_limiter.observe(raw.headers, estimated)
+            resp = raw.parse()
         except openai.APIStatusError as exc:
             raise EmbeddingError(
                 f"HTTP {exc.status_code} from the embeddings API: {_short(exc.message)}",

@@ -39,6 +39,9 @@ class EmbedderResource(dg.ConfigurableResource):
     # Storage policy of the vectors this resource produces: how long a retired model's vectors stay
     # (for an instant switch back) and the memory an HNSW build may use.
     retired_grace_days: float = 7.0
+    # The organisation's quota, shared by every run through Postgres (unset: no shared limiter).
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
     hnsw_maintenance_work_mem: str = "256MB"
 
     @property
@@ -72,6 +75,20 @@ class EmbedderResource(dg.ConfigurableResource):
             name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price
         )
 
+    def rate_limiter(self):
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            return None
+        from pipelines.rate_limiter import PostgresRateLimiter
+        from resources.postgres import PostgresResource
+
+        # One quota per API endpoint; an unset limit is taken as unlimited in practice.
+        return PostgresRateLimiter(
+            PostgresResource().engine,
+            quota=f"openai:{self.base_url or 'api.openai.com'}",
+            requests_per_minute=self.requests_per_minute or 1e9,
+            tokens_per_minute=self.tokens_per_minute or 1e12,
+        )
+
     @contextlib.contextmanager
     def open(self) -> Iterator[Embedder]:
         spec = self.spec()
@@ -89,7 +106,10 @@ class EmbedderResource(dg.ConfigurableResource):
         try:
             native = KNOWN_MODELS.get(spec.model, (None, 0))[0]
             yield OpenAIEmbedder(
-                spec, client, send_dimensions=self.dimensions is not None and self.dimensions != native
+                spec,
+                client,
+                send_dimensions=self.dimensions is not None and self.dimensions != native,
+                rate_limiter=self.rate_limiter(),
             )
         finally:
             client.close()

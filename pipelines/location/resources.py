@@ -47,6 +47,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             concurrency=_env_number("EMBEDDING_CONCURRENCY", int, 4),
             budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
             retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, 7.0),
+            requests_per_minute=_env_number("EMBEDDING_RPM", float),
+            tokens_per_minute=_env_number("EMBEDDING_TPM", float),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM") or "256MB",
         ),
     }
