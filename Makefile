@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run stop ui metrics erase test typecheck bench lint install clean-db migrate
+.PHONY: run stop ui metrics erase prod prod-stop test typecheck bench lint install clean-db migrate
 
 # Dagster's CLI says its commands are superseded by the separate `dg` CLI, and our metrics asset uses the
 # beta `backfill_policy`; neither is actionable by whoever runs these targets.
@@ -51,6 +51,16 @@ erase: install $(DAGSTER_HOME)/dagster.yaml
 	  USER_ID='$(USER_ID)' REQUESTED_BY='$(REQUESTED_BY)' $(PY) -c 'import json, os; print(json.dumps({"ops": {"erase_user_dialogue_op": {"config": {"user_id": os.environ["USER_ID"], "requested_by": os.environ["REQUESTED_BY"] or None}}}}))' > "$$cfg" && \
 	  PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster job execute -m pipelines.location.definitions -j erasure_job -c "$$cfg"
 
+# Production mode on this machine: code server (gRPC, :4266), webserver (:3000) and daemon as three
+# processes over Postgres run storage (DAGSTER_PG_URL, or a `dagster` database in the embedded server).
+PROD_HOME ?= $(CURDIR)/.dagster_prod
+
+prod: install
+	DAGSTER_HOME=$(PROD_HOME) $(PY) -m pipelines.location.deploy start
+
+prod-stop:
+	DAGSTER_HOME=$(PROD_HOME) $(PY) -m pipelines.location.deploy stop
+
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -71,4 +81,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean-db: stop
-	rm -rf .data $(DAGSTER_HOME)
+	rm -rf .data $(DAGSTER_HOME) $(PROD_HOME)

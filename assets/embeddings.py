@@ -83,7 +83,7 @@ def chunk_embeddings(
             engine,
             target,
             embedder.limits(),
-            embedder.factory(),
+            embedder.factory(postgres.engine),
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
             log=context.log.info,

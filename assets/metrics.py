@@ -180,6 +180,8 @@ def check_result(outcome: slo.ThresholdOutcome) -> dg.AssetCheckResult:
     partitions_def=daily_jst_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="metrics",
+    # One run at a time writes metrics (deploy/dagster.yaml): a backfill never overlaps the nightly run.
+    pool="rag_metrics",
     kinds={"postgres"},
     check_specs=[
         dg.AssetCheckSpec(name, asset="rag_metrics_history", description=description)

@@ -39,6 +39,7 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict[str,
 @dg.asset(
     deps=[chunk_embeddings],
     group_name=GROUP,
+    pool="reembedding",
     # Kinds are static and true whichever provider runs; the provider is in the run's metadata.
     kinds={"postgres", "pgvector"},
     check_specs=[
@@ -78,7 +79,7 @@ def reembedding(
             postgres.engine,
             embedder.spec(),
             limits,
-            embedder.factory(),
+            embedder.factory(postgres.engine),
             maintenance_work_mem=postgres.hnsw_maintenance_work_mem,
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
@@ -125,6 +126,7 @@ def reembedding(
 @dg.asset(
     deps=[reembedding],
     group_name=GROUP,
+    pool="reembedding",
     kinds={"postgres"},
     check_specs=[
         dg.AssetCheckSpec(

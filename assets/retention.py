@@ -43,6 +43,7 @@ def expiring_markdown(items: list[ExpiringItem]) -> str:
 @dg.asset(
     deps=[dg.AssetKey("chunk_embeddings")],
     group_name=GROUP,
+    pool="retention",
     kinds={"postgres"},
     check_specs=[
         dg.AssetCheckSpec(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,6 +111,15 @@ class EmbedResult:
     tokens: int
 
 
+class RateLimiter(Protocol):
+    """A budget of requests and tokens taken before each request and corrected by the provider's
+    rate-limit headers after it (pipelines.rate_limiter.PostgresRateLimiter shares it across processes)."""
+
+    def acquire(self, tokens: int) -> None: ...
+
+    def observe(self, headers: Mapping[str, str], tokens: int) -> None: ...
+
+
 class Embedder(Protocol):
     spec: ModelSpec
 
@@ -155,19 +164,30 @@ class LocalEmbedder:
 
 
 class OpenAIEmbedder:
-    def __init__(self, spec: ModelSpec, client: Any, send_dimensions: bool):
+    def __init__(
+        self, spec: ModelSpec, client: Any, send_dimensions: bool, rate_limiter: RateLimiter | None = None
+    ):
         self.spec = spec
         self._client = client
         self._send_dimensions = send_dimensions
+        # Optional: an object with acquire(tokens) before each request and observe(headers, tokens) after
+        # it (pipelines.rate_limiter.PostgresRateLimiter), sharing the quota across runs.
+        self._rate_limiter = rate_limiter
 
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         import openai
 
         extra = {"dimensions": self.spec.dimensions} if self._send_dimensions else {}
+        estimated = sum(map(estimate_tokens, texts))
+        if self._rate_limiter is not None:
+            self._rate_limiter.acquire(estimated)
         try:
-            resp = self._client.embeddings.create(
+            raw = self._client.embeddings.with_raw_response.create(
                 model=self.spec.model, input=list(texts), encoding_format="base64", **extra
             )
+            if self._rate_limiter is not None:
+                self._rate_limiter.observe(raw.headers, estimated)
+            resp = raw.parse()
         except openai.APIStatusError as exc:
             raise EmbeddingError(
                 f"HTTP {exc.status_code} from the embeddings API: {_short(exc.message)}",
@@ -198,6 +218,8 @@ class EmbedderFactory:
     base_url: str | None = None
     max_retries: int = 6
     timeout_s: float = 60.0
+    # Shared by every request this factory's embedders send (and, through Postgres, by every process).
+    rate_limiter: RateLimiter | None = field(default=None, repr=False, compare=False)
 
     @contextlib.contextmanager
     def open(self, spec: ModelSpec) -> Iterator[Embedder]:
@@ -219,7 +241,10 @@ class EmbedderFactory:
         try:
             # A native-size request omits `dimensions`, which older models and compatible servers refuse.
             yield OpenAIEmbedder(
-                spec, client, send_dimensions=spec.dimensions != native_dimensions(spec.model)
+                spec,
+                client,
+                send_dimensions=spec.dimensions != native_dimensions(spec.model),
+                rate_limiter=self.rate_limiter,
             )
         finally:
             client.close()

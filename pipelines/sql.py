@@ -36,7 +36,7 @@ STAGES = (
     "demo",
     "db",
 )
-_NAME = re.compile(r"^(?P<stage>[a-z]+)/[a-z]+(_[a-z0-9]+)+$")
+_NAME = re.compile(r"^(?P<stage>[a-z]+(_[a-z]+)*)/[a-z]+(_[a-z0-9]+)+$")
 
 
 @functools.cache

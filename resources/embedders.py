@@ -7,8 +7,10 @@ import contextlib
 from collections.abc import Iterator
 
 import dagster as dg
+import sqlalchemy as sa
 
 from pipelines.embedders import Embedder, EmbedderFactory, EmbedLimits, ModelSpec, resolve_spec
+from pipelines.rate_limiter import PostgresRateLimiter
 
 _DEFAULT_LIMITS = EmbedLimits()
 _DEFAULT_FACTORY = EmbedderFactory()
@@ -30,6 +32,9 @@ class EmbedderResource(dg.ConfigurableResource):
     budget_usd: float | None = _DEFAULT_LIMITS.budget_usd
     max_retries: int = _DEFAULT_FACTORY.max_retries
     timeout_s: float = _DEFAULT_FACTORY.timeout_s
+    # The organisation's quota, shared by every run through Postgres (unset: no shared limiter).
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
 
     def spec(self) -> ModelSpec:
         return resolve_spec(
@@ -49,12 +54,24 @@ class EmbedderResource(dg.ConfigurableResource):
             budget_usd=self.budget_usd,
         )
 
-    def factory(self) -> EmbedderFactory:
+    def factory(self, engine: sa.Engine | None = None) -> EmbedderFactory:
+        """`engine`: the database that holds the shared request/token budget; without it (or without
+        EMBEDDING_RPM / EMBEDDING_TPM) requests are limited only by the provider's own answers."""
+        limiter = None
+        if engine is not None and (self.requests_per_minute or self.tokens_per_minute):
+            # One quota per API endpoint; an unset limit is taken as unlimited in practice.
+            limiter = PostgresRateLimiter(
+                engine,
+                quota=f"openai:{self.base_url or 'api.openai.com'}",
+                requests_per_minute=self.requests_per_minute or 1e9,
+                tokens_per_minute=self.tokens_per_minute or 1e12,
+            )
         return EmbedderFactory(
             api_key=self.api_key,
             base_url=self.base_url,
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
+            rate_limiter=limiter,
         )
 
     @contextlib.contextmanager

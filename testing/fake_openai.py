@@ -34,8 +34,19 @@ def fake_vector(text: str, dimensions: int) -> np.ndarray:
 
 
 class FakeOpenAI:
-    def __init__(self, latency_s: float = 0.0, expected_api_key: str | None = None):
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        expected_api_key: str | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ):
         self.latency_s = latency_s
+        # Rate limits as OpenAI enforces them: buckets that refill continuously; every answer carries
+        # the `x-ratelimit-*` headers, and a request beyond a limit gets a 429.
+        self.limits = {"requests": requests_per_minute, "tokens": tokens_per_minute}
+        self._buckets = {k: v for k, v in self.limits.items() if v}
+        self._bucket_at = time.monotonic()
         self.expected_api_key = expected_api_key
         self.faults: deque[tuple] = deque()
         self.lock = threading.Lock()
@@ -141,6 +152,10 @@ class FakeOpenAI:
         }
         with self.lock:
             self.requests.append(record)
+            limit_headers, over = self._take_rate_limit(sum(max(1, len(t) // 4) for t in inputs))
+        if over:
+            record["status"] = 429
+            return self._error(handler, 429, f"rate limit reached for {over}", limit_headers)
         if self.latency_s:
             time.sleep(self.latency_s)
         if (
@@ -185,4 +200,27 @@ class FakeOpenAI:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        self._reply(handler, 200, json.dumps(body).encode())
+        self._reply(handler, 200, json.dumps(body).encode(), limit_headers)
+
+    def _take_rate_limit(self, tokens: int) -> tuple[dict, str | None]:
+        """Refill, take one request of `tokens` if both buckets allow it; the headers and the limit hit."""
+        if not self._buckets:
+            return {}, None
+        now = time.monotonic()
+        elapsed, self._bucket_at = now - self._bucket_at, now
+        cost = {"requests": 1.0, "tokens": float(tokens)}
+        for kind, limit in self.limits.items():
+            if limit:
+                self._buckets[kind] = min(limit, self._buckets[kind] + elapsed * limit / 60.0)
+        over = next((k for k in self._buckets if self._buckets[k] < cost[k]), None)
+        if over is None:
+            for kind in self._buckets:
+                self._buckets[kind] -= cost[kind]
+        headers = {}
+        for kind, limit in self.limits.items():
+            if limit:
+                left = self._buckets[kind]
+                headers[f"x-ratelimit-limit-{kind}"] = str(int(limit))
+                headers[f"x-ratelimit-remaining-{kind}"] = str(int(left))
+                headers[f"x-ratelimit-reset-{kind}"] = f"{(limit - left) * 60.0 / limit:.3f}s"
+        return headers, over

@@ -27,6 +27,19 @@ NOT_RUN = [
     ),
     (r"^make clean-db\b", "deletes the checkout's .data/ and .dagster_home/"),
     (
+        r"^make prod(-stop)?$",
+        "starts (stops) the three long-running deployment processes; test_deploy.py starts them through the same"
+        " function and submits runs to them",
+    ),
+    (
+        r"^docker build\b",
+        "no Docker daemon on the test machines; test_deploy_config.py checks the Dockerfile's install and commands",
+    ),
+    (
+        r"docker compose\b",
+        "no Docker daemon on the test machines; test_deploy_config.py parses compose.yaml and checks its commands",
+    ),
+    (
         r"^ALERT_WEBHOOK_URL=\"<your",
         "needs your own webhook; test_demo.py runs it against a receiver on 127.0.0.1 and checks what arrives",
     ),

@@ -80,6 +80,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             price_per_million_tokens=_env_number("EMBEDDING_PRICE_PER_MTOK", float),
             concurrency=_env_number("EMBEDDING_CONCURRENCY", int, EmbedLimits.concurrency),
             budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
+            requests_per_minute=_env_number("EMBEDDING_RPM", float),
+            tokens_per_minute=_env_number("EMBEDDING_TPM", float),
         ),
         "alerts": AlertsResource(
             webhook_url=_env("ALERT_WEBHOOK_URL"),

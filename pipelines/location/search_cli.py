@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     with dg.build_resources(build_resources()) as resources:
         engine = resources.postgres.engine
         try:
-            hits = search(engine, resources.embedder.factory(), args.query, args.k)
+            hits = search(engine, resources.embedder.factory(engine), args.query, args.k)
         except SearchError as exc:
             print(f"search: {exc}", file=sys.stderr)
             return 2
