@@ -79,6 +79,8 @@ class BatchPlan:
     pending: list[PendingText]
     in_open_batches: int  # texts left out because a batch not yet applied carries them
     remainder: bool  # the model had batches before: this is what they left
+    oversize: list[PendingText] = field(default_factory=list)
+    max_input_tokens: int = 0
 
     @property
     def sync_cost_usd(self) -> float:
@@ -124,7 +126,7 @@ def send_dimensions(spec: ModelSpec) -> int | None:
 def plan_batch_embedding(
     conn: sa.Connection, spec: ModelSpec, limits: BatchLimits, *, max_attempts: int = 3
 ) -> BatchPlan:
-    """Reuse vectors by hash, record oversize texts, and list what a submission would send.
+    """Reuse vectors by hash, set oversize texts aside, and list what a submission would send.
 
     The model must be registered. Texts already carried by an unapplied batch are left out."""
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
@@ -153,18 +155,25 @@ def plan_batch_embedding(
     pending = [p for p in pending if p.content_sha256 not in in_flight]
     oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
     if oversize:
-        reason = f"input exceeds the model's {limits.max_input_tokens}-token limit"
-        stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
-        record_failures(
-            conn, spec.name, oversize, reason, "token counts are estimates; split the source text"
-        )
         stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
         pending = [p for p in pending if p.tokens <= limits.max_input_tokens]
     stats.unique_texts = len(pending)
     stats.estimated_tokens = sum(p.tokens for p in pending)
     stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
     stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
-    return BatchPlan(stats, pending, len(carried), remainder)
+    return BatchPlan(stats, pending, len(carried), remainder, oversize, limits.max_input_tokens)
+
+
+def record_oversize(conn: sa.Connection, plan: BatchPlan) -> None:
+    """Record the texts over the model's input limit as failed; only once the Batch API path is taken, so
+    that a plan the synchronous path replaces does not count an attempt twice."""
+    if not plan.oversize:
+        return
+    reason = f"input exceeds the model's {plan.max_input_tokens}-token limit"
+    plan.stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in plan.oversize)
+    record_failures(
+        conn, plan.stats.model, plan.oversize, reason, "token counts are estimates; split the source text"
+    )
 
 
 def check_budget(plan: BatchPlan, budget_usd: float | None, allow_over_budget: bool) -> None:

@@ -13,6 +13,7 @@ from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
 from pipelines import batch_embeddings as batch_module
 from pipelines.batch_embeddings import apply_batch, list_batches
+from pipelines.lib.vector_index import index_name_for
 from pipelines.location.batch_sensors import batch_embedding_sensor
 from pipelines.models import active_model, get_model
 from resources.embedders import EmbedderResource
@@ -395,3 +396,51 @@ def test_local_provider_ignores_batch_mode(postgres):
     assert result.success
     with postgres.connect() as conn:
         assert list_batches(conn) == [] and active_model(conn).name == "local-hash-v1@128"
+
+
+def test_first_embedding_of_a_corpus_through_the_batch_api_then_nightly_top_ups_stay_synchronous(
+    postgres, batch_env
+):
+    batch_env.setenv("EMBEDDING_BATCH_API", "auto")
+    batch_env.setenv("EMBEDDING_BATCH_MIN_TOKENS", "1")
+    texts = chunk_texts(40, seed=5)
+    with postgres.connect() as conn:
+        add_chunks(conn, texts)
+    with FakeOpenAIBatch() as fake:
+        embedder = embedder_for(fake)
+        first = dg.materialize([chunk_embeddings], resources={"postgres": postgres, "embedder": embedder})
+        assert first.success and fake.request_count == 0 and len(fake.batches) == 1
+        # The first model is active from the start; once its batch is applied, nothing is left to resume.
+        assert drive(postgres, embedder) == ["batch_embedding_apply_job"]
+        assert fake.request_count == 0
+        vectors = vectors_by_text(postgres, SMALL)
+        assert set(vectors) == set(texts)
+        assert all(np.allclose(vectors[t], fake_vector(t, 1536), atol=1e-6) for t in texts)
+
+        late = chunk_texts(3, seed=6, prefix="late")
+        with postgres.connect() as conn:
+            add_chunks(conn, late, source="late")
+        assert dg.materialize(
+            [chunk_embeddings], resources={"postgres": postgres, "embedder": embedder}
+        ).success
+        assert sorted(fake.texts_embedded) == sorted(late) and len(fake.batches) == 1
+    with postgres.connect() as conn:
+        index = index_name_for(SMALL, 1536)
+        assert conn.execute(
+            sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": index}
+        ).scalar_one()
+
+
+@pytest.mark.usefixtures("corpus")
+def test_auto_mode_below_the_threshold_is_the_synchronous_path_and_counts_an_oversize_text_once(
+    postgres, batch_env
+):
+    batch_env.setenv("EMBEDDING_BATCH_API", "auto")
+    with postgres.connect() as conn:
+        add_chunks(conn, ["word " * 40_000], source="huge")
+    with FakeOpenAIBatch() as fake:
+        result = reembed(postgres, embedder_for(fake))
+        assert fake.batches == {} and fake.request_count > 0
+    assert checks(result)["covers_every_chunk"] is False
+    with postgres.connect() as conn:
+        assert conn.execute(sa.text("SELECT attempts FROM embedding_errors")).scalars().all() == [1]
