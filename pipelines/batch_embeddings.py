@@ -325,7 +325,7 @@ def poll_batches(
 
 
 def list_batches(conn: sa.Connection, state: str | None = None) -> list:
-    rows = conn.execute(_q("select_embedding_batches"), {"state": state}).all()
+    rows = list(conn.execute(_q("select_embedding_batches"), {"state": state}).all())
     conn.commit()
     return rows
 

@@ -179,8 +179,9 @@ class FakeOpenAIBatch(FakeOpenAI):
         )
         fields: dict[str, tuple[str | None, bytes]] = {}
         for part in msg.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+            name = str(part.get_param("name", header="content-disposition"))
+            payload = part.get_payload(decode=True)
+            fields[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
         filename, content = fields["file"]
         purpose = fields["purpose"][1].decode()
         return self.files[self._add_file(content, filename or "upload.jsonl", purpose)]["meta"]

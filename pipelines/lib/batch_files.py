@@ -92,7 +92,7 @@ class ParsedLine:
     """One line of an output or error file: either vectors for `custom_id`, or why its texts failed."""
 
     line_no: int
-    custom_id: str | None
+    custom_id: str
     vectors: np.ndarray | None = None
     tokens: int = 0
     error: str | None = None
