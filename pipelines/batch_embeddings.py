@@ -26,6 +26,7 @@ from pipelines.embeddings import (
     write_embeddings,
 )
 from pipelines.lib.batch_files import (
+    BATCH_PRICE_FACTOR,
     COMPLETION_WINDOW,
     ENDPOINT,
     MAX_FILE_BYTES,
@@ -413,6 +414,8 @@ def apply_batch(
                 "id": row.id,
                 "texts_written": result.texts_written,
                 "texts_failed": result.texts_failed,
+                "tokens": result.tokens,
+                "price_factor": BATCH_PRICE_FACTOR,
                 "error": "; ".join(result.problems[:5]) or None,
             },
         )

@@ -232,6 +232,10 @@ def test_expired_batch_keeps_what_it_finished_and_the_rest_goes_into_a_new_batch
             expired, second = sorted(list_batches(conn), key=lambda r: r.id)
             assert (expired.status, expired.texts_written, expired.texts_failed) == ("expired", 30, 0)
             assert (second.status, second.texts, second.texts_written) == ("completed", 29, 29)
+            # Billed at the batch price: half the synchronous price of the tokens the output reports.
+            assert second.tokens > 0 and float(second.cost_usd) == pytest.approx(
+                second.tokens * 0.02 / 1e6 / 2
+            )
             # Released texts are not failures: no attempt was counted against them.
             assert conn.execute(sa.text("SELECT count(*) FROM embedding_errors")).scalar_one() == 0
             assert active_model(conn).name == SMALL

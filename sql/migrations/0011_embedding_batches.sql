@@ -24,7 +24,10 @@ CREATE TABLE embedding_batches (
     -- set once, under a row lock, in the transaction that writes the batch's vectors
     applied_at          timestamptz,
     texts_written       integer,
-    texts_failed        integer
+    texts_failed        integer,
+    -- as billed: the usage the output reports, at the batch price
+    tokens              bigint,
+    cost_usd            numeric
 );
 CREATE INDEX embedding_batches_open_idx ON embedding_batches (next_poll_at) WHERE applied_at IS NULL;
 
