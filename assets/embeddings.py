@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.batch_embeddings import submit_embedding_batches
 from assets.chunks import document_chunks
 from pipelines.embedders import EmbeddingConfigError
 from pipelines.embeddings import EmbedStats, embed_pending
@@ -66,6 +67,18 @@ def chunk_embeddings(
     one readers use: while a newly configured model is being built by `reembedding_job`, new chunks still get
     the active model's vectors, so readers never miss them. The model's HNSW index is created after its first
     bulk load, and vectors of models retired longer than the grace period are dropped."""
+    # Batch API hook (EMBEDDING_BATCH_API): a large first embedding is submitted and the run ends.
+    batched = submit_embedding_batches(
+        context,
+        postgres,
+        embedder,
+        max_attempts=config.max_attempts,
+        allow_over_budget=config.allow_over_budget,
+        check_name="no_failed_chunks",
+        first_embedding_only=True,
+    )
+    if batched is not None:
+        return batched
     configured = embedder.spec()
     engine = postgres.engine
     with engine.begin() as conn:

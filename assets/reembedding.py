@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.batch_embeddings import submit_embedding_batches
 from assets.embeddings import EmbeddingRunConfig, chunk_embeddings, embed_stats_metadata
 from pipelines.embeddings import BudgetExceededError, EmbedStats
 from pipelines.hnsw import ensure_hnsw_index, measure_recall
@@ -63,6 +64,17 @@ def reembedding(
     of what it lacks are estimated and published before any request and refused above EMBEDDING_BUDGET_USD,
     the missing chunks are embedded with the same dedup, batching, COPY and error handling as nightly
     embedding (resumable: finished requests are committed), and its HNSW index is built after the bulk load."""
+    # Batch API hook (EMBEDDING_BATCH_API): submits and ends; batch_embedding_sensor takes it from there.
+    batched = submit_embedding_batches(
+        context,
+        postgres,
+        embedder,
+        max_attempts=config.max_attempts,
+        allow_over_budget=config.allow_over_budget,
+        check_name="covers_every_chunk",
+    )
+    if batched is not None:
+        return batched
     estimate: dict[str, dg.MetadataValue] = {}
     limits = embedder.limits()
 

@@ -7,7 +7,13 @@ import sys
 import time
 import warnings
 
-MODULES = ["bench.bench_ingest", "bench.bench_metrics", "bench.bench_retention", "bench.bench_reembedding"]
+MODULES = [
+    "bench.bench_ingest",
+    "bench.bench_metrics",
+    "bench.bench_retention",
+    "bench.bench_reembedding",
+    "bench.bench_batch_embeddings",
+]
 
 
 def main(argv: list[str]) -> int:

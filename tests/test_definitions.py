@@ -8,9 +8,22 @@ import dagster as dg
 
 # The snapshot of the code location. A change to any of these sets must be deliberate: update it here in the
 # same change that adds, renames or removes the job, schedule, sensor, asset or check.
-JOBS = {"erasure_job", "ingestion_job", "metrics_job", "nightly_job", "reembedding_job"}
+JOBS = {
+    "batch_embedding_apply_job",
+    "cancel_embedding_batches_job",
+    "erasure_job",
+    "ingestion_job",
+    "metrics_job",
+    "nightly_job",
+    "reembedding_job",
+}
 SCHEDULES = {"nightly_schedule"}
-SENSORS = {"embedding_model_change_sensor", "job_failure_alert_sensor", "metric_alerts_sensor"}
+SENSORS = {
+    "batch_embedding_sensor",
+    "embedding_model_change_sensor",
+    "job_failure_alert_sensor",
+    "metric_alerts_sensor",
+}
 ASSETS = {
     "ai_dialogue_log",
     "chunk_embeddings",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
+from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
 from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
+from pipelines.location.batch_sensors import batch_embedding_sensor
 from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
 from pipelines.location.resources import build_resources
 from pipelines.location.schedules import nightly_schedule
@@ -13,8 +15,21 @@ from pipelines.location.sensors import embedding_model_change_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
-    jobs=[ingestion_job, metrics_job, nightly_job, reembedding_job, erasure_job],
+    jobs=[
+        ingestion_job,
+        metrics_job,
+        nightly_job,
+        reembedding_job,
+        erasure_job,
+        batch_embedding_apply_job,
+        cancel_embedding_batches_job,
+    ],
     schedules=[nightly_schedule],
-    sensors=[embedding_model_change_sensor, metric_alerts_sensor, job_failure_alert_sensor],
+    sensors=[
+        embedding_model_change_sensor,
+        metric_alerts_sensor,
+        job_failure_alert_sensor,
+        batch_embedding_sensor,
+    ],
     resources=build_resources(),
 )

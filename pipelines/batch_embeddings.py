@@ -1,0 +1,534 @@
+"""Embedding through the OpenAI Batch API: submit request files, follow the batches, apply their results.
+
+A run submits and ends; the batches complete within 24 h at half the synchronous price. Every batch is a
+row of `embedding_batches`, and each of its requests (a `custom_id`) maps to the content hashes of its
+texts in `embedding_batch_requests`. Applying a batch is one transaction that holds the batch's row lock
+and sets `applied_at`: a second apply waits, then finds it applied; a crash before the commit leaves the
+batch unapplied and the next apply downloads it again. Lines that failed go to `embedding_errors` and, no
+longer in an open batch, are pending again for the next submission (or the synchronous path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlalchemy as sa
+
+from pipelines.embedders import KNOWN_MODELS, ModelSpec
+from pipelines.embeddings import (
+    BudgetExceededError,
+    EmbedStats,
+    PendingText,
+    collect_pending,
+    record_failures,
+    write_embeddings,
+)
+from pipelines.lib.batch_files import (
+    BATCH_PRICE_FACTOR,
+    COMPLETION_WINDOW,
+    ENDPOINT,
+    MAX_FILE_BYTES,
+    MAX_REQUESTS_PER_FILE,
+    OPEN_STATUSES,
+    TERMINAL_STATUSES,
+    ParsedLine,
+    batch_cost_usd,
+    next_poll_delay_s,
+    pack_files,
+    parse_result_line,
+    request_line,
+)
+from pipelines.lib.batching import plan_batches
+from pipelines.sql import query
+
+# Vectors written per COPY while applying a batch (all in the batch's one transaction).
+WRITE_GROUP = 4096
+# A batch row left `preparing` this long belongs to a run that died between upload and creation.
+ABANDON_PREPARING_AFTER_S = 3600
+
+
+class BatchApiError(RuntimeError):
+    """The Batch API refused a file or a batch; the texts are pending again."""
+
+
+class BatchNotReadyError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch_inputs: int = 2048
+    max_batch_tokens: int = 300_000
+    max_input_tokens: int = 8191
+    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
+    max_file_bytes: int = MAX_FILE_BYTES
+    poll_initial_s: float = 60.0
+    poll_max_s: float = 1800.0
+
+
+@dataclass
+class BatchPlan:
+    """The free work done and the estimate, before anything is uploaded."""
+
+    stats: EmbedStats
+    pending: list[PendingText]
+    in_open_batches: int  # texts left out because a batch not yet applied carries them
+    remainder: bool  # the model had batches before: this is what they left
+    oversize: list[PendingText] = field(default_factory=list)
+    max_input_tokens: int = 0
+
+    @property
+    def sync_cost_usd(self) -> float:
+        return self.stats.estimated_cost_usd
+
+    @property
+    def batch_cost_usd(self) -> float:
+        return batch_cost_usd(self.stats.estimated_cost_usd)
+
+
+@dataclass(frozen=True)
+class SubmittedBatch:
+    id: int
+    batch_id: str
+    input_file_id: str
+    status: str
+    requests: int
+    texts: int
+    tokens: int
+    file_bytes: int
+
+
+@dataclass
+class ApplyResult:
+    batch_id: str
+    status: str
+    already_applied: bool = False
+    requests_ok: int = 0
+    texts_written: int = 0
+    chunks_written: int = 0
+    texts_failed: int = 0
+    texts_released: int = 0  # not answered by an expired or cancelled batch: pending again, no error
+    tokens: int = 0
+    problems: list[str] = field(default_factory=list)  # unattributable lines, a sample
+
+
+def send_dimensions(spec: ModelSpec) -> int | None:
+    """The `dimensions` request parameter: only when it differs from the model's native one."""
+    native = KNOWN_MODELS.get(spec.model, (None, 0))[0]
+    return spec.dimensions if spec.dimensions != native else None
+
+
+def plan_batch_embedding(
+    conn: sa.Connection, spec: ModelSpec, limits: BatchLimits, *, max_attempts: int = 3
+) -> BatchPlan:
+    """Reuse vectors by hash, set oversize texts aside, and list what a submission would send.
+
+    The model must be registered. Texts already carried by an unapplied batch are left out."""
+    stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
+    stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
+    conn.execute(
+        query("batch_embeddings/mark_embedding_batch_abandoned"),
+        {
+            "id": None,
+            "model": spec.name,
+            "older_than_s": ABANDON_PREPARING_AFTER_S,
+            "error": "never submitted",
+        },
+    )
+    stats.chunks_reused = conn.execute(
+        query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
+    ).rowcount
+    conn.commit()
+    rows = conn.execute(
+        query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
+    ).all()
+    in_flight = set(
+        conn.execute(query("batch_embeddings/select_texts_in_open_batches"), {"model": spec.name}).scalars()
+    )
+    remainder = (
+        conn.execute(query("batch_embeddings/select_batch_round"), {"model": spec.name}).one().batches > 0
+    )
+    conn.commit()
+    pending = collect_pending(rows)
+    carried = [p for p in pending if p.content_sha256 in in_flight]
+    pending = [p for p in pending if p.content_sha256 not in in_flight]
+    oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
+    if oversize:
+        stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
+        pending = [p for p in pending if p.tokens <= limits.max_input_tokens]
+    stats.unique_texts = len(pending)
+    stats.estimated_tokens = sum(p.tokens for p in pending)
+    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+    return BatchPlan(stats, pending, len(carried), remainder, oversize, limits.max_input_tokens)
+
+
+def record_oversize(conn: sa.Connection, plan: BatchPlan) -> None:
+    """Record the texts over the model's input limit as failed; only once the Batch API path is taken, so
+    that a plan the synchronous path replaces does not count an attempt twice."""
+    if not plan.oversize:
+        return
+    reason = f"input exceeds the model's {plan.max_input_tokens}-token limit"
+    plan.stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in plan.oversize)
+    record_failures(
+        conn, plan.stats.model, plan.oversize, reason, "token counts are estimates; split the source text"
+    )
+
+
+def check_budget(plan: BatchPlan, budget_usd: float | None, allow_over_budget: bool) -> None:
+    if budget_usd is None or allow_over_budget or plan.batch_cost_usd <= budget_usd:
+        return
+    s = plan.stats
+    raise BudgetExceededError(
+        f"embedding {s.unique_texts} texts (~{s.estimated_tokens:,} tokens) with {s.model} through the Batch"
+        f" API would cost ~${plan.batch_cost_usd:.4f} (half the synchronous ~${plan.sync_cost_usd:.4f}), over"
+        f" the budget of ${budget_usd:.4f}; raise EMBEDDING_BUDGET_USD or launch the run with config"
+        " allow_over_budget: true"
+    )
+
+
+def submit_batches(
+    conn: sa.Connection,
+    client,
+    spec: ModelSpec,
+    pending: Sequence[PendingText],
+    limits: BatchLimits,
+    *,
+    run_id: str | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[SubmittedBatch]:
+    """Write the texts as request files within the API's limits, upload each and create its batch.
+
+    Each batch's row and request mapping are committed before its upload, so its texts are never
+    submitted twice; a file or batch the API refuses is marked abandoned and its texts are pending again."""
+    token_counts = [p.tokens for p in pending]
+    requests = [
+        [pending[i] for i in idx]
+        for idx in plan_batches(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
+    ]
+    dims = send_dimensions(spec)
+    # custom_ids are unique within a batch; the mapping is keyed by (batch row, custom_id).
+    lines = [request_line(f"r{i}", spec.model, [p.text for p in req], dims) for i, req in enumerate(requests)]
+    submitted: list[SubmittedBatch] = []
+    for file_lines in pack_files(
+        [len(line) for line in lines], limits.max_requests_per_file, limits.max_file_bytes
+    ):
+        texts = [p for i in file_lines for p in requests[i]]
+        tokens = sum(p.tokens for p in texts)
+        body = b"".join(lines[i] for i in file_lines)
+        sync_cost = spec.cost_usd(tokens)
+        pk = conn.execute(
+            query("batch_embeddings/insert_embedding_batch"),
+            {
+                "model": spec.name,
+                "requests": len(file_lines),
+                "texts": len(texts),
+                "estimated_tokens": tokens,
+                "estimated_cost_usd": batch_cost_usd(sync_cost),
+                "sync_cost_usd": sync_cost,
+                "file_bytes": len(body),
+                "run_id": run_id,
+            },
+        ).scalar_one()
+        conn.execute(
+            query("batch_embeddings/insert_embedding_batch_requests"),
+            [
+                {
+                    "batch": pk,
+                    "custom_id": f"r{i}",
+                    "content_sha256s": [p.content_sha256 for p in requests[i]],
+                }
+                for i in file_lines
+            ],
+        )
+        conn.commit()
+        try:
+            uploaded = client.files.create(file=(f"embeddings-{pk}.jsonl", body), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint=ENDPOINT,
+                completion_window=COMPLETION_WINDOW,
+                metadata={"embedding_batch": str(pk), "model": spec.name},
+            )
+        except Exception as exc:
+            reason = _api_error(exc)
+            conn.execute(
+                query("batch_embeddings/mark_embedding_batch_abandoned"),
+                {"id": pk, "model": spec.name, "older_than_s": 0, "error": reason},
+            )
+            conn.commit()
+            raise BatchApiError(f"submitting batch {pk} ({len(texts)} texts) failed: {reason}") from None
+        conn.execute(
+            query("batch_embeddings/mark_embedding_batch_submitted"),
+            {
+                "id": pk,
+                "batch_id": batch.id,
+                "input_file_id": uploaded.id,
+                "status": batch.status,
+                "delay_s": limits.poll_initial_s,
+            },
+        )
+        conn.commit()
+        log(f"submitted batch {batch.id}: {len(file_lines)} requests, {len(texts)} texts, ~{tokens:,} tokens")
+        submitted.append(
+            SubmittedBatch(
+                pk, batch.id, uploaded.id, batch.status, len(file_lines), len(texts), tokens, len(body)
+            )
+        )
+    return submitted
+
+
+def _api_error(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    status = getattr(exc, "status_code", None)
+    text = f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def poll_batches(
+    conn: sa.Connection, client, limits: BatchLimits, log: Callable[[str], None] = lambda _msg: None
+) -> list[tuple[str, str]]:
+    """Retrieve the status of every open batch that is due, with exponential backoff between polls of
+    one batch; returns the (batch id, status) of those whose status changed."""
+    due = conn.execute(query("batch_embeddings/select_embedding_batches_to_poll")).all()
+    conn.commit()
+    changed = []
+    for row in due:
+        try:
+            batch = client.batches.retrieve(row.batch_id)
+        except Exception as exc:
+            log(f"could not poll batch {row.batch_id}: {_api_error(exc)}")
+            continue
+        error = None
+        errors = getattr(batch, "errors", None)
+        if errors is not None and getattr(errors, "data", None):
+            error = "; ".join(f"{e.code}: {e.message}" for e in errors.data[:5])
+        old = conn.execute(
+            sa.text("SELECT status FROM embedding_batches WHERE id = :id"), {"id": row.id}
+        ).scalar_one()
+        conn.execute(
+            query("batch_embeddings/update_embedding_batch_status"),
+            {
+                "id": row.id,
+                "status": batch.status,
+                "output_file_id": batch.output_file_id,
+                "error_file_id": batch.error_file_id,
+                "error": error,
+                "delay_s": next_poll_delay_s(row.polls + 1, limits.poll_initial_s, limits.poll_max_s),
+            },
+        )
+        conn.commit()
+        if old != batch.status:
+            changed.append((row.batch_id, batch.status))
+    return changed
+
+
+def list_batches(conn: sa.Connection, state: str | None = None) -> list:
+    rows = list(conn.execute(query("batch_embeddings/select_embedding_batches"), {"state": state}).all())
+    conn.commit()
+    return rows
+
+
+def _download_lines(client, file_id: str) -> Iterator[bytes]:
+    with client.files.with_streaming_response.content(file_id) as response:
+        for line in response.iter_lines():
+            if line.strip():
+                yield line.encode("utf-8") if isinstance(line, str) else line
+
+
+def apply_batch(
+    conn: sa.Connection, client, batch_id: str, log: Callable[[str], None] = lambda _msg: None
+) -> ApplyResult:
+    """Write a finished batch's vectors and record its failed lines, once.
+
+    Every line is checked (JSON, a known and unrepeated custom_id, the response status, one finite vector
+    of the model's dimension per input); a request whose line fails goes to `embedding_errors`. Texts an
+    expired or cancelled batch never answered are released without an error; those a completed or failed
+    batch did not answer are recorded as failed."""
+    if conn.in_transaction():
+        conn.commit()
+    with conn.begin():
+        row = conn.execute(
+            query("batch_embeddings/lock_embedding_batch"), {"batch_id": batch_id}
+        ).one_or_none()
+        if row is None:
+            raise BatchNotReadyError(f"batch {batch_id} is not one this database submitted")
+        result = ApplyResult(batch_id, row.status)
+        if row.applied_at is not None:
+            result.already_applied = True
+            return result
+        if row.status not in TERMINAL_STATUSES:
+            raise BatchNotReadyError(f"batch {batch_id} is {row.status}, not finished")
+        mapping = {
+            r.custom_id: list(r.content_sha256s)
+            for r in conn.execute(
+                query("batch_embeddings/select_embedding_batch_requests"), {"batch": row.id}
+            )
+        }
+        expected = {cid: len(shas) for cid, shas in mapping.items()}
+        answered: set[str] = set()
+        writer = _Writer(conn, row.model)
+        failures: list[tuple[list[str], str]] = []
+
+        def lines_of(file_id: str | None) -> Iterable[ParsedLine]:
+            if not file_id:
+                return
+            for n, raw in enumerate(_download_lines(client, file_id), start=1):
+                parsed = parse_result_line(raw, n, expected, row.dimensions)
+                if isinstance(parsed, str):
+                    result.problems.append(f"{file_id} {parsed}")
+                    continue
+                if parsed.custom_id in answered:
+                    result.problems.append(f"{file_id} line {n}: custom_id {parsed.custom_id} answered twice")
+                    continue
+                answered.add(parsed.custom_id)
+                yield parsed
+
+        for file_id in (row.output_file_id, row.error_file_id):
+            for parsed in lines_of(file_id):
+                shas = mapping[parsed.custom_id]
+                if parsed.error is not None or parsed.vectors is None:
+                    failures.append((shas, parsed.error or "no vectors"))
+                    continue
+                result.requests_ok += 1
+                result.tokens += parsed.tokens
+                writer.add(shas, parsed.vectors)
+        writer.flush()
+        result.texts_written, result.chunks_written = writer.texts, writer.chunks
+
+        unanswered = [cid for cid in mapping if cid not in answered]
+        missing_shas = [sha for cid in unanswered for sha in mapping[cid]]
+        if row.status in ("expired", "cancelled"):
+            result.texts_released = len(missing_shas)
+        elif missing_shas:
+            reason = (
+                f"batch failed: {row.error}"
+                if row.status == "failed"
+                else "no result line in the batch's files"
+            )
+            failures.append((missing_shas, reason))
+        for shas, reason in failures:
+            result.texts_failed += len(shas)
+            _record_errors(conn, row.model, shas, f"{reason} (batch {batch_id})")
+        conn.execute(
+            query("batch_embeddings/mark_embedding_batch_applied"),
+            {
+                "id": row.id,
+                "texts_written": result.texts_written,
+                "texts_failed": result.texts_failed,
+                "tokens": result.tokens,
+                "price_factor": BATCH_PRICE_FACTOR,
+                "error": "; ".join(result.problems[:5]) or None,
+            },
+        )
+    for problem in result.problems[:20]:
+        log(f"batch {batch_id}: {problem}")
+    log(
+        f"applied batch {batch_id} ({row.status}): {result.texts_written} texts written to"
+        f" {result.chunks_written} chunks, {result.texts_failed} failed, {result.texts_released} released"
+    )
+    return result
+
+
+def _chunks_by_hash(conn: sa.Connection, shas: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for cid, sha, tokens in conn.execute(
+        query("batch_embeddings/select_chunks_by_content_hash"), {"shas": list(shas)}
+    ):
+        out.setdefault(sha, []).append((cid, tokens))
+    return out
+
+
+def _record_errors(conn: sa.Connection, model: str, shas: Sequence[str], reason: str) -> None:
+    chunks = _chunks_by_hash(conn, shas)
+    ids = [cid for sha in shas for cid, _ in chunks.get(sha, [])]
+    hashes = [sha for sha in shas for _ in chunks.get(sha, [])]
+    if ids:
+        conn.execute(
+            query("embeddings/record_embedding_errors"),
+            {"model": model, "chunk_ids": ids, "content_sha256s": hashes, "error": reason, "details": None},
+        )
+
+
+class _Writer:
+    """Buffers vectors by content hash and writes them to every chunk with that text, by binary COPY."""
+
+    def __init__(self, conn: sa.Connection, model: str):
+        self.conn, self.model = conn, model
+        self.shas: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.texts = 0
+        self.chunks = 0
+
+    def add(self, shas: Sequence[str], vectors: np.ndarray) -> None:
+        self.shas.extend(shas)
+        self.vectors.extend(vectors)
+        if len(self.shas) >= WRITE_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.shas:
+            return
+        chunks = _chunks_by_hash(self.conn, self.shas)
+        ids, shas, tokens, vecs = [], [], [], []
+        for sha, vec in zip(self.shas, self.vectors):
+            for cid, tok in chunks.get(sha, []):
+                ids.append(cid)
+                shas.append(sha)
+                tokens.append(tok)
+                vecs.append(vec)
+        self.texts += len(self.shas)
+        if ids:
+            self.chunks += write_embeddings(self.conn, self.model, ids, shas, tokens, np.asarray(vecs))
+        self.shas, self.vectors = [], []
+
+
+def cancel_open_batches(
+    conn: sa.Connection, client, model: str | None = None, log: Callable[[str], None] = lambda _msg: None
+) -> list[str]:
+    """Ask the API to cancel every open batch (of `model`, or all); the sensor then applies what they
+    finished before the cancellation. Returns the batch ids asked."""
+    asked = []
+    for row in list_batches(conn, "open"):
+        if (model is not None and row.model != model) or row.status not in OPEN_STATUSES:
+            continue
+        if row.batch_id is None:
+            conn.execute(
+                query("batch_embeddings/mark_embedding_batch_abandoned"),
+                {"id": row.id, "model": row.model, "older_than_s": 0, "error": "cancelled before submission"},
+            )
+            conn.commit()
+            continue
+        try:
+            batch = client.batches.cancel(row.batch_id)
+        except Exception as exc:
+            log(f"could not cancel batch {row.batch_id}: {_api_error(exc)}")
+            continue
+        conn.execute(
+            query("batch_embeddings/update_embedding_batch_status"),
+            {
+                "id": row.id,
+                "status": batch.status,
+                "output_file_id": getattr(batch, "output_file_id", None),
+                "error_file_id": getattr(batch, "error_file_id", None),
+                "error": "cancelled on request",
+                "delay_s": 0,
+            },
+        )
+        conn.commit()
+        asked.append(row.batch_id)
+        log(f"asked to cancel batch {row.batch_id} ({row.status} → {batch.status})")
+    return asked
+
+
+def resume_key(conn: sa.Connection, model: str) -> str | None:
+    """A run key for resuming `model`'s build once all its batches are applied: the build then submits
+    what failed (or finishes it synchronously), and the blocking coverage check and the switch follow.
+    None while a batch is open, when the model has no batches, or when the newest was cancelled."""
+    r = conn.execute(query("batch_embeddings/select_batch_round"), {"model": model}).one()
+    conn.commit()
+    if not r.batches or r.open or r.latest_status == "cancelled":
+        return None
+    return f"resume-{model}-{r.latest}"

@@ -1,0 +1,46 @@
+"""Settings of the OpenAI Batch API path, read from the environment (no secrets among them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipelines.lib.batch_files import MAX_FILE_BYTES, MAX_REQUESTS_PER_FILE, MODES
+
+
+@dataclass(frozen=True)
+class BatchApiSettings:
+    mode: str = "off"
+    min_tokens: int = 1_000_000
+    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
+    max_file_bytes: int = MAX_FILE_BYTES
+    poll_initial_s: float = 60.0
+    poll_max_s: float = 1800.0
+
+    @classmethod
+    def from_env(cls) -> BatchApiSettings:
+        mode = (os.environ.get("EMBEDDING_BATCH_API") or "off").strip().lower()
+        if mode not in MODES:
+            raise ValueError(f"EMBEDDING_BATCH_API must be one of {', '.join(MODES)}, got {mode!r}")
+        return cls(
+            mode=mode,
+            min_tokens=_number("EMBEDDING_BATCH_MIN_TOKENS", int, cls.min_tokens),
+            max_requests_per_file=_number(
+                "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, cls.max_requests_per_file
+            ),
+            max_file_bytes=_number("EMBEDDING_BATCH_MAX_FILE_BYTES", int, cls.max_file_bytes),
+            poll_initial_s=_number("EMBEDDING_BATCH_POLL_S", float, cls.poll_initial_s),
+            poll_max_s=_number("EMBEDDING_BATCH_POLL_MAX_S", float, cls.poll_max_s),
+        )
+
+
+def _number(name: str, kind: type, default):
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
+        ) from None

@@ -1,0 +1,4 @@
+SELECT id, content_sha256, token_count
+FROM document_chunks
+WHERE content_sha256 = ANY(:shas)
+ORDER BY id

@@ -1,0 +1,1 @@
+SELECT custom_id, content_sha256s FROM embedding_batch_requests WHERE batch = :batch
