@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipelines.lib.hashing_embedder import embed_texts
+from pipelines.lib.redact import redact
 from pipelines.lib.tokens import estimate_tokens
 
 LOCAL_MODEL = "local-hash-v1"
@@ -151,6 +152,15 @@ def decode_vectors(data: Sequence, n_inputs: int, dimensions: int) -> np.ndarray
             )
         if not np.all(np.isfinite(vec)):
             raise EmbeddingError(f"embedding {index} contains NaN or infinite values")
+        # pgvector computes cosine distance in float32: a zero vector or one whose squared norm overflows
+        # (components near 3e38) makes every distance to it NaN, so search silently ranks it anywhere.
+        with np.errstate(over="ignore"):
+            squared_norm = np.dot(vec, vec)
+        if not np.isfinite(squared_norm) or squared_norm == 0:
+            raise EmbeddingError(
+                f"embedding {index} has a {'zero' if squared_norm == 0 else 'overflowing'} norm;"
+                " cosine distance to it is undefined"
+            )
         out[index] = vec
     return out
 
@@ -174,6 +184,11 @@ class OpenAIEmbedder:
         # it (pipelines.rate_limiter.PostgresRateLimiter), sharing the quota across runs.
         self._rate_limiter = rate_limiter
 
+    def _clean(self, text: str) -> str:
+        """Provider text with the key taken out: a 401 body may echo the key it was sent, and whatever an
+        error says ends up in logs, event storage and `embedding_errors`."""
+        return _short(redact(text, [getattr(self._client, "api_key", None)]))
+
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         import openai
 
@@ -190,16 +205,18 @@ class OpenAIEmbedder:
             resp = raw.parse()
         except openai.APIStatusError as exc:
             raise EmbeddingError(
-                f"HTTP {exc.status_code} from the embeddings API: {_short(exc.message)}",
+                f"HTTP {exc.status_code} from the embeddings API: {self._clean(exc.message)}",
                 status=exc.status_code,
             ) from None
         except openai.APITimeoutError:
             raise EmbeddingError("the embeddings API timed out (after retries)") from None
         except openai.APIConnectionError as exc:
-            raise EmbeddingError(f"could not reach the embeddings API: {_short(str(exc))}") from None
+            raise EmbeddingError(f"could not reach the embeddings API: {self._clean(str(exc))}") from None
         except (openai.APIResponseValidationError, ValueError) as exc:
             # The client surfaces a body that is not JSON as a plain JSONDecodeError.
-            raise EmbeddingError(f"malformed response from the embeddings API: {_short(str(exc))}") from None
+            raise EmbeddingError(
+                f"malformed response from the embeddings API: {self._clean(str(exc))}"
+            ) from None
         data = getattr(resp, "data", None)
         if not isinstance(data, list):
             raise EmbeddingError("malformed response from the embeddings API: no `data` list")

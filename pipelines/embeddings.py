@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory, EmbeddingError, EmbedLimits, EmbedResult, ModelSpec
 from pipelines.lib.batching import minimum_requests, plan_batches
+from pipelines.lib.redact import redact
 from pipelines.models import register_model
 from pipelines.sql import load_sql, query
 
@@ -102,7 +103,13 @@ def record_failures(
     shas = [it.content_sha256 for it in items for _ in it.chunk_ids]
     conn.execute(
         query("embeddings/record_embedding_errors"),
-        {"model": model, "chunk_ids": ids, "content_sha256s": shas, "error": reason, "details": details},
+        {
+            "model": model,
+            "chunk_ids": ids,
+            "content_sha256s": shas,
+            "error": redact(reason),
+            "details": details,
+        },
     )
 
 

@@ -17,8 +17,9 @@ from pipelines.lib.documents import (
     ParsedDocument,
     SourceItemError,
     metadata_json,
+    printable_file_name,
     read_markdown_file,
-    row_document,
+    table_documents,
 )
 from pipelines.lib.provenance import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
 from pipelines.locks import Lock, xact_lock
@@ -71,19 +72,25 @@ class SyncStats:
     per_source: dict[str, int] = field(default_factory=dict)
 
 
-def _markdown_files(root: Path) -> list[tuple[str, str]]:
-    """(path, source key) of every markdown file under root, in key order. Plain strings and os.walk:
-    pathlib objects cost more than reading the files on an unchanged re-run."""
-    found = []
+def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(path, source key) of every markdown file under root, in key order, and (key, reason) of names
+    that cannot be keys. Plain strings and os.walk: pathlib objects cost more than reading the files on
+    an unchanged re-run. Linked directories are not descended into (os.walk's default)."""
+    found, refused = [], []
     prefix = len(str(root)) + 1
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             # Not splitext: it sees no suffix in a name like "..md" (tldr's page for `..`).
             if name.lower().endswith(MARKDOWN_SUFFIXES):
                 path = os.path.join(dirpath, name)
-                found.append((path, path[prefix:].replace(os.sep, "/")))
+                key = path[prefix:].replace(os.sep, "/")
+                shown = printable_file_name(key)
+                if shown != key:
+                    refused.append((shown, "file name is not valid UTF-8"))
+                    continue
+                found.append((path, key))
     found.sort(key=lambda item: item[1])
-    return found
+    return found, refused
 
 
 def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResult | None:
@@ -91,11 +98,21 @@ def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResu
     if not root.is_dir():
         stats.errors.append(("local", str(root), "content directory does not exist"))
         return None
+    files, refused = _markdown_files(root)
+    if not files and not refused:
+        # Most likely a wrong or unmounted CONTENT_DIR: deleting every local document is never what that meant.
+        stats.errors.append(
+            ("local", str(root), "content directory has no markdown files; nothing was deleted")
+        )
+        return None
     docs, seen = [], set()
-    for path, key in _markdown_files(root):
+    for key, reason in refused:
+        seen.add(key)
+        stats.errors.append(("local", key, reason))
+    for path, key in files:
         seen.add(key)
         try:
-            docs.append(read_markdown_file(path, key, max_file_bytes))
+            docs.append(read_markdown_file(path, key, max_file_bytes, root=root))
         except (SourceItemError, OSError) as exc:
             stats.errors.append(("local", key, str(exc)))
     return docs, seen
@@ -105,6 +122,13 @@ def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanRe
     source = f"table:{spec.table}"
     try:
         parts = validate_identifier(spec.table, "table")
+        if any(p.lower().startswith("pg_") or p.lower() == "information_schema" for p in parts):
+            # Unqualified `pg_authid` resolves to the system catalog through the search path.
+            raise IdentifierError(
+                f"table {spec.table!r} is a system catalog; only application tables are sources"
+            )
+        if not spec.text_columns:
+            raise IdentifierError("text_columns is empty: name at least one column whose text to ingest")
         columns = [spec.key_column, *spec.text_columns] + ([spec.title_column] if spec.title_column else [])
         for col in columns:
             validate_identifier(col, "column")
@@ -131,14 +155,8 @@ def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanRe
         table=sql.Identifier(*parts),
     )
     rows = execute_composed(conn, statement)
-    docs, seen = [], set()
-    for row in rows:
-        key = str(row[0])
-        seen.add(key)
-        try:
-            docs.append(row_document(spec.table, key, row[1], dict(zip(spec.text_columns, row[2:]))))
-        except SourceItemError as exc:
-            stats.errors.append((source, key, str(exc)))
+    docs, seen, errors = table_documents(spec.table, spec.text_columns, rows)
+    stats.errors.extend((source, key, reason) for key, reason in errors)
     return docs, seen
 
 

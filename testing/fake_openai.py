@@ -60,7 +60,8 @@ class FakeOpenAI:
     # -- scripting ------------------------------------------------------------------------------
     def inject(self, *faults: tuple) -> None:
         """Queue faults for the next requests, one each: ("429", retry_after_s), ("500",),
-        ("slow", seconds), ("malformed",), ("wrong_dim",), ("missing_item",)."""
+        ("slow", seconds), ("malformed",), ("wrong_dim",), ("missing_item",), ("401_echo",) a 401 quoting
+        the key sent, ("huge",) finite components near float32's maximum."""
         with self.lock:
             self.faults.extend(faults)
 
@@ -174,6 +175,13 @@ class FakeOpenAI:
                 return self._error(handler, 500, "internal error")
             if kind == "slow":
                 time.sleep(fault[1])
+            if kind == "401_echo":
+                # Some providers and proxies quote the key they were sent back in the error.
+                record["status"] = 401
+                sent = handler.headers.get("Authorization", "")
+                return self._error(
+                    handler, 401, f"Incorrect API key provided: {sent.removeprefix('Bearer ')}"
+                )
             if kind == "malformed":
                 return self._reply(handler, 200, b'{"object": "list", "data": [{"embedding": ')
         if any(POISON in t for t in inputs):
@@ -183,6 +191,8 @@ class FakeOpenAI:
         data = []
         for i, text in enumerate(inputs):
             vec = fake_vector(text, out_dims)
+            if fault and fault[0] == "huge":
+                vec = np.full(out_dims, 3e38, dtype=np.float32)
             emb = (
                 base64.b64encode(vec.astype("<f4").tobytes()).decode()
                 if payload.get("encoding_format") == "base64"

@@ -6,12 +6,17 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+# Frontmatter is a handful of keys; these bounds keep a hostile header from costing more than its body.
+MAX_FRONTMATTER_CHARS = 64 * 1024
+MAX_FRONTMATTER_DEPTH = 32
 
 
 class SourceItemError(ValueError):
@@ -35,17 +40,66 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _json_safe(value):
-    """Frontmatter may hold dates and other YAML types that jsonb cannot; keep them as ISO strings."""
+def _json_safe(value: object, path: str = "frontmatter", depth: int = 0) -> object:
+    """Frontmatter may hold dates and other YAML types that jsonb cannot; keep them as ISO strings.
+
+    Text that Postgres cannot store (NUL, lone surrogates from YAML escapes such as "\\uD800") is
+    refused here, naming the key, so one bad header never fails the batch it would have been written in.
+    """
+    if depth > MAX_FRONTMATTER_DEPTH:
+        raise SourceItemError(f"{path} is nested deeper than {MAX_FRONTMATTER_DEPTH} levels")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            key = _storable_text(str(k), f"{path}: a key")
+            out[key] = _json_safe(v, f"{path}.{key}", depth + 1)
+        return out
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
+        return _storable_text(value, path)
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
-    return str(value)
+    return _storable_text(str(value), path)
+
+
+def _storable_text(text: str, where: str) -> str:
+    nul = text.find("\x00")
+    if nul != -1:
+        raise SourceItemError(f"{where} contains a NUL character at position {nul}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SourceItemError(
+            f"{where} contains an unpaired surrogate (U+{ord(text[exc.start]):04X}) at position {exc.start}"
+        ) from None
+    return text
+
+
+class _FrontmatterLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: an anchor referenced many times ("billion laughs") expands a few
+    hundred bytes into gigabytes, and frontmatter never needs one."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SourceItemError(
+                f"YAML frontmatter uses an alias (*{event.anchor}) at line {event.start_mark.line + 2};"
+                " aliases are not allowed"
+            )
+        # Counted here rather than caught as a RecursionError deep inside the composer.
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_FRONTMATTER_DEPTH:
+                mark = self.peek_event().start_mark
+                raise SourceItemError(
+                    f"YAML frontmatter is nested deeper than {MAX_FRONTMATTER_DEPTH} levels at line {mark.line + 2}"
+                )
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
 
 
 def decode_text(raw: bytes) -> str:
@@ -73,17 +127,30 @@ def split_frontmatter(text: str) -> tuple[dict, str]:
         raise SourceItemError("frontmatter opened with '---' is never closed")
     block = normalised[4:end]
     body = normalised[end + 4 :].removeprefix("\n")
+    if len(block) > MAX_FRONTMATTER_CHARS:
+        raise SourceItemError(
+            f"frontmatter is {len(block):,} characters, over the {MAX_FRONTMATTER_CHARS:,}-character limit"
+        )
     try:
-        meta = yaml.safe_load(block) if block.strip() else {}
+        meta = yaml.load(block, Loader=_FrontmatterLoader) if block.strip() else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""
         raise SourceItemError(f"broken YAML frontmatter{where}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise SourceItemError(
+            f"YAML frontmatter is nested deeper than {MAX_FRONTMATTER_DEPTH} levels"
+        ) from None
+    except ValueError as exc:
+        # PyYAML builds dates itself: `2024-02-30` matches its timestamp pattern and fails in `datetime`.
+        raise SourceItemError(f"YAML frontmatter has a value that is not valid: {exc}") from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise SourceItemError(f"frontmatter must be a mapping, got {type(meta).__name__}")
-    return _json_safe(meta), body
+    safe = _json_safe(meta)
+    assert isinstance(safe, dict)
+    return safe, body
 
 
 def first_heading(body: str) -> str | None:
@@ -104,15 +171,57 @@ def parse_markdown(raw: bytes, source_key: str, source: str = "local") -> Parsed
 
 
 def read_markdown_file(
-    path: str | os.PathLike, source_key: str, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str | os.PathLike[str],
+    source_key: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    root: str | os.PathLike[str] | None = None,
 ) -> ParsedDocument:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
+    """Read one regular file. A link is followed only to a regular file inside `root`: a link to the
+    password file would otherwise be ingested and sent to the embeddings API, a named pipe would hang
+    the run and a device such as /dev/zero would be read until memory ran out."""
+    target = os.fspath(path)
+    if os.path.islink(target):
+        target = os.path.realpath(target)
+        if root is not None:
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([real_root, target]) != real_root:
+                raise SourceItemError("symbolic link leads outside the content directory")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the resolved path is final.
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SourceItemError(f"cannot open: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceItemError(f"not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_size > max_bytes:
             # Checked before reading so a huge file never lands in memory.
-            raise SourceItemError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-        raw = f.read()
+            raise SourceItemError(f"file is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit")
+        # One byte more than the limit: a file that grew after fstat is still refused, never read whole.
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise SourceItemError(f"file grew past the {max_bytes:,}-byte limit while it was read")
     return parse_markdown(raw, source_key)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def printable_file_name(name: str) -> str:
+    """A name from the file system as text that can be shown and stored: bytes that are not UTF-8
+    (os.walk hands them over as surrogate escapes) become \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def row_document(table: str, key, title, texts: dict[str, object]) -> ParsedDocument:
@@ -120,16 +229,46 @@ def row_document(table: str, key, title, texts: dict[str, object]) -> ParsedDocu
     parts = [f"## {col}\n\n{val}" for col, val in texts.items() if val is not None and str(val).strip()]
     if not parts:
         raise SourceItemError("every configured text column is empty")
-    content = "\n\n".join(parts)
-    if "\x00" in content:
-        raise SourceItemError("contains a NUL character")
+    content = _storable_text("\n\n".join(parts), "text")
     return ParsedDocument(
         source=f"table:{table}",
         source_key=str(key),
-        title=str(title) if title is not None else f"{table} {key}",
+        title=_storable_text(str(title), "title") if title is not None else f"{table} {key}",
         content=content,
         metadata={"table": table, "columns": list(texts)},
     )
+
+
+def table_documents(
+    table: str, text_columns: Sequence[str], rows: Iterable[Sequence[object]]
+) -> tuple[list[ParsedDocument], set[str], list[tuple[str, str]]]:
+    """Documents from rows of (key, title, *text columns): (documents, every key seen, (key, reason) errors).
+
+    A NULL key cannot name a document, and a key shared by several rows is ambiguous: those rows are
+    refused by name while the table's other rows go on. A duplicated key still counts as seen, so the
+    version ingested before stays rather than being deleted as vanished.
+    """
+    by_key: dict[str, list[Sequence[object]]] = {}
+    errors: list[tuple[str, str]] = []
+    nulls = 0
+    for row in rows:
+        if row[0] is None:
+            nulls += 1
+            continue
+        by_key.setdefault(str(row[0]), []).append(row)
+    if nulls:
+        errors.append(("NULL", f"{nulls} row(s) have a NULL key and cannot be ingested"))
+    docs = []
+    for key, group in by_key.items():
+        if len(group) > 1:
+            errors.append((key, f"{len(group)} rows share this key; keys must be unique"))
+            continue
+        row = group[0]
+        try:
+            docs.append(row_document(table, key, row[1], dict(zip(text_columns, row[2:], strict=True))))
+        except SourceItemError as exc:
+            errors.append((key, str(exc)))
+    return docs, set(by_key), errors
 
 
 def metadata_json(meta: dict) -> str:
