@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -42,6 +44,40 @@ def peak_rss_mb() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, children
+
+
+def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
+    """Wall time of `dagster job execute` in a new process: what a launched run pays to import the location."""
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "pipelines.location.definitions",
+            "-j",
+            job_name,
+        ],
+        env={**os.environ, "DAGSTER_HOME": home},
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def import_seconds(module: str = "pipelines.location.definitions") -> float:
+    """Seconds a fresh interpreter needs to import the code location, net of the interpreter's own start."""
+
+    def timed(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    bare = min(timed("pass") for _ in range(3))
+    return min(timed(f"import {module}") for _ in range(3)) - bare
 
 
 def execute(instance: dg.DagsterInstance, job_name: str = "ingestion_job") -> RunTiming:
