@@ -29,7 +29,9 @@ SYNTHETIC_PAGES = 2_000  # ~13k chunks; BENCH_SCALE=full writes enough pages for
 SYNTHETIC_PAGES_FULL = 16_000
 
 
-def bench_write_path(postgres, rng) -> None:
+def bench_write_path(postgres, rng, reps: int = 3) -> None:
+    """write_embeddings against a raw binary COPY of the same rows into a copy of the table without its foreign
+    keys, alternated `reps` times on emptied tables (medians): the host is shared, single runs are noisy."""
     with postgres.connect() as conn:
         conn.execute(
             sa.text(
@@ -49,25 +51,31 @@ def bench_write_path(postgres, rng) -> None:
         ids = [r.id for r in rows]
         shas = [r.content_sha256 for r in rows]
         toks = [r.token_count for r in rows]
-
-        started = time.perf_counter()
-        for i in range(0, len(rows), WRITE_BATCH):
-            sl = slice(i, i + WRITE_BATCH)
-            write_embeddings(conn, "bench", ids[sl], shas[sl], toks[sl], vectors[sl])
-            conn.commit()
-        ours = time.perf_counter() - started
-
-        raw = conn.connection.driver_connection
-        started = time.perf_counter()
         copy_sql = load_sql("embeddings/copy_chunk_embeddings").replace(
             "COPY chunk_embeddings", "COPY bench_raw"
         )
-        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.set_types(["int8", "text", "vector", "text", "int4"])
-            for cid, sha, tok, vec in zip(ids, shas, toks, vectors):
-                copy.write_row((cid, "bench", vec, sha, tok))
-        conn.commit()
-        baseline = time.perf_counter() - started
+        ours_s, raw_s = [], []
+        for _ in range(reps):
+            started = time.perf_counter()
+            for i in range(0, len(rows), WRITE_BATCH):
+                sl = slice(i, i + WRITE_BATCH)
+                write_embeddings(conn, "bench", ids[sl], shas[sl], toks[sl], vectors[sl])
+                conn.commit()
+            ours_s.append(time.perf_counter() - started)
+
+            raw = conn.connection.driver_connection
+            started = time.perf_counter()
+            for i in range(0, len(rows), WRITE_BATCH):
+                with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+                    copy.set_types(["int8", "text", "vector", "text", "int4"])
+                    for k in range(i, min(i + WRITE_BATCH, len(rows))):
+                        copy.write_row((ids[k], "bench", vectors[k], shas[k], toks[k]))
+                conn.commit()
+            raw_s.append(time.perf_counter() - started)
+            conn.execute(sa.text("TRUNCATE bench_raw"))
+            conn.execute(sa.text("DELETE FROM chunk_embeddings WHERE model = 'bench'"))
+            conn.commit()
+    ours, baseline = float(np.median(ours_s)), float(np.median(raw_s))
     n = len(rows)
     report(
         f"embedding write path ({n} x {DIMS}d) rows/s",
@@ -76,7 +84,7 @@ def bench_write_path(postgres, rng) -> None:
         n / baseline,
         "raw binary COPY",
         baseline / ours,
-        ">= 0.7",
+        ">= 0.8",
     )
 
 
