@@ -18,6 +18,13 @@ from bench.common import report, throwaway_postgres, tldr_corpus
 from bench.dagster_runs import RunTiming, execute, execute_fresh_process, import_seconds, peak_rss_mb
 from bench.fake_server import fake_openai_process
 from pipelines.embeddings import write_embeddings
+from pipelines.hnsw import (
+    DEFAULT_MAINTENANCE_WORK_MEM,
+    drop_hnsw_index,
+    ensure_hnsw_index,
+    measure_recall,
+    nearest,
+)
 from pipelines.sql import load_sql
 from resources.postgres import PostgresResource
 from testing.synthetic_corpus import edit_corpus, write_corpus
@@ -88,6 +95,62 @@ def bench_write_path(postgres, rng, reps: int = 3) -> None:
     )
 
 
+def bench_search(postgres: PostgresResource, name: str, queries: int = 40) -> None:
+    """Search latency through the model's HNSW index and by exact scan, recall@10 of the index, and the time of
+    a fresh build with the sized memory beside one with the former fixed 256 MB."""
+    engine = postgres.engine
+    with engine.begin() as conn:
+        n = conn.execute(
+            sa.text("SELECT count(*) FROM chunk_embeddings WHERE model = :m"), {"m": MODEL}
+        ).scalar_one()
+        samples = [
+            np.asarray(v.to_numpy(), dtype=np.float32)
+            for v in conn.execute(
+                sa.text("SELECT embedding FROM chunk_embeddings WHERE model = :m ORDER BY chunk_id LIMIT :q"),
+                {"m": MODEL, "q": queries},
+            ).scalars()
+        ]
+    latencies: dict[str, list[float]] = {"index": [], "exact": []}
+    for vec in samples:
+        for how in ("index", "exact"):
+            started = time.perf_counter()
+            nearest(engine, MODEL, DIMS, vec, 10, exact=how == "exact")
+            latencies[how].append(time.perf_counter() - started)
+    p95 = {how: float(np.percentile(v, 95)) * 1000 for how, v in latencies.items()}
+    recall = measure_recall(engine, MODEL, DIMS, sample=queries)
+    report(
+        f"{name} search p95, {n:,} x {DIMS}d, HNSW",
+        p95["index"],
+        "ms",
+        p95["exact"],
+        "exact scan",
+        p95["exact"] / p95["index"],
+        "report",
+    )
+    report(
+        f"{name} HNSW recall@10 ({recall.queries} queries)",
+        recall.recall,
+        "",
+        1.0,
+        "exact",
+        recall.recall,
+        ">= 0.95",
+    )
+    drop_hnsw_index(engine, MODEL, DIMS)
+    sized = ensure_hnsw_index(engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM)
+    drop_hnsw_index(engine, MODEL, DIMS)
+    fixed = ensure_hnsw_index(engine, MODEL, DIMS, "256MB")
+    report(
+        f"{name} HNSW build, {n:,} x {DIMS}d ({sized.note.split('with ')[-1]})",
+        sized.seconds,
+        "s",
+        fixed.seconds,
+        "256MB",
+        fixed.seconds / sized.seconds,
+        "report",
+    )
+
+
 def _progress(message: str) -> None:
     print(f"   [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -148,6 +211,7 @@ def bench_corpus(name: str, make_corpus, edit, *, write_path: bool = False) -> d
         postgres.engine  # noqa: B018 - migrate before the first run, as a deployment's migrate step would
         home = Path(tmp) / "dagster_home"
         home.mkdir()
+        (home / "dagster.yaml").write_text("")
         with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
             timings = {"first": _phase(f"{name} first run", instance, postgres)}
             timings["unchanged"] = _phase(f"{name} unchanged re-run", instance, postgres)
@@ -184,6 +248,7 @@ def bench_corpus(name: str, make_corpus, edit, *, write_path: bool = False) -> d
             fresh_s / timings["unchanged"].step_sum_s,
             "(includes importing the location)",
         )
+        bench_search(postgres, name)
         if write_path:
             bench_write_path(postgres, np.random.default_rng(0))
     return timings
