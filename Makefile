@@ -76,7 +76,7 @@ migrate: install
 	$(PY) -m pipelines.location.migrate_cli
 
 bench: install
-	$(PY) -m bench
+	PYTHONUNBUFFERED=1 $(PY) -m bench
 
 lint: install
 	$(VENV)/bin/ruff check .

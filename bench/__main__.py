@@ -18,6 +18,7 @@ MODULES = [
 
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")
+    total_started = time.perf_counter()
     wanted = [m for m in MODULES if not argv or any(a in m for a in argv)]
     for name in wanted:
         try:
@@ -27,10 +28,11 @@ def main(argv: list[str]) -> int:
                 print(f"== {name}: not present, skipped")
                 continue
             raise
-        print(f"== {name}")
+        print(f"== {name} [{time.strftime('%H:%M:%S')}]", flush=True)
         started = time.perf_counter()
         module.run()
-        print(f"   ({time.perf_counter() - started:.1f} s)")
+        print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+    print(f"== make bench total {time.perf_counter() - total_started:.1f} s", flush=True)
     return 0
 
 

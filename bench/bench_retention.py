@@ -1,4 +1,4 @@
-"""Retention sweep benchmark: 100,000 expired documents with 10 chunks and 10 embeddings each.
+"""Retention sweep benchmark: 20,000 (BENCH_SCALE=full: 100,000) expired documents with 10 chunks and 10 embeddings each.
 
 Prints the sweep's documents per second and the longest time one batch transaction held its locks, next to
 a baseline measured in the same run on an identical second data set: one plain `DELETE` of all its documents
@@ -9,6 +9,7 @@ Run with `python -m bench.bench_retention`; it starts its own throwaway embedded
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 import sqlalchemy as sa
@@ -17,9 +18,10 @@ from bench.common import report, throwaway_postgres
 from pipelines.retention import DEFAULT_BATCH_SIZE, sweep_expired
 from resources.postgres import PostgresResource
 
-DOCUMENTS = 100_000
+# BENCH_SCALE=full: 100,000 documents; the default scale keeps `make bench` within its ten minutes.
+DOCUMENTS = 100_000 if os.environ.get("BENCH_SCALE") == "full" else 20_000
 CHUNKS_PER_DOCUMENT = 10
-UNEXPIRED = 10_000
+UNEXPIRED = DOCUMENTS // 10
 DIMENSIONS = 32
 MODEL = "bench-model"
 
@@ -75,16 +77,45 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         conn.execute(sa.text(_SETUP[0]), {"model": MODEL, "dims": DIMENSIONS})
         _load(conn, "bench", DOCUMENTS, 5, CHUNKS_PER_DOCUMENT)
         _load(conn, "baseline", DOCUMENTS, None, CHUNKS_PER_DOCUMENT)
+        _load(conn, "warmup", DOCUMENTS, None, CHUNKS_PER_DOCUMENT)
         _load(conn, "current", UNEXPIRED, None, 0)
         conn.execute(sa.text("RESET session_replication_role"))
         conn.execute(sa.text("ANALYZE"))
         conn.commit()
     setup_s = time.perf_counter() - started
     print(
-        f"setup: 2 x {DOCUMENTS:,} documents x {CHUNKS_PER_DOCUMENT} chunks + embeddings ({DIMENSIONS} dims),"
+        f"setup: 3 x {DOCUMENTS:,} documents x {CHUNKS_PER_DOCUMENT} chunks + embeddings ({DIMENSIONS} dims),"
         f" {UNEXPIRED:,} unexpired, in {setup_s:.1f} s"
     )
 
+    # An untimed DELETE of a third, identical data set first: whichever measured side ran first would otherwise
+    # pay alone for warming the server (new WAL segments, index pages in cache) and look slower.
+    with postgres.connect() as conn:
+        started = time.perf_counter()
+        conn.execute(sa.text("DELETE FROM source_documents WHERE source = 'warmup'"))
+        conn.commit()
+    print(
+        f"   [{time.strftime('%H:%M:%S')}] warm-up DELETE (untimed) {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    print(f"   [{time.strftime('%H:%M:%S')}] baseline DELETE: started", flush=True)
+    with postgres.connect() as conn:
+        started = time.perf_counter()
+        deleted = conn.execute(sa.text("DELETE FROM source_documents WHERE source = 'baseline'")).rowcount
+        conn.commit()
+        baseline_s = time.perf_counter() - started
+        left = conn.execute(
+            sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")
+        ).one()
+        conn.commit()
+    # Only the swept data set's rows may remain: the cascade really removed the baseline's.
+    assert deleted == DOCUMENTS and tuple(left) == (DOCUMENTS * CHUNKS_PER_DOCUMENT,) * 2, (
+        deleted,
+        tuple(left),
+    )
+
+    print(f"   [{time.strftime('%H:%M:%S')}] sweep: started", flush=True)
     with postgres.connect() as conn:
         started = time.perf_counter()
         result = sweep_expired(conn, batch_size=DEFAULT_BATCH_SIZE, as_of=dt.datetime.now(dt.UTC))
@@ -96,19 +127,7 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         conn.commit()
     assert result.documents == DOCUMENTS == audit_rows, (result.documents, audit_rows)
     assert result.chunks == result.embeddings == DOCUMENTS * CHUNKS_PER_DOCUMENT
-    # Only the baseline's rows may remain: the cascade really removed the swept ones.
-    assert tuple(left) == (DOCUMENTS * CHUNKS_PER_DOCUMENT,) * 2, tuple(left)
-
-    with postgres.connect() as conn:
-        started = time.perf_counter()
-        deleted = conn.execute(sa.text("DELETE FROM source_documents WHERE source = 'baseline'")).rowcount
-        conn.commit()
-        baseline_s = time.perf_counter() - started
-        left = conn.execute(
-            sa.text("SELECT (SELECT count(*) FROM document_chunks), (SELECT count(*) FROM chunk_embeddings)")
-        ).one()
-        conn.commit()
-    assert deleted == DOCUMENTS and tuple(left) == (0, 0), (deleted, tuple(left))
+    assert tuple(left) == (0, 0), tuple(left)
 
     sweep_rate, baseline_rate = DOCUMENTS / sweep_s, DOCUMENTS / baseline_s
     print(
@@ -123,7 +142,7 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         baseline_rate,
         "one-statement DELETE",
         sweep_rate / baseline_rate,
-        "documents/s reported",
+        ">= 0.9",
     )
     report(
         "retention longest lock hold",
@@ -132,7 +151,7 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         baseline_s * 1000,
         "one-statement DELETE",
         result.longest_lock_s / baseline_s,
-        "short (bounded batches)",
+        "< 1 s (bounded batches)",
     )
     return {
         "documents_per_s": sweep_rate,

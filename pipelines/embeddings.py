@@ -73,17 +73,16 @@ def write_embeddings(
 
     Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
     retention sweep or a new chunking may run beside an embedding run)."""
-    current: dict[int, str] = {
-        cid: sha
-        for cid, sha in conn.execute(
-            query("embeddings/lock_chunks_for_embedding"), {"chunk_ids": list(chunk_ids)}
-        )
-    }
-    keep = [i for i, (cid, sha) in enumerate(zip(chunk_ids, shas)) if current.get(cid) == sha]
+    kept = set(
+        conn.execute(
+            query("embeddings/prepare_embedding_write"),
+            {"model": model, "chunk_ids": list(chunk_ids), "content_sha256s": list(shas)},
+        ).scalars()
+    )
+    keep = [i for i, cid in enumerate(chunk_ids) if cid in kept]
     ids = [chunk_ids[i] for i in keep]
     if not ids:
         return 0
-    conn.execute(query("embeddings/delete_chunk_embeddings_for_model"), {"model": model, "chunk_ids": ids})
     driver = conn.connection.driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
     cursor = driver.cursor()
@@ -91,7 +90,6 @@ def write_embeddings(
         copy.set_types(["int8", "text", "vector", "text", "int4"])
         for i in keep:
             copy.write_row((chunk_ids[i], model, vectors[i], shas[i], tokens[i]))
-    conn.execute(query("embeddings/clear_embedding_errors"), {"model": model, "chunk_ids": ids})
     return len(ids)
 
 

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from pipelines.lib.vector_index import (
     IndexPlan,
+    hnsw_build_memory_kb,
     index_plan,
     quote_ident,
     recall_at_k,
@@ -22,8 +23,10 @@ from pipelines.lib.vector_index import (
 from pipelines.locks import index_lock_key, session_lock
 from pipelines.sql import composed, execute_composed, query
 
-# The memory an HNSW build may use; a build that outgrows it slows down sharply.
-DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
+# The most memory an HNSW build may use: each build asks for what its graph needs (see
+# hnsw_build_memory_kb), up to this. 2 GB holds the graph of ~250,000 1,536-d vectors; a build that
+# outgrows its memory slows down sharply.
+DEFAULT_MAINTENANCE_WORK_MEM = "2GB"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def ensure_hnsw_index(
         return IndexResult(
             plan.index_name, False, 0.0, f"{dimensions} dimensions exceed HNSW's limit: exact search only"
         )
-    mem = validate_pg_memory(maintenance_work_mem)
+    validate_pg_memory(maintenance_work_mem)
     with (
         engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl,
         session_lock(ddl, index_lock_key(plan.index_name)),
@@ -73,7 +76,9 @@ def ensure_hnsw_index(
         if valid is False:
             log(f"dropping the unfinished index {plan.index_name} left by an interrupted build")
             execute_composed(ddl, _drop_index_sql(plan))
-        ddl.execute(query("hnsw/set_maintenance_work_mem"), {"value": mem})
+        rows = ddl.execute(query("hnsw/count_model_embeddings"), {"model": model}).scalar_one()
+        mem_kb = hnsw_build_memory_kb(plan, rows, maintenance_work_mem)
+        ddl.execute(query("hnsw/set_maintenance_work_mem"), {"value": f"{mem_kb}kB"})
         started = time.perf_counter()
         try:
             execute_composed(ddl, _create_index_sql(plan))
@@ -82,8 +87,23 @@ def ensure_hnsw_index(
         seconds = time.perf_counter() - started
         # Fresh statistics after a bulk load, so the planner prices the new index against real row counts.
         ddl.execute(query("hnsw/analyze_chunk_embeddings"))
-        log(f"built HNSW index {plan.index_name} for {model} in {seconds:.1f}s")
-        return IndexResult(plan.index_name, True, seconds, "built")
+        log(
+            f"built HNSW index {plan.index_name} for {model} ({rows} vectors, {mem_kb // 1024} MB) in {seconds:.1f}s"
+        )
+        return IndexResult(
+            plan.index_name, True, seconds, f"built over {rows} vectors with {mem_kb // 1024} MB"
+        )
+
+
+def has_valid_index(conn: sa.Connection, model: str, dimensions: int) -> bool:
+    """Whether the model's HNSW index exists and finished building (a concurrent build is not yet valid)."""
+    plan = index_plan(model, dimensions)
+    return bool(
+        plan.indexable
+        and conn.execute(
+            query("hnsw/select_index_validity"), {"index_name": plan.index_name}
+        ).scalar_one_or_none()
+    )
 
 
 def _index_name(plan: IndexPlan) -> sql.Identifier:

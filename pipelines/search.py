@@ -14,7 +14,14 @@ import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, ef_search_for, set_local, vector_type_sql
+from pipelines.hnsw import (
+    EXACT_SCAN_SETTINGS,
+    INDEX_SCAN_SETTINGS,
+    ef_search_for,
+    has_valid_index,
+    set_local,
+    vector_type_sql,
+)
 from pipelines.lib.vector_index import index_plan
 from pipelines.models import active_model
 from pipelines.sql import composed, execute_composed
@@ -35,25 +42,41 @@ class SearchHit:
     title: str | None
     chunk_index: int
     content: str
+    # False when the model had no finished index (still building, or never built) and the search was exact.
+    via_index: bool = True
 
 
 def search_by_vector(
     engine: sa.Engine, model: str, dimensions: int, vector: Any, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
-    """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index; in a transaction
-    of its own so that the index-only settings end with it."""
+    """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index, or by an exact scan
+    while the index does not exist or is still being built (each hit's `via_index` says which); in a
+    transaction of its own so that the planner settings end with it."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
     plan = index_plan(model, dimensions)
     with engine.begin() as conn:
-        set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
+        via_index = has_valid_index(conn, model, dimensions)
+        if via_index:
+            set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
+        else:
+            set_local(conn, EXACT_SCAN_SETTINGS)
         rows = execute_composed(
             conn,
             composed("hnsw/search_chunks_by_vector", vector_type=vector_type_sql(plan)),
             {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
         ).all()
     return [
-        SearchHit(r.chunk_id, float(r.distance), r.source, r.source_key, r.title, r.chunk_index, r.content)
+        SearchHit(
+            r.chunk_id,
+            float(r.distance),
+            r.source,
+            r.source_key,
+            r.title,
+            r.chunk_index,
+            r.content,
+            via_index,
+        )
         for r in rows
     ]
 
@@ -74,6 +97,8 @@ def search(engine: sa.Engine, embedders: EmbedderFactory, text: str, k: int = 5)
 
 def format_hits(hits: list[SearchHit], width: int = 160) -> str:
     lines = []
+    if hits and not hits[0].via_index:
+        lines.append("(exact search: the model's HNSW index is not built yet)")
     for rank, h in enumerate(hits, 1):
         snippet = " ".join(h.content.split())
         snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"

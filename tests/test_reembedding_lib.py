@@ -5,6 +5,7 @@ import pytest
 from pipelines.lib.model_switch import model_change_decision
 from pipelines.lib.vector_index import (
     IndexConfigError,
+    hnsw_build_memory_kb,
     index_name_for,
     index_plan,
     quote_ident,
@@ -116,3 +117,17 @@ def test_sensor_launches_once_per_change_and_again_after_changing_back():
 def test_sensor_waits_for_a_first_active_model():
     decision = model_change_decision("B", None, None)
     assert not decision.launch and "no active" in decision.reason
+
+
+def test_build_memory_holds_the_graph_within_the_operators_ceiling():
+    plan = index_plan("text-embedding-3-small", 1536)
+    # 137,000 vectors of 1,536 float4 (6,144 B) + 2,048 B of graph each, plus a quarter: ~1.34 GB.
+    expected_kb = 137_000 * (1536 * 4 + 2048) * 1.25 / 1024
+    assert hnsw_build_memory_kb(plan, 137_000, "2GB") == pytest.approx(expected_kb, rel=1e-3)
+    assert hnsw_build_memory_kb(plan, 137_000, "512MB") == 512 * 1024
+    assert hnsw_build_memory_kb(plan, 10, "2GB") == 64 * 1024
+    # halfvec stores two bytes a dimension.
+    large = index_plan("text-embedding-3-large", 3072)
+    assert hnsw_build_memory_kb(large, 1000, "2GB") == max(
+        64 * 1024, 1000 * (3072 * 2 + 2048) * 5 // 4 // 1024
+    )

@@ -7,11 +7,11 @@ from psycopg import sql
 
 from assets.embeddings import chunk_embeddings
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, measure_recall, set_local, vector_type_sql
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, set_local, vector_type_sql
 from pipelines.lib.vector_index import index_name_for, index_plan
 from pipelines.location import search_cli
 from pipelines.models import active_model
-from pipelines.search import SearchError, search
+from pipelines.search import SearchError, format_hits, search
 from pipelines.sql import composed, execute_composed
 from resources.embedders import EmbedderResource
 from testing.chunk_seed import add_chunks, chunk_texts
@@ -123,3 +123,15 @@ def test_command_line_prints_the_top_chunks(postgres, texts, monkeypatch, capsys
     lines = [line for line in out.splitlines() if line[:3].strip().rstrip(".").isdigit()]
     assert len(lines) == 3 and lines[0].split()[1] == "1.000"
     assert texts[42][:40] in out
+
+
+def test_search_without_a_finished_index_is_exact_and_says_so(postgres, texts):
+    embed_all(postgres)
+    with postgres.connect() as conn:
+        model = active_model(conn)
+    hits = search(postgres.engine, LOCAL.factory(), texts[42], k=3)
+    assert hits[0].content == texts[42] and all(h.via_index for h in hits)
+    drop_hnsw_index(postgres.engine, model.name, model.dimensions)
+    exact = search(postgres.engine, LOCAL.factory(), texts[42], k=3)
+    assert [h.chunk_id for h in exact] == [h.chunk_id for h in hits] and not any(h.via_index for h in exact)
+    assert format_hits(exact).startswith("(exact search")

@@ -120,6 +120,22 @@ def validate_pg_memory(value: str) -> str:
     return f"{kb}kB"
 
 
+# What an HNSW build holds in memory per vector besides the vector itself: the neighbour lists (m = 16, so
+# 32 links on layer 0) and the element's header, rounded up; measured ~8 KB per 1,536-d `vector` in all.
+HNSW_GRAPH_BYTES_PER_ELEMENT = 2048
+MIN_BUILD_MEMORY_KB = 64 * 1024
+
+
+def hnsw_build_memory_kb(plan: IndexPlan, rows: int, ceiling: str) -> int:
+    """`maintenance_work_mem` (kB) for building `plan`'s index over `rows` vectors: the whole graph plus a
+    quarter, so that the build never spills (a graph that outgrows the memory slows the build sharply), but
+    never above `ceiling`, the operator's limit, nor below 64 MB."""
+    bytes_per_value = 2 if plan.type_name == "halfvec" else 4
+    need_kb = rows * (plan.dimensions * bytes_per_value + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
+    limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])
+    return min(limit_kb, max(MIN_BUILD_MEMORY_KB, need_kb))
+
+
 def split_model_name(name: str) -> tuple[str, int | None]:
     """`text-embedding-3-large@1024` → (`text-embedding-3-large`, 1024); a native-size name → (name, None)."""
     base, sep, dims = name.rpartition("@")

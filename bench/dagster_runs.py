@@ -1,0 +1,96 @@
+"""Running the code location's ingestion job the way production does, for the ingestion bench.
+
+The job is reconstructed from `pipelines.location.definitions` and executed with the executor it is
+configured with (so each step's process start is measured, as in `dagster job execute` or a run launched
+from the UI), on a throwaway Dagster instance; the resources come from the environment like the real
+code location's. Per-step times come from Dagster's own step stats.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    wall_s: float
+    steps: dict[str, float]  # step key → its own seconds, from STEP_START to its end
+
+    @property
+    def step_sum_s(self) -> float:
+        return sum(self.steps.values())
+
+    @property
+    def overhead(self) -> float:
+        """Run wall time ÷ the sum of its steps' own work: 1.0 would be a free orchestrator."""
+        return self.wall_s / max(self.step_sum_s, 1e-9)
+
+    def split(self) -> str:
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.steps.items())
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """Peak resident memory of this process and of its largest waited-for child (step processes), MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
+    """Wall time of `dagster job execute` in a new process: what a launched run pays to import the location."""
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "pipelines.location.definitions",
+            "-j",
+            job_name,
+        ],
+        env={**os.environ, "DAGSTER_HOME": home},
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def import_seconds(module: str = "pipelines.location.definitions") -> float:
+    """Seconds a fresh interpreter needs to import the code location, net of the interpreter's own start."""
+
+    def timed(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    bare = min(timed("pass") for _ in range(3))
+    return min(timed(f"import {module}") for _ in range(3)) - bare
+
+
+def execute(instance: dg.DagsterInstance, job_name: str = "ingestion_job") -> RunTiming:
+    repo = ReconstructableRepository.for_module("pipelines.location.definitions", "defs", os.getcwd())
+    job = repo.get_reconstructable_job(job_name)
+    started = time.perf_counter()
+    result = dg.execute_job(job, instance=instance, run_config=QUIET)
+    wall = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"{job_name} failed: {[e.message for e in result.all_events if e.is_failure]}")
+    steps = {
+        s.step_key: (s.end_time or 0) - (s.start_time or 0)
+        for s in instance.get_run_step_stats(result.run_id)
+        if s.start_time is not None
+    }
+    return RunTiming(wall, steps)
