@@ -27,8 +27,6 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Definitions are loaded by Dagster as one repository with this name.
 REPOSITORY_NAME = "__repository__"
-# The steps run one after another in this process, like `execute_in_process`, but as ordinary runs.
-IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 # The printed lines are the output; the full event log of each run is in the UI.
 QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -88,10 +86,12 @@ def run_job(
 ) -> RunOutcome:
     """Create the run on `instance` with the code location's origin, execute it here, and echo a line
     per finished step."""
-    job_def = defs.resolve_job_def(job_name)
+    # The steps run one after another in this process, like `execute_in_process`, but as ordinary runs: a
+    # job's own executor (forkserver for the nightly job) needs a job it can reload from its origin.
+    job_def = defs.resolve_job_def(job_name).with_executor_def(dg.in_process_executor)
     run = instance.create_run_for_job(
         job_def,
-        run_config={**IN_PROCESS, **QUIET},
+        run_config=QUIET,
         tags=dict(tags or {}),
         remote_job_origin=remote_job_origin(job_name),
     )

@@ -31,9 +31,6 @@ pytestmark = pytest.mark.deploy
 JST = ZoneInfo("Asia/Tokyo")
 LOCATION = {"repository_location_name": "rag_etl", "repository_name": "__repository__"}
 N_DOCS = 12
-# Steps in the run worker itself: a step subprocess costs seconds of imports on a loaded machine, and the
-# instance's behaviour (queue, monitoring, retries) does not depend on the executor. The retry inherits it.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 def _free_port() -> int:
@@ -236,7 +233,7 @@ def test_production_mode(deployment: Deployment, fake: FakeOpenAI) -> None:
 
     # --- A run submitted through GraphQL is queued, dequeued by the daemon and succeeds.
     metrics_run = d.client.submit_job_execution(
-        "metrics_job", run_config=IN_PROCESS, tags={"dagster/partition": "2025-06-14"}, **LOCATION
+        "metrics_job", tags={"dagster/partition": "2025-06-14"}, **LOCATION
     )
     assert d.wait_finished(metrics_run, 90) == "SUCCESS"
     types = [t for _, t, _ in d.events(metrics_run)]
@@ -259,7 +256,7 @@ def test_production_mode(deployment: Deployment, fake: FakeOpenAI) -> None:
 
     # --- Kill the run worker mid-run: the run is marked failed and retried, and nothing is duplicated.
     fake.inject(("slow", 120))  # the first embeddings request hangs: the run is inside chunk_embeddings
-    ingest_run = d.client.submit_job_execution("ingestion_job", run_config=IN_PROCESS, **LOCATION)
+    ingest_run = d.client.submit_job_execution("ingestion_job", **LOCATION)
     _wait("the first embeddings request", lambda: fake.request_count >= 1, 90)
     workers = _run_workers(d.procs["code-server"].pid)
     assert len(workers) == 1, [w.cmdline() for w in workers]
