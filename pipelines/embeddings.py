@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embedders import EmbedderFactory, EmbeddingError, EmbedLimits, EmbedResult, ModelSpec
+from pipelines.embedders import (
+    EmbedderFactory,
+    EmbeddingConfigError,
+    EmbeddingError,
+    EmbedLimits,
+    EmbedResult,
+    ModelSpec,
+)
 from pipelines.lib.batching import minimum_requests, plan_batches
 from pipelines.lib.redact import redact
 from pipelines.models import register_model
@@ -24,6 +31,13 @@ from pipelines.sql import load_sql, query
 
 # Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
 _INPUT_ERROR_STATUSES = {400, 413, 422}
+# Statuses that blame the configuration (key, permissions, model or endpoint): every request would fail the
+# same way, so the run fails and the texts are not charged an attempt.
+_CONFIG_ERROR_STATUSES = {401, 403, 404}
+
+
+class ProviderConfigError(EmbeddingConfigError):
+    """The provider refused the configuration itself (HTTP 401/403/404); nothing is recorded against texts."""
 
 
 class BudgetExceededError(RuntimeError):
@@ -50,6 +64,7 @@ class EmbedStats:
     chunks_embedded: int = 0
     chunks_failed: int = 0
     chunks_vanished: int = 0  # deleted or rewritten while their request was in flight
+    chunks_abandoned: int = 0  # no vector: failed max_attempts times, not retried until asked to
     unique_texts: int = 0
     requests: int = 0
     minimum_requests: int = 0
@@ -131,6 +146,7 @@ def embed_pending(
     *,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
+    retry_abandoned: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
     on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> EmbedStats:
@@ -138,7 +154,9 @@ def embed_pending(
 
     Owns its transactions: one for the free work (registration, reuse by hash), one per finished request.
     `on_estimate` sees the token and cost estimate after the free work and before any request or budget
-    refusal, so a caller can publish what the run is about to spend.
+    refusal, so a caller can publish what the run is about to spend. `retry_abandoned` gives chunks that
+    failed `max_attempts` times a fresh set of attempts. Raises ProviderConfigError, recording nothing, when
+    the provider refuses the key, permissions or model.
     """
     started = time.perf_counter()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
@@ -150,6 +168,13 @@ def embed_pending(
             stats.chunks_reused = conn.execute(
                 query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
             ).rowcount
+        if retry_abandoned:
+            with conn.begin():
+                cleared = conn.execute(
+                    query("embeddings/reset_abandoned_attempts"),
+                    {"model": spec.name, "max_attempts": max_attempts},
+                ).rowcount
+            log(f"retrying {cleared} abandoned chunks of {spec.name}")
         with conn.begin():
             rows = conn.execute(
                 query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
@@ -197,6 +222,10 @@ def embed_pending(
         # Chunks whose new text could not be embedded must not keep serving the old text's vector.
         with conn.begin():
             conn.execute(query("embeddings/delete_stale_embeddings"), {"model": spec.name})
+        with conn.begin():
+            stats.chunks_abandoned = conn.execute(
+                query("embeddings/count_abandoned_chunks"), {"model": spec.name, "max_attempts": max_attempts}
+            ).scalar_one()
     stats.cost_usd = spec.cost_usd(stats.tokens)
     stats.duration_s = time.perf_counter() - started
     return stats
@@ -231,6 +260,14 @@ def _run_batches(
                 try:
                     result = fut.result()
                 except EmbeddingError as exc:
+                    if exc.status in _CONFIG_ERROR_STATUSES:
+                        queue.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise ProviderConfigError(
+                            f"{redact(str(exc))} — the embeddings API refused the configuration (check"
+                            f" OPENAI_API_KEY, OPENAI_BASE_URL and EMBEDDING_MODEL={spec.model!r});"
+                            " no chunk was charged an attempt"
+                        ) from None
                     if exc.status in _INPUT_ERROR_STATUSES and len(batch) > 1:
                         # Split to find the offending input; the rest of the batch still gets embedded.
                         mid = len(batch) // 2
