@@ -5,7 +5,7 @@ import dagster as dg
 from assets.batch_embeddings import submit_embedding_batches
 from assets.chunks import document_chunks
 from pipelines.embedders import EmbeddingConfigError
-from pipelines.embeddings import EmbedStats, embed_pending
+from pipelines.embeddings import EmbedStats, ProviderConfigError, embed_pending
 from pipelines.hnsw import ensure_hnsw_index
 from pipelines.models import active_model, drop_retired_embeddings, register_model
 from resources.embedders import EmbedderResource
@@ -19,6 +19,8 @@ class EmbeddingRunConfig(dg.Config):
 
     allow_over_budget: bool = False
     max_attempts: int = 3
+    # Chunks that failed max_attempts times are skipped (and fail no_failed_chunks) until a run sets this.
+    retry_abandoned: bool = False
 
 
 def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
@@ -32,6 +34,7 @@ def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
         "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
         "chunks_skipped": dg.MetadataValue.int(stats.chunks_skipped),
         "chunks_failed": dg.MetadataValue.int(stats.chunks_failed),
+        "chunks_abandoned": dg.MetadataValue.int(stats.chunks_abandoned),
         "unique_texts_sent": dg.MetadataValue.int(stats.unique_texts),
         "requests": dg.MetadataValue.int(stats.requests),
         "minimum_requests": dg.MetadataValue.int(stats.minimum_requests),
@@ -99,8 +102,11 @@ def chunk_embeddings(
             embedder.factory(postgres.engine),
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
+            retry_abandoned=config.retry_abandoned,
             log=context.log.info,
         )
+    except ProviderConfigError as exc:
+        raise dg.Failure(description=str(exc)) from None
     except EmbeddingConfigError as exc:
         if active is None or target is configured:
             raise
@@ -122,10 +128,11 @@ def chunk_embeddings(
         check_results=[
             dg.AssetCheckResult(
                 check_name="no_failed_chunks",
-                passed=stats.chunks_failed == 0,
+                passed=stats.chunks_failed == 0 and stats.chunks_abandoned == 0,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"chunks_failed": stats.chunks_failed},
-                description="Every chunk sent this run was embedded (failures are in embedding_errors).",
+                metadata={"chunks_failed": stats.chunks_failed, "chunks_abandoned": stats.chunks_abandoned},
+                description="Every chunk sent this run was embedded and none is abandoned after max_attempts"
+                " failures (failures are in embedding_errors; run config retry_abandoned: true retries them).",
             )
         ],
     )

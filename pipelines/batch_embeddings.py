@@ -22,8 +22,12 @@ from pipelines.embeddings import (
     EmbedStats,
     PendingText,
     collect_pending,
-    record_failures,
+    estimate,
+    set_aside_oversize,
     write_embeddings,
+)
+from pipelines.embeddings import (
+    record_oversize as record_texts_over_limit,
 )
 from pipelines.lib.batch_files import (
     BATCH_PRICE_FACTOR,
@@ -154,14 +158,8 @@ def plan_batch_embedding(
     pending = collect_pending(rows)
     carried = [p for p in pending if p.content_sha256 in in_flight]
     pending = [p for p in pending if p.content_sha256 not in in_flight]
-    oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
-    if oversize:
-        stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
-        pending = [p for p in pending if p.tokens <= limits.max_input_tokens]
-    stats.unique_texts = len(pending)
-    stats.estimated_tokens = sum(p.tokens for p in pending)
-    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
-    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+    pending, oversize = set_aside_oversize(pending, limits.max_input_tokens, stats)
+    estimate(stats, spec, pending, len(rows))
     return BatchPlan(stats, pending, len(carried), remainder, oversize, limits.max_input_tokens)
 
 
@@ -170,11 +168,7 @@ def record_oversize(conn: sa.Connection, plan: BatchPlan) -> None:
     that a plan the synchronous path replaces does not count an attempt twice."""
     if not plan.oversize:
         return
-    reason = f"input exceeds the model's {plan.max_input_tokens}-token limit"
-    plan.stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in plan.oversize)
-    record_failures(
-        conn, plan.stats.model, plan.oversize, reason, "token counts are estimates; split the source text"
-    )
+    record_texts_over_limit(conn, plan.stats.model, plan.oversize, plan.max_input_tokens, plan.stats)
 
 
 def check_budget(plan: BatchPlan, budget_usd: float | None, allow_over_budget: bool) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -81,7 +82,8 @@ def resolve_spec(
         raise EmbeddingConfigError(f"unknown embedding provider {provider!r}; use 'openai' or 'local'")
     model = model or (OPENAI_DEFAULT_MODEL if provider == "openai" else LOCAL_MODEL)
     native, list_price = KNOWN_MODELS.get(model, (None, None))
-    dims = dimensions or native
+    # An explicit 0 is an error, not "native": `or` would silently pick a different model name.
+    dims = dimensions if dimensions is not None else native
     if dims is None:
         raise EmbeddingConfigError(
             f"model {model!r} is not one this tool knows; set EMBEDDING_DIMENSIONS to its dimension"
@@ -89,6 +91,10 @@ def resolve_spec(
     if dims <= 0:
         raise EmbeddingConfigError(f"EMBEDDING_DIMENSIONS must be positive, got {dims}")
     price = price_per_million_tokens if price_per_million_tokens is not None else (list_price or 0.0)
+    if not (math.isfinite(price) and price >= 0):
+        raise EmbeddingConfigError(
+            f"EMBEDDING_PRICE_PER_MTOK must be a finite price of at least 0, got {price!r}"
+        )
     name = model if dims == native else f"{model}@{dims}"
     return ModelSpec(
         name=name, provider=provider, model=model, dimensions=dims, price_per_million_tokens=price
@@ -104,6 +110,21 @@ class EmbedLimits:
     max_input_tokens: int = 8191
     concurrency: int = 4
     budget_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        # Named by the setting that feeds each field, so a bad value is refused where it is configured.
+        for setting, value in (
+            ("max_batch_inputs", self.max_batch_inputs),
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("max_input_tokens", self.max_input_tokens),
+            ("EMBEDDING_CONCURRENCY", self.concurrency),
+        ):
+            if value < 1:
+                raise EmbeddingConfigError(f"{setting} must be at least 1, got {value!r}")
+        if self.budget_usd is not None and not (math.isfinite(self.budget_usd) and self.budget_usd >= 0):
+            raise EmbeddingConfigError(
+                f"EMBEDDING_BUDGET_USD must be a finite amount of at least 0, got {self.budget_usd!r}"
+            )
 
 
 @dataclass(frozen=True)

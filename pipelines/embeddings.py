@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embedders import EmbedderFactory, EmbeddingError, EmbedLimits, EmbedResult, ModelSpec
+from pipelines.embedders import (
+    EmbedderFactory,
+    EmbeddingConfigError,
+    EmbeddingError,
+    EmbedLimits,
+    EmbedResult,
+    ModelSpec,
+)
 from pipelines.lib.batching import minimum_requests, plan_batches
 from pipelines.lib.redact import redact
 from pipelines.models import register_model
@@ -24,6 +31,13 @@ from pipelines.sql import load_sql, query
 
 # Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
 _INPUT_ERROR_STATUSES = {400, 413, 422}
+# Statuses that blame the configuration (key, permissions, model or endpoint): every request would fail the
+# same way, so the run fails and the texts are not charged an attempt.
+_CONFIG_ERROR_STATUSES = {401, 403, 404}
+
+
+class ProviderConfigError(EmbeddingConfigError):
+    """The provider refused the configuration itself (HTTP 401/403/404); nothing is recorded against texts."""
 
 
 class BudgetExceededError(RuntimeError):
@@ -50,6 +64,7 @@ class EmbedStats:
     chunks_embedded: int = 0
     chunks_failed: int = 0
     chunks_vanished: int = 0  # deleted or rewritten while their request was in flight
+    chunks_abandoned: int = 0  # no vector: failed max_attempts times, not retried until asked to
     unique_texts: int = 0
     requests: int = 0
     minimum_requests: int = 0
@@ -111,6 +126,32 @@ def record_failures(
     )
 
 
+def set_aside_oversize(
+    pending: list[PendingText], max_input_tokens: int, stats: EmbedStats
+) -> tuple[list[PendingText], list[PendingText]]:
+    """(texts within the model's input limit, texts over it); the latter's chunks count as failed."""
+    oversize = [p for p in pending if p.tokens > max_input_tokens]
+    stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
+    return [p for p in pending if p.tokens <= max_input_tokens], oversize
+
+
+def record_oversize(
+    conn: sa.Connection, model: str, oversize: Sequence[PendingText], max_input_tokens: int, stats: EmbedStats
+) -> None:
+    """Record texts over the model's input limit as failed, in the caller's transaction."""
+    reason = f"input exceeds the model's {max_input_tokens}-token limit"
+    stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
+    record_failures(conn, model, oversize, reason, "token counts are estimates; split the source text")
+
+
+def estimate(stats: EmbedStats, spec: ModelSpec, pending: Sequence[PendingText], rows_selected: int) -> None:
+    """What the run is about to send and spend, and how many chunks needed nothing."""
+    stats.unique_texts = len(pending)
+    stats.estimated_tokens = sum(p.tokens for p in pending)
+    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - rows_selected
+
+
 def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
     """Group chunks by text so identical texts cost one input."""
     by_sha: dict[str, PendingText] = {}
@@ -131,6 +172,7 @@ def embed_pending(
     *,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
+    retry_abandoned: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
     on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> EmbedStats:
@@ -138,7 +180,9 @@ def embed_pending(
 
     Owns its transactions: one for the free work (registration, reuse by hash), one per finished request.
     `on_estimate` sees the token and cost estimate after the free work and before any request or budget
-    refusal, so a caller can publish what the run is about to spend.
+    refusal, so a caller can publish what the run is about to spend. `retry_abandoned` gives chunks that
+    failed `max_attempts` times a fresh set of attempts. Raises ProviderConfigError, recording nothing, when
+    the provider refuses the key, permissions or model.
     """
     started = time.perf_counter()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
@@ -150,25 +194,22 @@ def embed_pending(
             stats.chunks_reused = conn.execute(
                 query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
             ).rowcount
+        if retry_abandoned:
+            with conn.begin():
+                cleared = conn.execute(
+                    query("embeddings/reset_abandoned_attempts"),
+                    {"model": spec.name, "max_attempts": max_attempts},
+                ).rowcount
+            log(f"retrying {cleared} abandoned chunks of {spec.name}")
         with conn.begin():
             rows = conn.execute(
                 query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
             ).all()
-        pending = collect_pending(rows)
-        oversize = [p for p in pending if p.tokens > limits.max_input_tokens]
+        pending, oversize = set_aside_oversize(collect_pending(rows), limits.max_input_tokens, stats)
         if oversize:
-            reason = f"input exceeds the model's {limits.max_input_tokens}-token limit"
-            stats.failures.extend((p.chunk_ids[0], f"~{p.tokens} tokens: {reason}") for p in oversize)
             with conn.begin():
-                record_failures(
-                    conn, spec.name, oversize, reason, "token counts are estimates; split the source text"
-                )
-            stats.chunks_failed += sum(len(p.chunk_ids) for p in oversize)
-            pending = [p for p in pending if p.tokens <= limits.max_input_tokens]
-        stats.unique_texts = len(pending)
-        stats.estimated_tokens = sum(p.tokens for p in pending)
-        stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
-        stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - len(rows)
+                record_oversize(conn, spec.name, oversize, limits.max_input_tokens, stats)
+        estimate(stats, spec, pending, len(rows))
         if on_estimate is not None:
             on_estimate(stats)
         if (
@@ -197,6 +238,10 @@ def embed_pending(
         # Chunks whose new text could not be embedded must not keep serving the old text's vector.
         with conn.begin():
             conn.execute(query("embeddings/delete_stale_embeddings"), {"model": spec.name})
+        with conn.begin():
+            stats.chunks_abandoned = conn.execute(
+                query("embeddings/count_abandoned_chunks"), {"model": spec.name, "max_attempts": max_attempts}
+            ).scalar_one()
     stats.cost_usd = spec.cost_usd(stats.tokens)
     stats.duration_s = time.perf_counter() - started
     return stats
@@ -231,6 +276,14 @@ def _run_batches(
                 try:
                     result = fut.result()
                 except EmbeddingError as exc:
+                    if exc.status in _CONFIG_ERROR_STATUSES:
+                        queue.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise ProviderConfigError(
+                            f"{redact(str(exc))} — the embeddings API refused the configuration (check"
+                            f" OPENAI_API_KEY, OPENAI_BASE_URL and EMBEDDING_MODEL={spec.model!r});"
+                            " no chunk was charged an attempt"
+                        ) from None
                     if exc.status in _INPUT_ERROR_STATUSES and len(batch) > 1:
                         # Split to find the offending input; the rest of the batch still gets embedded.
                         mid = len(batch) // 2

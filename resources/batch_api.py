@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from pipelines.lib.batch_files import MAX_FILE_BYTES, MAX_REQUESTS_PER_FILE, MODES
+from resources.env import env_number
 
 
 @dataclass(frozen=True)
@@ -24,23 +25,13 @@ class BatchApiSettings:
             raise ValueError(f"EMBEDDING_BATCH_API must be one of {', '.join(MODES)}, got {mode!r}")
         return cls(
             mode=mode,
-            min_tokens=_number("EMBEDDING_BATCH_MIN_TOKENS", int, cls.min_tokens),
-            max_requests_per_file=_number(
-                "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, cls.max_requests_per_file
+            min_tokens=env_number("EMBEDDING_BATCH_MIN_TOKENS", int, cls.min_tokens, minimum=0),
+            max_requests_per_file=env_number(
+                "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, cls.max_requests_per_file, positive=True
             ),
-            max_file_bytes=_number("EMBEDDING_BATCH_MAX_FILE_BYTES", int, cls.max_file_bytes),
-            poll_initial_s=_number("EMBEDDING_BATCH_POLL_S", float, cls.poll_initial_s),
-            poll_max_s=_number("EMBEDDING_BATCH_POLL_MAX_S", float, cls.poll_max_s),
+            max_file_bytes=env_number(
+                "EMBEDDING_BATCH_MAX_FILE_BYTES", int, cls.max_file_bytes, positive=True
+            ),
+            poll_initial_s=env_number("EMBEDDING_BATCH_POLL_S", float, cls.poll_initial_s, minimum=0),
+            poll_max_s=env_number("EMBEDDING_BATCH_POLL_MAX_S", float, cls.poll_max_s, minimum=0),
         )
-
-
-def _number(name: str, kind: type, default):
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(
-            f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
-        ) from None

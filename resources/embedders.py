@@ -4,12 +4,20 @@ values the work layer takes (`pipelines.embedders`)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import dagster as dg
 import sqlalchemy as sa
 
-from pipelines.embedders import Embedder, EmbedderFactory, EmbedLimits, ModelSpec, resolve_spec
+from pipelines.embedders import (
+    Embedder,
+    EmbedderFactory,
+    EmbeddingConfigError,
+    EmbedLimits,
+    ModelSpec,
+    resolve_spec,
+)
 from pipelines.rate_limiter import PostgresRateLimiter
 
 _DEFAULT_LIMITS = EmbedLimits()
@@ -57,6 +65,13 @@ class EmbedderResource(dg.ConfigurableResource):
     def factory(self, engine: sa.Engine | None = None) -> EmbedderFactory:
         """`engine`: the database that holds the shared request/token budget; without it (or without
         EMBEDDING_RPM / EMBEDDING_TPM) requests are limited only by the provider's own answers."""
+        for setting, value in (
+            ("EMBEDDING_RPM", self.requests_per_minute),
+            ("EMBEDDING_TPM", self.tokens_per_minute),
+        ):
+            # An unset limit means none; 0, negative or nan would otherwise read as unlimited too.
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise EmbeddingConfigError(f"{setting} must be a finite number greater than 0, got {value!r}")
         limiter = None
         if engine is not None and (self.requests_per_minute or self.tokens_per_minute):
             # One quota per API endpoint; an unset limit is taken as unlimited in practice.

@@ -16,6 +16,7 @@ from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.alerts import AlertsResource
 from resources.embedders import EmbedderResource
+from resources.env import env_number
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
@@ -25,16 +26,15 @@ def _env(name: str) -> Any:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def _env_number(name: str, kind: type[int] | type[float], default: Any = None) -> Any:
-    """The variable parsed as `kind`, or `default` when unset (an explicit 0 is kept, unlike `or`)."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+def _chunk_settings() -> dict[str, int]:
+    max_chars = env_number("CHUNK_MAX_CHARS", int, DEFAULT_MAX_CHARS, minimum=1)
+    overlap = env_number("CHUNK_OVERLAP", int, DEFAULT_OVERLAP, minimum=0)
+    if overlap >= max_chars:
+        raise ValueError(
+            f"CHUNK_OVERLAP must be less than CHUNK_MAX_CHARS, got CHUNK_OVERLAP={overlap}"
+            f" with CHUNK_MAX_CHARS={max_chars}"
+        )
+    return {"chunk_max_chars": max_chars, "chunk_overlap": overlap}
 
 
 def role_settings() -> dict[str, str]:
@@ -56,7 +56,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(
             database_url=_env("DATABASE_URL"),
-            retired_grace_days=_env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS),
+            retired_grace_days=env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS, minimum=0),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
             or DEFAULT_MAINTENANCE_WORK_MEM,
             migrate_on_start=validate_migrate_mode(
@@ -67,21 +67,20 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "content_sources": ContentSourcesResource(
             content_dir=os.environ.get("CONTENT_DIR") or str(DEFAULT_CONTENT_DIR),
             tables=parse_table_sources(os.environ.get("SOURCE_TABLES")),
-            chunk_max_chars=_env_number("CHUNK_MAX_CHARS", int, DEFAULT_MAX_CHARS),
-            chunk_overlap=_env_number("CHUNK_OVERLAP", int, DEFAULT_OVERLAP),
+            **_chunk_settings(),
             retention_defaults=os.environ.get("RETENTION_DEFAULTS") or None,
         ),
         "embedder": EmbedderResource(
             provider=os.environ.get("EMBEDDING_PROVIDER") or "auto",
             model=os.environ.get("EMBEDDING_MODEL") or None,
-            dimensions=_env_number("EMBEDDING_DIMENSIONS", int),
+            dimensions=env_number("EMBEDDING_DIMENSIONS", int, minimum=1),
             api_key=_env("OPENAI_API_KEY"),
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            price_per_million_tokens=_env_number("EMBEDDING_PRICE_PER_MTOK", float),
-            concurrency=_env_number("EMBEDDING_CONCURRENCY", int, EmbedLimits.concurrency),
-            budget_usd=_env_number("EMBEDDING_BUDGET_USD", float),
-            requests_per_minute=_env_number("EMBEDDING_RPM", float),
-            tokens_per_minute=_env_number("EMBEDDING_TPM", float),
+            price_per_million_tokens=env_number("EMBEDDING_PRICE_PER_MTOK", float, minimum=0),
+            concurrency=env_number("EMBEDDING_CONCURRENCY", int, EmbedLimits.concurrency, minimum=1),
+            budget_usd=env_number("EMBEDDING_BUDGET_USD", float, minimum=0),
+            requests_per_minute=env_number("EMBEDDING_RPM", float, positive=True),
+            tokens_per_minute=env_number("EMBEDDING_TPM", float, positive=True),
         ),
         "alerts": AlertsResource(
             webhook_url=_env("ALERT_WEBHOOK_URL"),
