@@ -26,6 +26,7 @@ from pipelines.embedders import (
 )
 from pipelines.lib.batching import minimum_requests, plan_batches
 from pipelines.lib.redact import redact
+from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.models import register_model
 from pipelines.sql import load_sql, query
 
@@ -186,7 +187,9 @@ def embed_pending(
     """
     started = time.perf_counter()
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
-    with engine.connect() as conn:
+    # One run at a time per model, from the reuse by hash to the last write: a second run waits, then
+    # reuses what the first one paid for.
+    with engine.connect() as conn, session_lock(conn, embedding_lock_key(spec.name)):
         with conn.begin():
             stats.model_status = register_model(conn, spec)
         with conn.begin():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import time
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -33,6 +34,12 @@ def index_lock_key(index_name: str) -> int:
     return int.from_bytes(hashlib.sha256(index_name.encode()).digest()[:8], "big", signed=True)
 
 
+def embedding_lock_key(model: str) -> int:
+    """The key of one model's embedding lock: two runs embedding the same model take turns, so the second
+    finds the first one's vectors (reused by hash) instead of paying for every text again."""
+    return index_lock_key(f"embed\x00{model}")
+
+
 def _key(lock: Lock | int) -> int:
     # int(): psycopg would dump a bare Enum member by name.
     return int(lock)
@@ -45,11 +52,19 @@ def xact_lock(conn: sa.Connection, lock: Lock | int, *, shared: bool = False) ->
 
 
 @contextlib.contextmanager
-def session_lock(conn: sa.Connection, lock: Lock | int) -> Iterator[None]:
+def session_lock(conn: sa.Connection, lock: Lock | int, *, poll_s: float = 0.1) -> Iterator[None]:
     """Hold the lock across transactions for the block; taking and releasing it are committed at once,
-    so the block starts and ends without an open transaction of the lock's own."""
-    conn.execute(query("db/acquire_session_lock"), {"key": _key(lock)})
-    conn.commit()
+    so the block starts and ends without an open transaction of the lock's own.
+
+    A waiter polls `pg_try_advisory_lock`, one short statement at a time, rather than blocking inside
+    `pg_advisory_lock`: a blocked statement keeps its snapshot, and a `CREATE INDEX CONCURRENTLY` run by
+    the holder waits for every snapshot older than it, which made two concurrent runs deadlock."""
+    while True:
+        acquired = conn.execute(query("db/try_session_lock"), {"key": _key(lock)}).scalar_one()
+        conn.commit()
+        if acquired:
+            break
+        time.sleep(poll_s)
     try:
         yield
     finally:
