@@ -448,3 +448,35 @@ def test_auto_mode_below_the_threshold_is_the_synchronous_path_and_counts_an_ove
     assert checks(result)["covers_every_chunk"] is False
     with postgres.connect() as conn:
         assert conn.execute(sa.text("SELECT attempts FROM embedding_errors")).scalars().all() == [1]
+
+
+@pytest.mark.usefixtures("batch_env")
+def test_tldr_pages_reembedded_through_batches_get_the_synchronous_vectors(postgres):
+    """The real tldr pages (the sample shipped in tests/data), ingested with the local model, then
+    re-embedded in batch mode: every chunk ends with the vector the synchronous endpoint gives its text."""
+    from assets.chunks import document_chunks
+    from assets.sources import source_documents
+    from resources.sources import ContentSourcesResource
+    from testing.corpus import TLDR_SAMPLE
+
+    first = dg.materialize(
+        [source_documents, document_chunks, chunk_embeddings],
+        resources={
+            "postgres": postgres,
+            "content_sources": ContentSourcesResource(content_dir=str(TLDR_SAMPLE)),
+            "embedder": EmbedderResource(),
+        },
+    )
+    assert first.success
+    with FakeOpenAIBatch() as fake:
+        embedder = embedder_for(fake)
+        assert checks(reembed(postgres, embedder)) == {"covers_every_chunk": False}
+        assert drive(postgres, embedder) == ["batch_embedding_apply_job", "reembedding_job"]
+        assert fake.request_count == 0
+    with postgres.connect() as conn:
+        assert active_model(conn).name == SMALL
+        texts = conn.execute(sa.text("SELECT DISTINCT content FROM document_chunks")).scalars().all()
+    vectors = vectors_by_text(postgres, SMALL)
+    assert set(vectors) == set(texts) and len(texts) > 150
+    for text in texts:
+        assert np.allclose(vectors[text], fake_vector(text, 1536), atol=1e-6)
