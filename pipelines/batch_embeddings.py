@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embedders import KNOWN_MODELS, ModelSpec
+from pipelines.embedders import KNOWN_MODELS, EmbedLimits, ModelSpec
 from pipelines.embeddings import (
     BudgetExceededError,
     EmbedStats,
@@ -61,15 +61,22 @@ class BatchNotReadyError(RuntimeError):
     pass
 
 
+_SYNC_LIMITS = EmbedLimits()
+# How often an open batch is polled: from a minute, doubling up to half an hour.
+DEFAULT_POLL_INITIAL_S = 60.0
+DEFAULT_POLL_MAX_S = 1800.0
+
+
 @dataclass(frozen=True)
 class BatchLimits:
-    max_batch_inputs: int = 2048
-    max_batch_tokens: int = 300_000
-    max_input_tokens: int = 8191
+    # The requests inside a batch file obey the same per-request limits as the synchronous endpoint.
+    max_batch_inputs: int = _SYNC_LIMITS.max_batch_inputs
+    max_batch_tokens: int = _SYNC_LIMITS.max_batch_tokens
+    max_input_tokens: int = _SYNC_LIMITS.max_input_tokens
     max_requests_per_file: int = MAX_REQUESTS_PER_FILE
     max_file_bytes: int = MAX_FILE_BYTES
-    poll_initial_s: float = 60.0
-    poll_max_s: float = 1800.0
+    poll_initial_s: float = DEFAULT_POLL_INITIAL_S
+    poll_max_s: float = DEFAULT_POLL_MAX_S
 
 
 @dataclass

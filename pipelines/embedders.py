@@ -4,8 +4,6 @@ Dagster resource."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +15,7 @@ import numpy as np
 from pipelines.lib.hashing_embedder import embed_texts
 from pipelines.lib.redact import redact
 from pipelines.lib.tokens import estimate_tokens
+from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 
 LOCAL_MODEL = "local-hash-v1"
 
@@ -148,42 +147,17 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> EmbedResult: ...
 
 
-def decode_vectors(data: Sequence, n_inputs: int, dimensions: int) -> np.ndarray:
-    """Validate an embeddings response's `data` and return an (n_inputs, dimensions) float32 array."""
-    if len(data) != n_inputs:
-        raise EmbeddingError(f"response has {len(data)} embeddings for {n_inputs} inputs")
-    out = np.empty((n_inputs, dimensions), dtype=np.float32)
-    seen = set()
-    for item in data:
-        index = getattr(item, "index", None)
-        if not isinstance(index, int) or not 0 <= index < n_inputs or index in seen:
-            raise EmbeddingError(f"response has a missing, duplicate or out-of-range index {index!r}")
-        seen.add(index)
-        raw = item.embedding
-        if isinstance(raw, str):
-            try:
-                vec = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
-            except (binascii.Error, ValueError):
-                raise EmbeddingError(f"embedding {index} is not valid base64 float32 data") from None
-        else:
-            vec = np.asarray(raw, dtype=np.float32)
-        if vec.shape != (dimensions,):
-            raise EmbeddingError(
-                f"embedding {index} has dimension {vec.shape[0] if vec.ndim else 0}, expected {dimensions}"
-            )
-        if not np.all(np.isfinite(vec)):
-            raise EmbeddingError(f"embedding {index} contains NaN or infinite values")
-        # pgvector computes cosine distance in float32: a zero vector or one whose squared norm overflows
-        # (components near 3e38) makes every distance to it NaN, so search silently ranks it anywhere.
-        with np.errstate(over="ignore"):
-            squared_norm = np.dot(vec, vec)
-        if not np.isfinite(squared_norm) or squared_norm == 0:
-            raise EmbeddingError(
-                f"embedding {index} has a {'zero' if squared_norm == 0 else 'overflowing'} norm;"
-                " cosine distance to it is undefined"
-            )
-        out[index] = vec
-    return out
+def decode_vectors(data: Sequence[Any], n_inputs: int, dimensions: int) -> np.ndarray:
+    """Validate an embeddings response's `data` (the client's objects) and return an (n_inputs, dimensions)
+    float32 array; see `decode_embedding_items` for what is checked."""
+    try:
+        return decode_embedding_items(
+            ((getattr(item, "index", None), getattr(item, "embedding", None)) for item in data),
+            n_inputs,
+            dimensions,
+        )
+    except VectorDataError as exc:
+        raise EmbeddingError(str(exc)) from None
 
 
 class LocalEmbedder:

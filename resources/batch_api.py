@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pipelines.batch_embeddings import DEFAULT_POLL_INITIAL_S, DEFAULT_POLL_MAX_S
 from pipelines.lib.batch_files import MAX_FILE_BYTES, MAX_REQUESTS_PER_FILE, MODES
 from resources.env import env_number
 
@@ -15,8 +16,8 @@ class BatchApiSettings:
     min_tokens: int = 1_000_000
     max_requests_per_file: int = MAX_REQUESTS_PER_FILE
     max_file_bytes: int = MAX_FILE_BYTES
-    poll_initial_s: float = 60.0
-    poll_max_s: float = 1800.0
+    poll_initial_s: float = DEFAULT_POLL_INITIAL_S
+    poll_max_s: float = DEFAULT_POLL_MAX_S
 
     @classmethod
     def from_env(cls) -> BatchApiSettings:

@@ -7,14 +7,15 @@ caller keeps which content hashes each `custom_id` carries, in order, so that th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from pipelines.lib.batching import plan_batches
+from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 
 # The API's limits on one batch's input file.
 MAX_REQUESTS_PER_FILE = 50_000
@@ -46,20 +47,11 @@ def pack_files(line_sizes: Sequence[int], max_requests: int, max_bytes: int) -> 
     """Indices of request lines grouped into files of at most `max_requests` lines and `max_bytes` bytes."""
     if max_requests < 1 or max_bytes < 1:
         raise ValueError("max_requests and max_bytes must be positive")
-    files: list[list[int]] = []
-    current: list[int] = []
-    size = 0
     for i, n in enumerate(line_sizes):
         if n > max_bytes:
             raise BatchFileError(f"request line {i} is {n} bytes, over the {max_bytes}-byte file limit")
-        if current and (len(current) == max_requests or size + n > max_bytes):
-            files.append(current)
-            current, size = [], 0
-        current.append(i)
-        size += n
-    if current:
-        files.append(current)
-    return files
+    # The same in-order packing as requests under the synchronous limits: bytes play the part of tokens.
+    return plan_batches(line_sizes, max_requests, max_bytes)
 
 
 def use_batch_api(mode: str, tokens: int, min_tokens: int, *, provider: str, remainder: bool) -> bool:
@@ -142,31 +134,19 @@ def parse_result_line(
     return out
 
 
-def decode_embeddings(data, n_inputs: int, dimensions: int) -> np.ndarray:
-    """An embeddings response's `data` as an (n_inputs, dimensions) float32 array, every item checked."""
-    if not isinstance(data, list) or len(data) != n_inputs:
-        got = len(data) if isinstance(data, list) else "no"
-        raise BatchFileError(f"{got} embeddings for {n_inputs} inputs")
-    out = np.empty((n_inputs, dimensions), dtype=np.float32)
-    seen: set[int] = set()
-    for item in data:
-        index = item.get("index") if isinstance(item, dict) else None
-        if not isinstance(index, int) or not 0 <= index < n_inputs or index in seen:
-            raise BatchFileError(f"missing, duplicate or out-of-range index {index!r}")
-        seen.add(index)
-        raw = item.get("embedding")
-        try:
-            if isinstance(raw, str):
-                vec = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
-            else:
-                vec = np.asarray(raw, dtype=np.float32)
-        except (binascii.Error, ValueError, TypeError):
-            raise BatchFileError(f"embedding {index} is not valid base64 float32 data") from None
-        if vec.shape != (dimensions,):
-            raise BatchFileError(
-                f"embedding {index} has dimension {vec.shape[0] if vec.ndim else 0}, expected {dimensions}"
-            )
-        if not np.all(np.isfinite(vec)):
-            raise BatchFileError(f"embedding {index} contains NaN or infinite values")
-        out[index] = vec
-    return out
+def decode_embeddings(data: object, n_inputs: int, dimensions: int) -> np.ndarray:
+    """A result line's `data` as an (n_inputs, dimensions) float32 array, checked as the synchronous
+    path checks its responses (`decode_embedding_items`)."""
+    if not isinstance(data, list):
+        raise BatchFileError(f"no embeddings list for {n_inputs} inputs")
+    try:
+        return decode_embedding_items(
+            (
+                (item.get("index"), item.get("embedding")) if isinstance(item, dict) else (None, None)
+                for item in data
+            ),
+            n_inputs,
+            dimensions,
+        )
+    except VectorDataError as exc:
+        raise BatchFileError(str(exc)) from None
