@@ -132,7 +132,7 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
     sweep_rate, baseline_rate = DOCUMENTS / sweep_s, DOCUMENTS / baseline_s
     print(
         f"sweep: {DOCUMENTS:,} documents in {sweep_s:.1f} s = {sweep_rate:,.0f} documents/s"
-        f" ({result.batches} batches of {DEFAULT_BATCH_SIZE}, with audit + tombstone rows)"
+        f" ({result.batches} batches of up to {DEFAULT_BATCH_SIZE}, with audit + tombstone rows)"
     )
     print(f"baseline one-statement DELETE: {baseline_s:.1f} s = {baseline_rate:,.0f} documents/s")
     report(
