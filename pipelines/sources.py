@@ -26,6 +26,7 @@ from pipelines.locks import Lock, xact_lock
 from pipelines.sql import composed, execute_composed, query
 
 UPSERT_BATCH = 500
+KEY_PAGE = 5000  # stored keys read per transaction when looking for vanished documents
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -292,11 +293,12 @@ def _apply_batch(
             )
 
 
-def _missing_keys(conn: sa.Connection, source: str, seen: set[str], page: int = 5000) -> Iterator[str]:
+def _missing_keys(conn: sa.Connection, source: str, seen: set[str]) -> Iterator[str]:
     """The source's stored keys not in `seen`, read a page of keys per transaction."""
     # `>=` from "" so that an empty key (a table row may have one) is read too; later pages repeat their
     # predecessor's last key, which is skipped.
     after: str | None = None
+    page = KEY_PAGE
     while True:
         with conn.begin():
             keys = (
