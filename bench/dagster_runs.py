@@ -8,6 +8,7 @@ code location's. Per-step times come from Dagster's own step stats.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -39,11 +40,34 @@ class RunTiming:
         return ", ".join(f"{k} {v:.1f}s" for k, v in self.steps.items())
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory afresh (Linux: VmHWM is reset by writing 5 to clear_refs),
+    so that the next `peak_rss_mb` is the peak of what ran in between, not of the whole bench."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass  # not Linux: the peak then covers the process's whole life
+
+
 def peak_rss_mb() -> tuple[float, float]:
-    """Peak resident memory of this process and of its largest waited-for child (step processes), MB."""
+    """Peak resident memory of this process since `reset_peak_rss` (its whole life where that cannot be
+    reset) and of its largest waited-for child process, MB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1]) / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, children
+
+
+def current_rss_mb() -> float:
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
