@@ -42,8 +42,9 @@ class ProviderConfigError(EmbeddingConfigError):
     """The provider refused the configuration itself (HTTP 401/403/404); nothing is recorded against texts."""
 
 
-# Chunk rows read per transaction while embedding: with the requests in flight, all the text a run holds.
-PAGE_ROWS = 2048
+# Texts read per transaction while embedding (each with all its chunks): with the requests in flight, all
+# the text a run holds.
+PAGE_TEXTS = 2048
 
 
 class BudgetExceededError(RuntimeError):
@@ -177,46 +178,40 @@ def iter_pending(
     *,
     min_tokens: int = 0,
     max_tokens: int = 2**31 - 1,
-    page_rows: int | None = None,
+    page_texts: int | None = None,
 ) -> Iterator[PendingText]:
     """The texts `select_chunks_to_embed` selects (within the token range), each with all its chunks, read
-    `page_rows` chunks per transaction in content-hash order: memory holds a page, never the corpus.
+    `page_texts` texts per transaction in content-hash order: memory holds a page, never the corpus.
 
     No transaction is open while the caller holds a yielded text, so it may write on `conn` between two."""
-    limit = page_rows or PAGE_ROWS
-    after_sha, after_id = "", 0
-    group: PendingText | None = None
+    limit = page_texts or PAGE_TEXTS
+    params: dict[str, Any] = {
+        "model": model,
+        "max_attempts": max_attempts,
+        "min_tokens": min_tokens,
+        "max_tokens": max_tokens,
+        "after_sha": "",
+        "limit": limit,
+    }
     while True:
         with conn.begin():
+            bounds = conn.execute(query("embeddings/select_embedding_page_bounds"), params).one()
+            if bounds.texts == 0:
+                return
             rows = conn.execute(
-                query("embeddings/select_chunks_to_embed_page"),
-                {
-                    "model": model,
-                    "max_attempts": max_attempts,
-                    "min_tokens": min_tokens,
-                    "max_tokens": max_tokens,
-                    "after_sha": after_sha,
-                    "after_id": after_id,
-                    "limit": limit,
-                },
+                query("embeddings/select_chunks_to_embed_page"), {**params, "last_sha": bounds.last_sha}
             ).all()
-        ready: list[PendingText] = []
+        page: list[PendingText] = []
         for r in rows:
-            if group is not None and group.content_sha256 == r.content_sha256:
-                group.chunk_ids.append(r.id)
-                continue
-            if group is not None:
-                ready.append(group)
-            group = PendingText(r.content, r.content_sha256, r.token_count, [r.id])
-        last_page = len(rows) < limit
-        if rows:
-            after_sha, after_id = rows[-1].content_sha256, rows[-1].id
+            if page and page[-1].content_sha256 == r.content_sha256:
+                page[-1].chunk_ids.append(r.id)
+            else:
+                page.append(PendingText(r.content, r.content_sha256, r.token_count, [r.id]))
         del rows
-        yield from ready
-        if last_page:
-            if group is not None:
-                yield group
+        yield from page
+        if bounds.texts < limit:
             return
+        params["after_sha"] = bounds.last_sha
 
 
 def _in_lists(items: Iterable[PendingText], size: int) -> Iterator[list[PendingText]]:
@@ -280,7 +275,7 @@ def embed_pending(
             ).one()
         # Texts over the input limit are few: recorded a page at a time, before any estimate or refusal.
         for page in _in_lists(
-            iter_pending(conn, spec.name, max_attempts, min_tokens=limits.max_input_tokens + 1), PAGE_ROWS
+            iter_pending(conn, spec.name, max_attempts, min_tokens=limits.max_input_tokens + 1), PAGE_TEXTS
         ):
             _, oversize = set_aside_oversize(page, limits.max_input_tokens, stats)
             with conn.begin():
@@ -308,7 +303,7 @@ def embed_pending(
         if stats.unique_texts:
             log(
                 f"embedding {stats.unique_texts} texts in at least {stats.minimum_requests} requests with"
-                f" {spec.name}, reading {PAGE_ROWS} chunks at a time"
+                f" {spec.name}, reading {PAGE_TEXTS} texts at a time"
             )
             batches = pack_batches(
                 iter_pending(conn, spec.name, max_attempts, max_tokens=limits.max_input_tokens),

@@ -57,7 +57,7 @@ def test_pending_texts_are_read_in_bounded_pages_and_match_reading_everything(po
     sa.event.listen(engine, "after_cursor_execute", record)
     try:
         with engine.connect() as conn:
-            streamed = list(iter_pending(conn, spec.name, 3, page_rows=3))
+            streamed = list(iter_pending(conn, spec.name, 3, page_texts=3))
     finally:
         sa.event.remove(engine, "after_cursor_execute", record)
     as_set = lambda items: {(p.content_sha256, p.text, p.tokens, tuple(sorted(p.chunk_ids))) for p in items}  # noqa: E731
@@ -70,7 +70,7 @@ def test_pending_texts_are_read_in_bounded_pages_and_match_reading_everything(po
 
 def test_embedding_page_by_page_sends_each_text_once_and_stores_its_vector(postgres, tmp_path, monkeypatch):
     corpus(tmp_path)
-    monkeypatch.setattr(embeddings, "PAGE_ROWS", 2)
+    monkeypatch.setattr(embeddings, "PAGE_TEXTS", 2)
     engine = postgres.engine
     sync_documents(engine, tmp_path, ())
     chunk_documents(engine, 800, 100)
