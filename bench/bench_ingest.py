@@ -230,7 +230,7 @@ def _phase(label: str, instance, postgres: PostgresResource, peaks: dict[str, fl
                 " (SELECT count(*) FROM chunk_embeddings)"
             )
         ).one()
-    peaks["chunks"] = counts[1]
+    peaks["chunks"] = max(peaks.get("chunks", 0), counts[1])  # the corpus size: the first run's
     _progress(
         f"{label}: {timing.wall_s:.1f} s wall; steps {timing.split()}; overhead (wall / steps) {timing.overhead:.2f};"
         f" {counts[0]:,} documents, {counts[1]:,} chunks, {counts[2]:,} vectors;"
