@@ -3,6 +3,7 @@ unchanged re-run, 1 % of pages changed), and the embedding write path against a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,15 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import report, throwaway_postgres, tldr_corpus
-from bench.dagster_runs import RunTiming, execute, execute_fresh_process, import_seconds, peak_rss_mb
+from bench.dagster_runs import (
+    RunTiming,
+    current_rss_mb,
+    execute,
+    execute_fresh_process,
+    import_seconds,
+    peak_rss_mb,
+    reset_peak_rss,
+)
 from bench.fake_server import fake_openai_process
 from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import (
@@ -35,8 +44,9 @@ DIMS = 1536
 WRITE_BATCH = 2048
 MODEL = "text-embedding-3-small"
 WIDE_EF_SEARCH = 200
-SYNTHETIC_PAGES = 2_000  # ~11k chunks; BENCH_SCALE=full writes enough pages for >= 100k chunks
-SYNTHETIC_PAGES_FULL = 18_000
+SYNTHETIC_PAGES = 2_000  # ~11k chunks
+# BENCH_SCALE=full: ~20k chunks and >= 100k chunks, so that peak memory at both sizes can be compared.
+SYNTHETIC_PAGES_FULL = (3_600, 18_000)
 
 
 def _settle(conn: sa.Connection) -> None:
@@ -203,9 +213,16 @@ def _edit_tldr(root: Path, share: float) -> int:
     return len(pages[::step])
 
 
-def _phase(label: str, instance, postgres: PostgresResource) -> RunTiming:
+def _phase(label: str, instance, postgres: PostgresResource, peaks: dict[str, float], key: str) -> RunTiming:
+    """One run of the job; `peaks[key]` gets the peak resident memory of the process that ran it (the
+    ingestion job's steps run in the run's process, which here is this one)."""
     _progress(f"{label}: started")
+    before = current_rss_mb()
+    reset_peak_rss()
     timing = execute(instance)
+    own, _children = peak_rss_mb()
+    peaks[key] = own
+    peaks[f"{key} growth"] = own - before
     with postgres.connect() as conn:
         counts = conn.execute(
             sa.text(
@@ -213,17 +230,21 @@ def _phase(label: str, instance, postgres: PostgresResource) -> RunTiming:
                 " (SELECT count(*) FROM chunk_embeddings)"
             )
         ).one()
-    own, children = peak_rss_mb()
+    peaks["chunks"] = max(peaks.get("chunks", 0), counts[1])  # the corpus size: the first run's
     _progress(
         f"{label}: {timing.wall_s:.1f} s wall; steps {timing.split()}; overhead (wall / steps) {timing.overhead:.2f};"
         f" {counts[0]:,} documents, {counts[1]:,} chunks, {counts[2]:,} vectors;"
-        f" peak RSS bench {own:.0f} MB, largest step process {children:.0f} MB"
+        f" peak RSS of the run's process {own:.0f} MB ({before:.0f} MB before the run)"
     )
     return timing
 
 
-def bench_corpus(name: str, make_corpus, edit, *, write_path: bool = False) -> dict[str, RunTiming]:
-    """First run, unchanged re-run and a 1 %-changed run of `ingestion_job` over one corpus."""
+def bench_corpus(
+    name: str, make_corpus, edit, *, write_path: bool = False, peaks: dict[str, float] | None = None
+) -> dict[str, RunTiming]:
+    """First run, unchanged re-run and a 1 %-changed run of `ingestion_job` over one corpus; `peaks` gets
+    each phase's peak resident memory (MB) and the corpus's chunk count."""
+    peaks = {} if peaks is None else peaks
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
         throwaway_postgres() as postgres,
@@ -249,10 +270,12 @@ def bench_corpus(name: str, make_corpus, edit, *, write_path: bool = False) -> d
         home.mkdir()
         (home / "dagster.yaml").write_text("")
         with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
-            timings = {"first": _phase(f"{name} first run", instance, postgres)}
-            timings["unchanged"] = _phase(f"{name} unchanged re-run", instance, postgres)
+            timings = {"first": _phase(f"{name} first run", instance, postgres, peaks, "first")}
+            timings["unchanged"] = _phase(f"{name} unchanged re-run", instance, postgres, peaks, "unchanged")
             edited = edit(root)
-            timings["changed"] = _phase(f"{name} 1 % changed ({edited} pages) run", instance, postgres)
+            timings["changed"] = _phase(
+                f"{name} 1 % changed ({edited} pages) run", instance, postgres, peaks, "changed"
+            )
             _progress(f"{name} unchanged re-run in a fresh process (dagster job execute): started")
             fresh_s = execute_fresh_process(str(home))
             _progress(f"{name} unchanged re-run in a fresh process: {fresh_s:.1f} s wall")
@@ -284,14 +307,16 @@ def bench_corpus(name: str, make_corpus, edit, *, write_path: bool = False) -> d
             fresh_s / timings["unchanged"].step_sum_s,
             "(includes importing the location)",
         )
-        bench_search(postgres, name)
+        if os.environ.get("BENCH_SEARCH", "1") != "0":
+            bench_search(postgres, name)
+        else:
+            _progress(f"{name}: search and index-build figures skipped (BENCH_SEARCH=0)")
         if write_path:
             bench_write_path(postgres, np.random.default_rng(0))
     return timings
 
 
-def run_corpus(corpus: str) -> None:
-    full = os.environ.get("BENCH_SCALE") == "full"
+def run_corpus(corpus: str, pages: int = SYNTHETIC_PAGES, peaks_file: str | None = None) -> None:
     if corpus == "tldr":
         tldr = tldr_corpus()
 
@@ -301,24 +326,59 @@ def run_corpus(corpus: str) -> None:
 
         bench_corpus("tldr", tldr_copy, lambda root: _edit_tldr(root, 0.01), write_path=True)
         return
-    pages = SYNTHETIC_PAGES_FULL if full else SYNTHETIC_PAGES
 
     def synthetic(root: Path) -> str:
         return f"{pages:,} synthetic pages, {write_corpus(root, pages) / 1e6:.1f} MB"
 
-    bench_corpus("synthetic", synthetic, lambda root: len(edit_corpus(root, pages, 0.01)))
+    peaks: dict[str, float] = {}
+    bench_corpus(
+        f"synthetic {pages:,} pages", synthetic, lambda root: len(edit_corpus(root, pages, 0.01)), peaks=peaks
+    )
+    if peaks_file:
+        Path(peaks_file).write_text(json.dumps(peaks))
+
+
+def _flatness(sizes: list[dict[str, float]]) -> None:
+    """Peak memory of each phase at the smallest and the largest corpus: streaming keeps the ratio near 1,
+    where holding the corpus would grow it with the chunk count."""
+    small, large = sizes[0], sizes[-1]
+    for phase in ("first", "unchanged", "changed"):
+        a, b = small[phase], large[phase]
+        report(
+            f"synthetic peak RSS, {phase}, {large['chunks']:,.0f} chunks",
+            b,
+            "MB",
+            a,
+            f"{small['chunks']:,.0f} chunks",
+            b / a,
+            f"~1 (chunks x{large['chunks'] / small['chunks']:.1f})",
+        )
 
 
 def run() -> None:
     """Each corpus in a process of its own: the code location binds its resources (database, content
     directory) when imported, and peak memory is then that corpus's alone."""
     _progress(f"code location import: {import_seconds():.2f} s in a fresh interpreter")
-    for corpus in ("tldr", "synthetic"):
-        subprocess.run([sys.executable, "-m", "bench.bench_ingest", corpus], check=True)
+    subprocess.run([sys.executable, "-m", "bench.bench_ingest", "tldr"], check=True)
+    full = os.environ.get("BENCH_SCALE") == "full"
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="bench-peaks-") as tmp:
+        for pages in SYNTHETIC_PAGES_FULL if full else (SYNTHETIC_PAGES,):
+            out = Path(tmp) / f"{pages}.json"
+            subprocess.run(
+                [sys.executable, "-m", "bench.bench_ingest", "synthetic", str(pages), str(out)], check=True
+            )
+            sizes.append(json.loads(out.read_text()))
+    if len(sizes) > 1:
+        _flatness(sizes)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        run_corpus(sys.argv[1])
+        run_corpus(
+            sys.argv[1],
+            int(sys.argv[2]) if len(sys.argv) > 2 else SYNTHETIC_PAGES,
+            sys.argv[3] if len(sys.argv) > 3 else None,
+        )
     else:
         run()

@@ -8,7 +8,8 @@ the requests in flight and a re-run resumes where this one stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from pipelines.embedders import (
     EmbedResult,
     ModelSpec,
 )
-from pipelines.lib.batching import minimum_requests, plan_batches
+from pipelines.lib.batching import minimum_requests_for, pack_batches
 from pipelines.lib.redact import redact
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.models import register_model
@@ -39,6 +40,11 @@ _CONFIG_ERROR_STATUSES = {401, 403, 404}
 
 class ProviderConfigError(EmbeddingConfigError):
     """The provider refused the configuration itself (HTTP 401/403/404); nothing is recorded against texts."""
+
+
+# Texts read per transaction while embedding (each with all its chunks): with the requests in flight, all
+# the text a run holds.
+PAGE_TEXTS = 2048
 
 
 class BudgetExceededError(RuntimeError):
@@ -165,6 +171,60 @@ def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
     return list(by_sha.values())
 
 
+def iter_pending(
+    conn: sa.Connection,
+    model: str,
+    max_attempts: int,
+    *,
+    min_tokens: int = 0,
+    max_tokens: int = 2**31 - 1,
+    page_texts: int | None = None,
+) -> Iterator[PendingText]:
+    """The texts `select_chunks_to_embed` selects (within the token range), each with all its chunks, read
+    `page_texts` texts per transaction in content-hash order: memory holds a page, never the corpus.
+
+    No transaction is open while the caller holds a yielded text, so it may write on `conn` between two."""
+    limit = page_texts or PAGE_TEXTS
+    params: dict[str, Any] = {
+        "model": model,
+        "max_attempts": max_attempts,
+        "min_tokens": min_tokens,
+        "max_tokens": max_tokens,
+        "after_sha": "",
+        "limit": limit,
+    }
+    while True:
+        with conn.begin():
+            bounds = conn.execute(query("embeddings/select_embedding_page_bounds"), params).one()
+            if bounds.texts == 0:
+                return
+            rows = conn.execute(
+                query("embeddings/select_chunks_to_embed_page"), {**params, "last_sha": bounds.last_sha}
+            ).all()
+        page: list[PendingText] = []
+        for r in rows:
+            if page and page[-1].content_sha256 == r.content_sha256:
+                page[-1].chunk_ids.append(r.id)
+            else:
+                page.append(PendingText(r.content, r.content_sha256, r.token_count, [r.id]))
+        del rows
+        yield from page
+        if bounds.texts < limit:
+            return
+        params["after_sha"] = bounds.last_sha
+
+
+def _in_lists(items: Iterable[PendingText], size: int) -> Iterator[list[PendingText]]:
+    page: list[PendingText] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def embed_pending(
     engine: sa.Engine,
     spec: ModelSpec,
@@ -205,14 +265,25 @@ def embed_pending(
                 ).rowcount
             log(f"retrying {cleared} abandoned chunks of {spec.name}")
         with conn.begin():
-            rows = conn.execute(
-                query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
-            ).all()
-        pending, oversize = set_aside_oversize(collect_pending(rows), limits.max_input_tokens, stats)
-        if oversize:
+            todo = conn.execute(
+                query("embeddings/summarize_chunks_to_embed"),
+                {
+                    "model": spec.name,
+                    "max_attempts": max_attempts,
+                    "max_input_tokens": limits.max_input_tokens,
+                },
+            ).one()
+        # Texts over the input limit are few: recorded a page at a time, before any estimate or refusal.
+        for page in _in_lists(
+            iter_pending(conn, spec.name, max_attempts, min_tokens=limits.max_input_tokens + 1), PAGE_TEXTS
+        ):
+            _, oversize = set_aside_oversize(page, limits.max_input_tokens, stats)
             with conn.begin():
                 record_oversize(conn, spec.name, oversize, limits.max_input_tokens, stats)
-        estimate(stats, spec, pending, len(rows))
+        stats.unique_texts = todo.texts
+        stats.estimated_tokens = int(todo.tokens)
+        stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+        stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - todo.chunk_rows
         if on_estimate is not None:
             on_estimate(stats)
         if (
@@ -226,16 +297,20 @@ def embed_pending(
                 " raise EMBEDDING_BUDGET_USD or launch the run with config allow_over_budget: true"
             )
 
-        token_counts = [p.tokens for p in pending]
-        stats.minimum_requests = minimum_requests(
-            token_counts, limits.max_batch_inputs, limits.max_batch_tokens
+        stats.minimum_requests = minimum_requests_for(
+            stats.unique_texts, stats.estimated_tokens, limits.max_batch_inputs, limits.max_batch_tokens
         )
-        batches = [
-            [pending[i] for i in b]
-            for b in plan_batches(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
-        ]
-        if batches:
-            log(f"embedding {stats.unique_texts} texts in {len(batches)} requests with {spec.name}")
+        if stats.unique_texts:
+            log(
+                f"embedding {stats.unique_texts} texts in at least {stats.minimum_requests} requests with"
+                f" {spec.name}, reading {PAGE_TEXTS} texts at a time"
+            )
+            batches = pack_batches(
+                iter_pending(conn, spec.name, max_attempts, max_tokens=limits.max_input_tokens),
+                lambda p: p.tokens,
+                limits.max_batch_inputs,
+                limits.max_batch_tokens,
+            )
             _run_batches(conn, spec, limits, embedders, batches, stats, log)
 
         # Chunks whose new text could not be embedded must not keep serving the old text's vector.
@@ -255,19 +330,23 @@ def _run_batches(
     spec: ModelSpec,
     limits: EmbedLimits,
     embedders: EmbedderFactory,
-    batches: list[list[PendingText]],
+    batches: Iterator[list[PendingText]],
     stats: EmbedStats,
     log: Callable[[str], None],
 ) -> None:
-    """Send the batches concurrently; each finished request is written in a transaction of its own."""
+    """Send the batches concurrently, at most two per worker in flight and taken from `batches` only as
+    requests finish; each finished request is written in a transaction of its own."""
     workers = max(1, limits.concurrency) if spec.provider != "local" else 1
     with embedders.open(spec) as client, ThreadPoolExecutor(max_workers=workers) as pool:
         inflight: dict[Future[EmbedResult], list[PendingText]] = {}
-        queue = list(batches)
+        # Halves of a refused request go first, then the planned batches as they are read.
+        queue: deque[list[PendingText]] = deque()
 
         def submit_more() -> None:
-            while queue and len(inflight) < workers * 2:
-                batch = queue.pop(0)
+            while len(inflight) < workers * 2:
+                batch = queue.popleft() if queue else next(batches, None)
+                if batch is None:
+                    return
                 inflight[pool.submit(client.embed, [p.text for p in batch])] = batch
 
         submit_more()
@@ -290,7 +369,7 @@ def _run_batches(
                     if exc.status in _INPUT_ERROR_STATUSES and len(batch) > 1:
                         # Split to find the offending input; the rest of the batch still gets embedded.
                         mid = len(batch) // 2
-                        queue[:0] = [batch[:mid], batch[mid:]]
+                        queue.extendleft([batch[mid:], batch[:mid]])
                     else:
                         n = sum(len(p.chunk_ids) for p in batch)
                         log(f"a request of {len(batch)} texts ({n} chunks) failed: {exc}")

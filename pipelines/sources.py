@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from pipelines.locks import Lock, xact_lock
 from pipelines.sql import composed, execute_composed, query
 
 UPSERT_BATCH = 500
+KEY_PAGE = 5000  # stored keys read per transaction when looking for vanished documents
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -54,7 +55,8 @@ class TableSpec:
     title_column: str | None = None
 
 
-ScanResult = tuple[list[ParsedDocument], set[str]]
+# The documents, read as they are consumed, and every key seen (including ones that failed).
+ScanResult = tuple[Iterable[ParsedDocument], set[str]]
 
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -94,7 +96,7 @@ def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
 
 
 def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResult | None:
-    """Parsed documents and every key seen (including ones that failed), or None if the scan is impossible."""
+    """Documents (read lazily) and every key seen (including ones that failed), or None if the scan is impossible."""
     if not root.is_dir():
         stats.errors.append(("local", str(root), "content directory does not exist"))
         return None
@@ -105,17 +107,24 @@ def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResu
             ("local", str(root), "content directory has no markdown files; nothing was deleted")
         )
         return None
-    docs, seen = [], set()
+    seen = {key for _, key in files}
     for key, reason in refused:
         seen.add(key)
         stats.errors.append(("local", key, reason))
+    return _read_markdown(root, files, max_file_bytes, stats), seen
+
+
+def _read_markdown(
+    root: Path, files: list[tuple[str, str]], max_file_bytes: int, stats: SyncStats
+) -> Iterator[ParsedDocument]:
+    """The files' documents, each read only when the consumer asks for it: a batch at a time is in memory."""
     for path, key in files:
-        seen.add(key)
         try:
-            docs.append(read_markdown_file(path, key, max_file_bytes, root=root))
+            doc = read_markdown_file(path, key, max_file_bytes, root=root)
         except (SourceItemError, OSError) as exc:
             stats.errors.append(("local", key, str(exc)))
-    return docs, seen
+            continue
+        yield doc
 
 
 def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanResult | None:
@@ -207,12 +216,40 @@ def _upsert_unless_tombstoned(
 def _apply_source(
     conn: sa.Connection,
     source: str,
-    docs: list[ParsedDocument],
+    docs: Iterable[ParsedDocument],
     seen: set[str],
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
 ) -> None:
-    """Upsert one source's documents and provenance, one transaction per batch."""
+    """Upsert one source's documents and provenance, one transaction per batch of UPSERT_BATCH documents:
+    memory holds a batch of documents, never the source."""
+    scanned = 0
+    batch: list[ParsedDocument] = []
+    for doc in docs:
+        scanned += 1
+        batch.append(doc)
+        if len(batch) == UPSERT_BATCH:
+            _apply_batch(conn, source, batch, stats, defaults)
+            batch = []
+    if batch:
+        _apply_batch(conn, source, batch, stats, defaults)
+    gone = list(_missing_keys(conn, source, seen))
+    if gone:
+        with conn.begin():
+            stats.deleted += conn.execute(
+                query("sources/delete_missing_source_documents"), {"source": source, "keys": gone}
+            ).rowcount
+    stats.scanned += scanned
+    stats.per_source[source] = scanned
+
+
+def _apply_batch(
+    conn: sa.Connection,
+    source: str,
+    docs: list[ParsedDocument],
+    stats: SyncStats,
+    defaults: Mapping[str, ProvenanceDefaults],
+) -> None:
     provenance: dict[str, ProvenanceRecord] = {}
     usable = []
     for doc in docs:
@@ -222,10 +259,15 @@ def _apply_source(
         except ProvenanceError as exc:
             # Like any bad item: reported, and whatever was ingested for it before is kept.
             stats.errors.append((source, doc.source_key, str(exc)))
+    if not usable:
+        return
     with conn.begin():
         existing = {
             r.source_key: (r.content_sha256, r.title, r.metadata)
-            for r in conn.execute(query("sources/select_source_fingerprints"), {"source": source})
+            for r in conn.execute(
+                query("sources/select_source_fingerprints"),
+                {"source": source, "keys": [d.source_key for d in usable]},
+            )
         }
     changed, unchanged = [], []
     for doc in usable:
@@ -236,28 +278,41 @@ def _apply_source(
             unchanged.append(doc)
         else:
             changed.append(doc)
-    for start in range(0, len(changed), UPSERT_BATCH):
-        batch = changed[start : start + UPSERT_BATCH]
+    if changed:
         with conn.begin():
-            fresh = _upsert_unless_tombstoned(conn, source, batch, provenance)
-        stats.skipped_expired += len(batch) - len(fresh)
+            fresh = _upsert_unless_tombstoned(conn, source, changed, provenance)
+        stats.skipped_expired += len(changed) - len(fresh)
         stats.inserted_or_updated += len(fresh)
     # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
     # provenance existed get their row. The upsert writes only rows whose terms differ.
-    for start in range(0, len(unchanged), UPSERT_BATCH):
-        batch = unchanged[start : start + UPSERT_BATCH]
+    if unchanged:
         with conn.begin():
             conn.execute(
-                query("sources/upsert_provenance"), _provenance_rows(provenance[d.source_key] for d in batch)
+                query("sources/upsert_provenance"),
+                _provenance_rows(provenance[d.source_key] for d in unchanged),
             )
-    gone = sorted(set(existing) - seen)
-    if gone:
+
+
+def _missing_keys(conn: sa.Connection, source: str, seen: set[str]) -> Iterator[str]:
+    """The source's stored keys not in `seen`, read a page of keys per transaction."""
+    # `>=` from "" so that an empty key (a table row may have one) is read too; later pages repeat their
+    # predecessor's last key, which is skipped.
+    after: str | None = None
+    page = KEY_PAGE
+    while True:
         with conn.begin():
-            stats.deleted += conn.execute(
-                query("sources/delete_missing_source_documents"), {"source": source, "keys": gone}
-            ).rowcount
-    stats.scanned += len(docs)
-    stats.per_source[source] = len(docs)
+            keys = (
+                conn.execute(
+                    query("sources/select_source_keys"),
+                    {"source": source, "after": after or "", "limit": page},
+                )
+                .scalars()
+                .all()
+            )
+        yield from (k for k in keys if k not in seen and k != after)
+        if len(keys) < page:
+            return
+        after = keys[-1]
 
 
 def sync_documents(
