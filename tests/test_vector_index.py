@@ -94,7 +94,8 @@ def test_below_the_row_threshold_no_index_is_built_and_search_is_exact(postgres,
     assert all(h.via_index for h in hits)
 
 
-def test_the_earlier_full_precision_index_is_dropped_once_the_halfvec_one_is_valid(postgres, loaded):
+@pytest.mark.usefixtures("loaded")
+def test_the_earlier_full_precision_index_is_dropped_once_the_halfvec_one_is_valid(postgres):
     plan = index_plan(MODEL, DIMS)
     assert plan.legacy_index_name
     with postgres.connect() as conn:
