@@ -46,7 +46,7 @@ MODEL = f"bench-clustered@{DIMS}"
 UNIFORM = f"bench-uniform@{DIMS}"
 BLOCK = 2048
 QUERIES = 30
-CROSSOVER_SIZES = [1_000, 5_000, 10_000, 20_000] + ([50_000, 100_000] if FULL else [])
+CROSSOVER_SIZES = [1_000, 2_000, 5_000, 10_000, 20_000] + ([50_000, 100_000] if FULL else [])
 COMPARE_SIZES = {10_000: 2} | ({100_000: 1} if FULL else {})  # size -> alternated repetitions of each build
 UNIFORM_N = 10_000
 WIDE_EF = 400
@@ -333,6 +333,7 @@ def run() -> None:
         with postgres.connect() as conn:
             ids = _seed_chunks(conn, max(sizes[-1], UNIFORM_N))
             _register(conn, MODEL)
+        _uniform(postgres, ids)
         queries = _queries(uniform=False)
         table: list[tuple[int, float, float, float]] = []
         loaded = 0
