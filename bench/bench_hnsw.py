@@ -370,4 +370,3 @@ def run() -> None:
         print(
             f"   HNSW_MIN_ROWS default {DEFAULT_HNSW_MIN_ROWS:,}: below it no index is built and search is exact"
         )
-        _uniform(postgres, ids)
