@@ -141,7 +141,7 @@ def _register(conn: sa.Connection, name: str) -> None:
 
 def _load(conn: sa.Connection, model: str, ids: list[int], start: int, stop: int, *, uniform: bool) -> None:
     """Vectors start..stop of the model's stream onto chunks ids[start:stop], through the write path."""
-    shas = dict(
+    shas: dict[int, str] = dict(
         conn.execute(
             sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"),
             {"ids": ids[start:stop]},
