@@ -68,8 +68,9 @@ def chunk_embeddings(
     packed to the provider's limits and run concurrently, results land by binary COPY one request at a time;
     a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on. The model is the active
     one readers use: while a newly configured model is being built by `reembedding_job`, new chunks still get
-    the active model's vectors, so readers never miss them. The model's HNSW index is created after its first
-    bulk load, and vectors of models retired longer than the grace period are dropped."""
+    the active model's vectors, so readers never miss them. Vectors of models retired longer than the grace
+    period are dropped. The model's HNSW index is `embedding_index`'s work: the vectors are searchable
+    (exactly) as soon as this step ends."""
     # Batch API hook (EMBEDDING_BATCH_API): a large first embedding is submitted and the run ends.
     batched = submit_embedding_batches(
         context,
@@ -114,13 +115,11 @@ def chunk_embeddings(
             description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
             f" switches readers to {configured.name}: {exc}"
         ) from None
-    index = ensure_hnsw_index(engine, stats.model, stats.dimensions, postgres.hnsw_maintenance_work_mem)
     cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
     metadata = {
         **embed_stats_metadata(stats),
         "configured_model": dg.MetadataValue.text(configured.name),
         "model_status": dg.MetadataValue.text(stats.model_status),
-        "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
         "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
     }
     return dg.MaterializeResult(
@@ -135,4 +134,34 @@ def chunk_embeddings(
                 " failures (failures are in embedding_errors; run config retry_abandoned: true retries them).",
             )
         ],
+    )
+
+
+@dg.asset(
+    deps=[chunk_embeddings],
+    group_name=GROUP,
+    kinds={"postgres", "pgvector"},
+)
+def embedding_index(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    """The active model's HNSW index (over halfvec casts; search re-ranks its candidates exactly), built in a
+    step of its own after the bulk load so that the vectors are usable before it exists: search is exact,
+    and says so, until the build has finished. Not built below HNSW_MIN_ROWS vectors, where an exact scan is
+    fast enough; a later run builds it once the model has grown past that."""
+    engine = postgres.engine
+    with engine.begin() as conn:
+        active = active_model(conn)
+    if active is None:
+        context.log.info("no active embedding model yet: nothing to index")
+        return dg.MaterializeResult(metadata={"hnsw_index": dg.MetadataValue.text("none (no active model)")})
+    index = ensure_hnsw_index(
+        engine, active.name, active.dimensions, log=context.log.info, **postgres.hnsw_options()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "model": dg.MetadataValue.text(active.name),
+            "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
+            "hnsw_built": dg.MetadataValue.bool(index.created),
+            "hnsw_build_s": dg.MetadataValue.float(round(index.seconds, 3)),
+            "hnsw_min_rows": dg.MetadataValue.int(postgres.hnsw_min_rows),
+        }
     )

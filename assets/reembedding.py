@@ -92,7 +92,7 @@ def reembedding(
             embedder.spec(),
             limits,
             embedder.factory(postgres.engine),
-            maintenance_work_mem=postgres.hnsw_maintenance_work_mem,
+            **postgres.hnsw_options(),
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
             log=context.log.info,
@@ -174,7 +174,7 @@ def embedding_model_switch(
         active = active_model(conn)
     if active is None:
         raise dg.Failure(description=f"no active embedding model after switching to {target}")
-    index = ensure_hnsw_index(engine, active.name, active.dimensions, postgres.hnsw_maintenance_work_mem)
+    index = ensure_hnsw_index(engine, active.name, active.dimensions, **postgres.hnsw_options())
     cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
     recall = measure_recall(engine, active.name, active.dimensions, sample=RECALL_SAMPLE)
     with engine.begin() as conn:
@@ -201,6 +201,9 @@ def embedding_model_switch(
                     "queries": recall.queries,
                     "threshold": RECALL_WARN_BELOW,
                     "model": dg.MetadataValue.text(recall.model),
+                    "search": dg.MetadataValue.text(
+                        "HNSW index" if recall.via_index else "exact (no HNSW index below HNSW_MIN_ROWS)"
+                    ),
                 },
             )
         ],

@@ -9,6 +9,7 @@ import warnings
 
 MODULES = [
     "bench.bench_ingest",
+    "bench.bench_hnsw",
     "bench.bench_metrics",
     "bench.bench_retention",
     "bench.bench_reembedding",

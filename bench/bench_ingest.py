@@ -28,13 +28,7 @@ from bench.dagster_runs import (
 )
 from bench.fake_server import fake_openai_process
 from pipelines.embeddings import write_embeddings
-from pipelines.hnsw import (
-    DEFAULT_MAINTENANCE_WORK_MEM,
-    drop_hnsw_index,
-    ensure_hnsw_index,
-    measure_recall,
-    nearest,
-)
+from pipelines.hnsw import measure_recall, nearest
 from pipelines.lib.vector_index import recall_at_k
 from pipelines.sql import load_sql
 from resources.postgres import PostgresResource
@@ -127,8 +121,8 @@ def bench_write_path(postgres, rng, reps: int = 5) -> None:
 
 
 def bench_search(postgres: PostgresResource, name: str, queries: int = 40) -> None:
-    """Search latency through the model's HNSW index and by exact scan, recall@10 of the index, and the time of
-    a fresh build with the sized memory beside one with the former fixed 256 MB."""
+    """Search latency through the model's HNSW index and by exact scan, and recall@10 of the index (its build
+    choices are bench_hnsw's)."""
     engine = postgres.engine
     with engine.begin() as conn:
         n = conn.execute(
@@ -183,19 +177,6 @@ def bench_search(postgres: PostgresResource, name: str, queries: int = 40) -> No
         "its p95 ms",
         float(np.mean(wide)),
         ">= 0.95",
-    )
-    drop_hnsw_index(engine, MODEL, DIMS)
-    sized = ensure_hnsw_index(engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM)
-    drop_hnsw_index(engine, MODEL, DIMS)
-    fixed = ensure_hnsw_index(engine, MODEL, DIMS, "256MB")
-    report(
-        f"{name} HNSW build, {n:,} x {DIMS}d ({sized.note.split('with ')[-1]})",
-        sized.seconds,
-        "s",
-        fixed.seconds,
-        "256MB",
-        fixed.seconds / sized.seconds,
-        "report",
     )
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory, EmbedLimits, ModelSpec
 from pipelines.embeddings import EmbedStats, embed_pending
-from pipelines.hnsw import IndexResult, ensure_hnsw_index
+from pipelines.hnsw import DEFAULT_BUILD_WORKERS, IndexResult, ensure_hnsw_index
 from pipelines.locks import Lock, xact_lock
 from pipelines.models import Coverage, active_model, coverage, get_model, register_model
 from pipelines.sql import query
@@ -53,6 +53,8 @@ def build_model(
     embedders: EmbedderFactory,
     *,
     maintenance_work_mem: str,
+    min_rows: int = 0,
+    workers: int = DEFAULT_BUILD_WORKERS,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
@@ -80,7 +82,10 @@ def build_model(
     )
     with engine.begin() as conn:
         cov = coverage(conn, spec.name)
-    index = ensure_hnsw_index(engine, spec.name, spec.dimensions, maintenance_work_mem, log=log)
+    # Built here, before the switch, so that readers move to a model whose index is already finished.
+    index = ensure_hnsw_index(
+        engine, spec.name, spec.dimensions, maintenance_work_mem, log=log, min_rows=min_rows, workers=workers
+    )
     return BuildResult(
         target=spec.name,
         previous_active=previous.name if previous else None,

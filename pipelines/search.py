@@ -19,10 +19,10 @@ from pipelines.hnsw import (
     INDEX_SCAN_SETTINGS,
     ef_search_for,
     has_valid_index,
+    ranking_params,
     set_local,
-    vector_type_sql,
 )
-from pipelines.lib.vector_index import index_plan
+from pipelines.lib.vector_index import candidates_for, index_plan
 from pipelines.models import active_model
 from pipelines.sql import composed, execute_composed
 
@@ -42,15 +42,17 @@ class SearchHit:
     title: str | None
     chunk_index: int
     content: str
-    # False when the model had no finished index (still building, or never built) and the search was exact.
+    # False when the model had no finished index (still building, below HNSW_MIN_ROWS, or never built) and the
+    # search was exact.
     via_index: bool = True
 
 
 def search_by_vector(
     engine: sa.Engine, model: str, dimensions: int, vector: Any, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
-    """Top-k chunks of `model` nearest to `vector` (cosine), through the model's HNSW index, or by an exact scan
-    while the index does not exist or is still being built (each hit's `via_index` says which); in a
+    """Top-k chunks of `model` nearest to `vector` (cosine): candidates through the model's halfvec HNSW index
+    re-ranked by exact distance on the full vectors, or an exact scan while the index does not exist (the
+    model is below HNSW_MIN_ROWS, or its build has not finished); each hit's `via_index` says which. In a
     transaction of its own so that the planner settings end with it."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
@@ -63,8 +65,13 @@ def search_by_vector(
             set_local(conn, EXACT_SCAN_SETTINGS)
         rows = execute_composed(
             conn,
-            composed("hnsw/search_chunks_by_vector", vector_type=vector_type_sql(plan)),
-            {"model": model, "query": np.asarray(vector, dtype=np.float32), "k": k},
+            composed("hnsw/search_chunks_by_vector", **ranking_params(plan, exact=not via_index)),
+            {
+                "model": model,
+                "query": np.asarray(vector, dtype=np.float32),
+                "k": k,
+                "candidates": candidates_for(k) if via_index else k,
+            },
         ).all()
     return [
         SearchHit(
@@ -98,7 +105,9 @@ def search(engine: sa.Engine, embedders: EmbedderFactory, text: str, k: int = 5)
 def format_hits(hits: list[SearchHit], width: int = 160) -> str:
     lines = []
     if hits and not hits[0].via_index:
-        lines.append("(exact search: the model's HNSW index is not built yet)")
+        lines.append(
+            "(exact search: the model has no finished HNSW index yet, or too few vectors to need one)"
+        )
     for rank, h in enumerate(hits, 1):
         snippet = " ".join(h.content.split())
         snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"

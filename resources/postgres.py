@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
-from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 
@@ -26,6 +27,9 @@ class PostgresResource(dg.ConfigurableResource):
     # and the memory an HNSW build may use.
     retired_grace_days: float = DEFAULT_RETIRED_GRACE_DAYS
     hnsw_maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM
+    # Below this many vectors a model gets no HNSW index (search is exact), and a build's parallel workers.
+    hnsw_min_rows: int = DEFAULT_HNSW_MIN_ROWS
+    hnsw_build_workers: int = DEFAULT_BUILD_WORKERS
     # `auto`: migrate on first use when this role owns the schema, else check the version; `never`: check.
     migrate_on_start: str = "auto"
     # The roles the security migration creates and grants to.
@@ -52,6 +56,14 @@ class PostgresResource(dg.ConfigurableResource):
             migrate=self.migrate_on_start,
             settings={"rag.app_role": self.app_role, "rag.analyst_role": self.analyst_role},
         )
+
+    def hnsw_options(self) -> dict[str, Any]:
+        """The index build's settings, as keyword arguments of `ensure_hnsw_index` and `build_model`."""
+        return {
+            "maintenance_work_mem": self.hnsw_maintenance_work_mem,
+            "min_rows": self.hnsw_min_rows,
+            "workers": self.hnsw_build_workers,
+        }
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[sa.Connection]:

@@ -55,7 +55,8 @@ def database_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def postgres(database_url: str) -> PostgresResource:
-    return PostgresResource(database_url=database_url)
+    # Tests index tables of a few hundred vectors; the HNSW_MIN_ROWS threshold's own tests set it.
+    return PostgresResource(database_url=database_url, hnsw_min_rows=0)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
-from assets.embeddings import chunk_embeddings
+from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
 from pipelines import batch_embeddings as batch_module
 from pipelines.batch_embeddings import apply_batch, list_batches
@@ -425,7 +425,7 @@ def test_first_embedding_of_a_corpus_through_the_batch_api_then_nightly_top_ups_
         with postgres.connect() as conn:
             add_chunks(conn, late, source="late")
         assert dg.materialize(
-            [chunk_embeddings], resources={"postgres": postgres, "embedder": embedder}
+            [chunk_embeddings, embedding_index], resources={"postgres": postgres, "embedder": embedder}
         ).success
         assert sorted(fake.texts_embedded) == sorted(late) and len(fake.batches) == 1
     with postgres.connect() as conn:

@@ -28,6 +28,7 @@ ASSETS = {
     "ai_dialogue_log",
     "chunk_embeddings",
     "document_chunks",
+    "embedding_index",
     "embedding_model_switch",
     "rag_metrics_history",
     "reembedding",
@@ -115,6 +116,7 @@ def test_nightly_schedule_runs_the_whole_graph_but_reembedding():
         "source_documents",
         "document_chunks",
         "chunk_embeddings",
+        "embedding_index",
         "retention_sweep",
         "rag_metrics_history",
     } <= selected

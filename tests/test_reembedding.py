@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.embeddings import chunk_embeddings
+from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
 from pipelines.embedders import OpenAIEmbedder
 from pipelines.embeddings import embed_pending
@@ -76,7 +76,8 @@ def corpus(postgres):
         texts = chunk_texts(59)
         add_chunks(conn, [*texts, texts[0]])
     dg.materialize(
-        [chunk_embeddings], resources={"postgres": postgres, "embedder": EmbedderResource(provider="local")}
+        [chunk_embeddings, embedding_index],
+        resources={"postgres": postgres, "embedder": EmbedderResource(provider="local")},
     )
     return texts
 
@@ -96,7 +97,7 @@ def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(post
         assert checks(to_small) == {"covers_every_chunk": True, "hnsw_recall_at_10": True}
         with postgres.connect() as conn:
             assert statuses(conn) == {LOCAL: "retired", SMALL: "active"}
-            assert "vector(1536)" in index_def(conn, SMALL, 1536) and "vector_cosine_ops" in index_def(
+            assert "halfvec(1536)" in index_def(conn, SMALL, 1536) and "halfvec_cosine_ops" in index_def(
                 conn, SMALL, 1536
             )
             assert index_def(conn, LOCAL, 384) is not None  # kept through the grace period

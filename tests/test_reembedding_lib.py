@@ -1,34 +1,57 @@
 """Pure pieces of re-embedding: index DDL choices, names, literals, memory settings, recall, sensor decisions."""
 
+import hashlib
+
 import pytest
 
 from pipelines.lib.model_switch import model_change_decision
 from pipelines.lib.vector_index import (
     IndexConfigError,
+    candidates_for,
     hnsw_build_memory_kb,
     index_name_for,
     index_plan,
     quote_ident,
     quote_literal,
     recall_at_k,
+    should_build_index,
     split_model_name,
     validate_model_name,
     validate_pg_memory,
 )
 
 
-def test_vector_up_to_2000_dimensions_halfvec_above_and_no_index_beyond_4000():
-    small, edge, large, huge = (
-        index_plan("m", 1536),
-        index_plan("m", 2000),
-        index_plan("m", 3072),
-        index_plan("m", 4001),
+def test_halfvec_index_at_every_size_exact_rerank_on_vector_and_no_index_beyond_4000():
+    small, large, huge = index_plan("m", 1536), index_plan("m", 3072), index_plan("m", 4001)
+    assert (small.vector_type, small.opclass, small.indexable) == (
+        "halfvec(1536)",
+        "halfvec_cosine_ops",
+        True,
     )
-    assert (small.vector_type, small.opclass, small.indexable) == ("vector(1536)", "vector_cosine_ops", True)
-    assert edge.vector_type == "vector(2000)"
+    assert small.exact_type == "vector(1536)" and large.exact_type == "vector(3072)"
     assert (large.vector_type, large.opclass) == ("halfvec(3072)", "halfvec_cosine_ops")
     assert large.column_expr == "(embedding::halfvec(3072))"
     assert not huge.indexable
+
+
+def test_the_halfvec_index_is_named_apart_from_the_earlier_vector_one_below_2001_dimensions():
+    small, large = index_plan("m", 1536), index_plan("m", 3072)
+    # Earlier releases named every index sha256(model NUL dimensions); above 2,000 it was halfvec already.
+    assert large.legacy_index_name is None
+    assert large.index_name == "chunk_embeddings_hnsw_" + hashlib.sha256(b"m\x003072").hexdigest()[:8]
+    assert small.legacy_index_name == "chunk_embeddings_hnsw_" + hashlib.sha256(b"m\x001536").hexdigest()[:8]
+    assert small.index_name != small.legacy_index_name
+
+
+def test_candidates_for_the_rerank_and_the_row_threshold():
+    assert [candidates_for(k) for k in (1, 10, 250, 251, 1000)] == [4, 40, 1000, 1000, 1000]
+    plan = index_plan("m", 1536)
+    assert not should_build_index(plan, 4999, 5000) and should_build_index(plan, 5000, 5000)
+    assert should_build_index(plan, 0, 0)
+    assert not should_build_index(index_plan("m", 4001), 10**6, 0)
+    for bad in (-1, True, 1.5):
+        with pytest.raises(IndexConfigError, match="HNSW_MIN_ROWS"):
+            should_build_index(plan, 10, bad)
 
 
 def test_index_names_are_stable_short_identifiers_distinct_per_model_and_dimension():
@@ -121,8 +144,8 @@ def test_sensor_waits_for_a_first_active_model():
 
 def test_build_memory_holds_the_graph_within_the_operators_ceiling():
     plan = index_plan("text-embedding-3-small", 1536)
-    # 137,000 vectors of 1,536 float4 (6,144 B) + 2,048 B of graph each, plus a quarter: ~1.34 GB.
-    expected_kb = 137_000 * (1536 * 4 + 2048) * 1.25 / 1024
+    # 137,000 halfvecs of 1,536 dimensions (3,072 B) + 2,048 B of graph each, plus a quarter: ~0.84 GB.
+    expected_kb = 137_000 * (1536 * 2 + 2048) * 1.25 / 1024
     assert hnsw_build_memory_kb(plan, 137_000, "2GB") == pytest.approx(expected_kb, rel=1e-3)
     assert hnsw_build_memory_kb(plan, 137_000, "512MB") == 512 * 1024
     assert hnsw_build_memory_kb(plan, 10, "2GB") == 64 * 1024

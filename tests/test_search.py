@@ -5,9 +5,9 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
-from assets.embeddings import chunk_embeddings
+from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, set_local, vector_type_sql
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, ranking_params, set_local
 from pipelines.lib.vector_index import index_name_for, index_plan
 from pipelines.location import search_cli
 from pipelines.models import active_model
@@ -21,7 +21,9 @@ LOCAL = EmbedderResource(provider="local")
 
 
 def embed_all(postgres, embedder=LOCAL):
-    result = dg.materialize([chunk_embeddings], resources={"postgres": postgres, "embedder": embedder})
+    result = dg.materialize(
+        [chunk_embeddings, embedding_index], resources={"postgres": postgres, "embedder": embedder}
+    )
     assert result.success
 
 
@@ -52,10 +54,12 @@ def test_search_uses_the_models_partial_hnsw_index(postgres):
         vector = conn.execute(sa.text("SELECT embedding FROM chunk_embeddings LIMIT 1")).scalar_one()
         set_local(conn, INDEX_SCAN_SETTINGS)
         statement = sql.SQL("EXPLAIN ") + composed(
-            "hnsw/search_chunks_by_vector", vector_type=vector_type_sql(plan)
+            "hnsw/search_chunks_by_vector", **ranking_params(plan, exact=False)
         )
         explain = "\n".join(
-            execute_composed(conn, statement, {"model": model.name, "query": vector, "k": 5}).scalars()
+            execute_composed(
+                conn, statement, {"model": model.name, "query": vector, "k": 5, "candidates": 20}
+            ).scalars()
         )
     assert f"Index Scan using {index_name_for(model.name, model.dimensions)}" in explain
 

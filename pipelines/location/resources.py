@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
-from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.migrations import DEFAULT_SETTINGS
@@ -59,6 +59,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             retired_grace_days=env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS, minimum=0),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
             or DEFAULT_MAINTENANCE_WORK_MEM,
+            hnsw_min_rows=env_number("HNSW_MIN_ROWS", int, DEFAULT_HNSW_MIN_ROWS, minimum=0),
+            hnsw_build_workers=env_number("HNSW_BUILD_WORKERS", int, DEFAULT_BUILD_WORKERS, minimum=0),
             migrate_on_start=validate_migrate_mode(
                 os.environ.get("MIGRATE_ON_START", "").strip().lower() or "auto"
             ),

@@ -1,0 +1,3 @@
+RESET maintenance_work_mem;
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size
