@@ -7,7 +7,8 @@ table of one row per page (path, text) with the recursive character splitter at 
 and embeds with `text-embedding-3-small` at 1,536 dimensions through the fake server. A phase is what a
 real sync does:
   - sync: scan the corpus directory and upsert every page (COPY into a temp table, then one
-    INSERT ... ON CONFLICT DO UPDATE WHERE the text changed), so pgai's trigger queues only what changed;
+    INSERT ... ON CONFLICT DO UPDATE WHERE the text changed, and a DELETE of pages no longer there), so
+    pgai's trigger queues only what changed;
   - then pgai's worker in once mode (drain the queue, stop), run through its Python API in one long-lived
     process (`pgai_worker_driver.py`), as rag-etl's job runs are timed in the bench's own process.
 First run = sync into the empty table + worker; unchanged re-run and 1 %-changed run = the same again.
@@ -193,7 +194,7 @@ class PgaiBaseline:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
 
     def sync(self, root: Path) -> int:
-        """Upsert every page under `root`; returns how many rows changed (so were queued)."""
+        """Upsert every page under `root` and delete the vanished ones; returns how many rows changed."""
         with psycopg.connect(self.url) as conn:
             conn.execute("CREATE TEMP TABLE incoming (path text, text text) ON COMMIT DROP")
             with conn.cursor().copy("COPY incoming (path, text) FROM STDIN") as copy:
@@ -203,6 +204,10 @@ class PgaiBaseline:
                 "INSERT INTO pages (path, text) SELECT path, text FROM incoming"
                 " ON CONFLICT (path) DO UPDATE SET text = excluded.text"
                 " WHERE pages.text IS DISTINCT FROM excluded.text"
+            ).rowcount
+            # A sync mirrors deletions too, as rag-etl's source scan does; pgai's trigger queues them.
+            changed += conn.execute(
+                "DELETE FROM pages p WHERE NOT EXISTS (SELECT FROM incoming i WHERE i.path = p.path)"
             ).rowcount
             conn.commit()
         return changed
