@@ -3,6 +3,7 @@ unchanged re-run, 1 % of pages changed), and the embedding write path against a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -26,9 +28,11 @@ from bench.dagster_runs import (
     peak_rss_mb,
     reset_peak_rss,
 )
-from bench.fake_server import fake_openai_process
+from bench.fake_server import FakeServerProcess, fake_openai_process
+from bench.pgai_baseline import PgaiBaseline, PgaiRun, ensure_venv
 from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import measure_recall, nearest
+from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.lib.vector_index import recall_at_k
 from pipelines.sql import load_sql
 from resources.postgres import PostgresResource
@@ -41,6 +45,7 @@ WIDE_EF_SEARCH = 200
 SYNTHETIC_PAGES = 2_000  # ~11k chunks
 # BENCH_SCALE=full: ~20k chunks and >= 100k chunks, so that peak memory at both sizes can be compared.
 SYNTHETIC_PAGES_FULL = (3_600, 18_000)
+RERUN_ROUNDS = 3  # unchanged and 1 %-changed runs, alternated between rag-etl and pgai; medians reported
 
 
 def _settle(conn: sa.Connection) -> None:
@@ -194,16 +199,40 @@ def _edit_tldr(root: Path, share: float) -> int:
     return len(pages[::step])
 
 
-def _phase(label: str, instance, postgres: PostgresResource, peaks: dict[str, float], key: str) -> RunTiming:
+@dataclass(frozen=True)
+class Phase:
+    wall_s: float
+    inputs: int  # embedding inputs the fake server answered during the phase
+
+
+def _checkpoint(postgres: PostgresResource) -> None:
+    """Untimed, before every phase of either system: the dirty pages of the one before are not its bill."""
+    with postgres.engine.connect() as conn:
+        conn.execute(sa.text("CHECKPOINT"))
+        conn.commit()
+
+
+def _phase(
+    label: str,
+    instance,
+    postgres: PostgresResource,
+    fake: FakeServerProcess,
+    peaks: dict[str, float],
+    key: str,
+) -> tuple[RunTiming, Phase]:
     """One run of the job; `peaks[key]` gets the peak resident memory of the process that ran it (the
-    ingestion job's steps run in the run's process, which here is this one)."""
+    ingestion job's steps run in the run's process, which here is this one) the first time `key` runs."""
+    _checkpoint(postgres)
     _progress(f"{label}: started")
+    sent = fake.inputs_sent()
     before = current_rss_mb()
     reset_peak_rss()
     timing = execute(instance)
     own, _children = peak_rss_mb()
-    peaks[key] = own
-    peaks[f"{key} growth"] = own - before
+    inputs = fake.inputs_sent() - sent
+    if key not in peaks:
+        peaks[key] = own
+        peaks[f"{key} growth"] = own - before
     with postgres.connect() as conn:
         counts = conn.execute(
             sa.text(
@@ -214,22 +243,114 @@ def _phase(label: str, instance, postgres: PostgresResource, peaks: dict[str, fl
     peaks["chunks"] = max(peaks.get("chunks", 0), counts[1])  # the corpus size: the first run's
     _progress(
         f"{label}: {timing.wall_s:.1f} s wall; steps {timing.split()}; overhead (wall / steps) {timing.overhead:.2f};"
-        f" {counts[0]:,} documents, {counts[1]:,} chunks, {counts[2]:,} vectors;"
+        f" {counts[0]:,} documents, {counts[1]:,} chunks, {counts[2]:,} vectors; {inputs:,} embedding inputs sent;"
         f" peak RSS of the run's process {own:.0f} MB ({before:.0f} MB before the run)"
     )
-    return timing
+    return timing, Phase(timing.wall_s, inputs)
+
+
+def _pgai_phase(
+    label: str,
+    pgai: PgaiBaseline,
+    root: Path,
+    postgres: PostgresResource,
+    fake: FakeServerProcess,
+    fresh_process: bool = False,
+) -> Phase:
+    _checkpoint(postgres)
+    _progress(f"pgai {label}: started")
+    sent = fake.inputs_sent()
+    run: PgaiRun = pgai.run(root, fresh_process)
+    inputs = fake.inputs_sent() - sent
+    pages, chunks = pgai.counts()
+    _progress(
+        f"pgai {label}: {run.wall_s:.1f} s wall (sync {run.sync_s:.1f} s, {run.pages_changed:,} pages changed;"
+        f" worker once{' (fresh process)' if fresh_process else ''} {run.worker_s:.1f} s); {pages:,} pages, {chunks:,} chunks; {inputs:,} embedding inputs sent"
+    )
+    return Phase(run.wall_s, inputs)
+
+
+def _start_pgai(postgres: PostgresResource, fake: FakeServerProcess) -> PgaiBaseline | None:
+    if os.environ.get("BENCH_PGAI", "1") == "0":
+        print("   pgai baseline skipped: BENCH_PGAI=0", flush=True)
+        return None
+    reason = ensure_venv()
+    if reason is not None:
+        print(f"   pgai baseline skipped: {reason}", flush=True)
+        return None
+    pgai = PgaiBaseline(postgres.url, fake.base_url, MODEL, DIMS, (DEFAULT_MAX_CHARS, DEFAULT_OVERLAP))
+    try:
+        pgai.reset()
+    except Exception as exc:  # a peer's set-up failing is no reason to lose our own figures
+        pgai.close()
+        print(f"   pgai baseline skipped: setting up its database failed: {exc}", flush=True)
+        return None
+    return pgai
+
+
+def _report_peer(
+    name: str, ours: dict[str, list[Phase]], theirs: dict[str, list[Phase]], fresh: tuple[float, float]
+) -> None:
+    """rag-etl time ÷ pgai time per phase (< 1: we are faster), and the embedding inputs each sent."""
+    print(
+        f"   {name} vs pgai 0.12 vectorizer worker (medians of {', '.join(f'{k} {len(v)}' for k, v in ours.items())}"
+        " runs; a pgai phase = upsert the pages into its source table + its worker in once mode;"
+        " both systems in an already-started process):"
+    )
+    for phase, mine in ours.items():
+        peer = theirs[phase]
+        wall, peer_wall = (
+            float(np.median([p.wall_s for p in mine])),
+            float(np.median([p.wall_s for p in peer])),
+        )
+        report(
+            f"{name} {phase} run: rag-etl vs pgai, s",
+            wall,
+            "s",
+            peer_wall,
+            "pgai 0.12",
+            wall / peer_wall,
+            "< 1",
+        )
+        sent, peer_sent = int(np.median([p.inputs for p in mine])), int(np.median([p.inputs for p in peer]))
+        report(
+            f"{name} {phase} run: embedding inputs sent",
+            sent,
+            "inputs",
+            peer_sent,
+            "pgai 0.12",
+            sent / max(peer_sent, 1),
+            "<= 1",
+        )
+    report(
+        f"{name} unchanged run, fresh process: rag-etl vs pgai",
+        fresh[0],
+        "s",
+        fresh[1],
+        "worker --once",
+        fresh[0] / fresh[1],
+        "< 1 (dagster job execute vs pgai CLI)",
+    )
 
 
 def bench_corpus(
-    name: str, make_corpus, edit, *, write_path: bool = False, peaks: dict[str, float] | None = None
+    name: str,
+    make_corpus,
+    edit,
+    *,
+    write_path: bool = False,
+    peer: bool = False,
+    peaks: dict[str, float] | None = None,
 ) -> dict[str, RunTiming]:
-    """First run, unchanged re-run and a 1 %-changed run of `ingestion_job` over one corpus; `peaks` gets
-    each phase's peak resident memory (MB) and the corpus's chunk count."""
+    """First run, unchanged re-run and a 1 %-changed run of `ingestion_job` over one corpus; with `peer`, each
+    phase also by pgai's vectorizer worker on the same corpus state, the two alternated, re-runs repeated.
+    `peaks` gets each phase's peak resident memory (MB) and the corpus's chunk count."""
     peaks = {} if peaks is None else peaks
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
         throwaway_postgres() as postgres,
-        fake_openai_process() as base_url,
+        fake_openai_process() as fake,
+        contextlib.ExitStack() as cleanup,
     ):
         root = Path(tmp) / "content"
         started = time.perf_counter()
@@ -243,23 +364,55 @@ def bench_corpus(
                 "EMBEDDING_PROVIDER": "openai",
                 "EMBEDDING_MODEL": MODEL,
                 "OPENAI_API_KEY": "sk-bench",
-                "OPENAI_BASE_URL": base_url,
+                "OPENAI_BASE_URL": fake.base_url,
             }
         )
         postgres.engine  # noqa: B018 - migrate before the first run, as a deployment's migrate step would
+        pgai = _start_pgai(postgres, fake) if peer else None
+        if pgai is not None:
+            cleanup.callback(pgai.close)  # its worker process and database
         home = Path(tmp) / "dagster_home"
         home.mkdir()
         (home / "dagster.yaml").write_text("")
+        ours: dict[str, list[Phase]] = {"first": [], "unchanged": [], "changed": []}
+        theirs: dict[str, list[Phase]] = {"first": [], "unchanged": [], "changed": []}
         with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
-            timings = {"first": _phase(f"{name} first run", instance, postgres, peaks, "first")}
-            timings["unchanged"] = _phase(f"{name} unchanged re-run", instance, postgres, peaks, "unchanged")
-            edited = edit(root)
-            timings["changed"] = _phase(
-                f"{name} 1 % changed ({edited} pages) run", instance, postgres, peaks, "changed"
-            )
+            timings: dict[str, RunTiming] = {}
+            rounds = RERUN_ROUNDS if pgai else 1
+            for rnd in range(rounds):
+                # Who goes first alternates by round: neither system always runs on the other's leftovers.
+                order = ("ours", "pgai") if rnd % 2 == 0 else ("pgai", "ours")
+                edited = 0
+                for phase in ("first", "unchanged", "changed") if rnd == 0 else ("unchanged", "changed"):
+                    if phase == "changed":
+                        edited = edit(root, rnd + 1)
+                    label = {
+                        "first": "first run",
+                        "unchanged": "unchanged re-run",
+                        "changed": f"1 % changed ({edited} pages) run",
+                    }[phase] + (f" (round {rnd + 1})" if rnd else "")
+                    for who in order if phase != "first" else ("ours", "pgai"):
+                        if who == "ours":
+                            timing, measured = _phase(
+                                f"{name} {label}", instance, postgres, fake, peaks, phase
+                            )
+                            timings.setdefault(phase, timing)
+                            ours[phase].append(measured)
+                        elif pgai is not None:
+                            theirs[phase].append(_pgai_phase(f"{name} {label}", pgai, root, postgres, fake))
             _progress(f"{name} unchanged re-run in a fresh process (dagster job execute): started")
             fresh_s = execute_fresh_process(str(home))
             _progress(f"{name} unchanged re-run in a fresh process: {fresh_s:.1f} s wall")
+            if pgai is not None:
+                peer_fresh = _pgai_phase(
+                    f"{name} unchanged re-run in a fresh process (pgai vectorizer worker --once)",
+                    pgai,
+                    root,
+                    postgres,
+                    fake,
+                    fresh_process=True,
+                )
+                _report_peer(name, ours, theirs, (fresh_s, peer_fresh.wall_s))
         for phase, t in timings.items():
             report(
                 f"{name} {phase}: wall / steps' own work",
@@ -305,7 +458,9 @@ def run_corpus(corpus: str, pages: int = SYNTHETIC_PAGES, peaks_file: str | None
             shutil.copytree(tldr, root)
             return f"{sum(1 for _ in root.rglob('*.md')):,} pages from {tldr.name}"
 
-        bench_corpus("tldr", tldr_copy, lambda root: _edit_tldr(root, 0.01), write_path=True)
+        bench_corpus(
+            "tldr", tldr_copy, lambda root, _revision: _edit_tldr(root, 0.01), write_path=True, peer=True
+        )
         return
 
     def synthetic(root: Path) -> str:
@@ -313,7 +468,12 @@ def run_corpus(corpus: str, pages: int = SYNTHETIC_PAGES, peaks_file: str | None
 
     peaks: dict[str, float] = {}
     bench_corpus(
-        f"synthetic {pages:,} pages", synthetic, lambda root: len(edit_corpus(root, pages, 0.01)), peaks=peaks
+        f"synthetic {pages:,} pages",
+        synthetic,
+        lambda root, revision: len(edit_corpus(root, pages, 0.01, revision=revision)),
+        # pgai's first run alone takes minutes at full scale; the default bench has no room for it
+        peer=os.environ.get("BENCH_SCALE") == "full" and pages == max(SYNTHETIC_PAGES_FULL),
+        peaks=peaks,
     )
     if peaks_file:
         Path(peaks_file).write_text(json.dumps(peaks))

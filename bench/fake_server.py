@@ -7,17 +7,33 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+INPUTS = "inputs"  # a line on the server's stdin: it answers with the texts embedded so far
+
+
+@dataclass(frozen=True)
+class FakeServerProcess:
+    base_url: str
+    proc: subprocess.Popen[str]
+
+    def inputs_sent(self) -> int:
+        """Embedding inputs the server has answered so far, whoever sent them."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(INPUTS + "\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
 
 
 @contextlib.contextmanager
-def fake_openai_process() -> Iterator[str]:
-    """Yields the server's base URL; the server stops when the block ends."""
+def fake_openai_process() -> Iterator[FakeServerProcess]:
+    """Yields the running server; it stops when the block ends."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fake_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
+        yield FakeServerProcess(proc.stdout.readline().strip(), proc)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -29,7 +45,10 @@ def main() -> None:
 
     with FakeOpenAI() as fake:
         print(fake.base_url, flush=True)
-        sys.stdin.read()  # until the parent closes our stdin
+        for line in sys.stdin:  # until the parent closes our stdin
+            if line.strip() == INPUTS:
+                with fake.lock:
+                    print(len(fake.texts_embedded), flush=True)
 
 
 if __name__ == "__main__":
