@@ -79,6 +79,7 @@ def chunk_embeddings(
         allow_over_budget=config.allow_over_budget,
         check_name="no_failed_chunks",
         first_embedding_only=True,
+        retry_abandoned=config.retry_abandoned,
     )
     if batched is not None:
         return batched

@@ -14,7 +14,7 @@ from pipelines.models import (
     retire_abandoned_builds,
     switch_active_model,
 )
-from pipelines.reembedding import build_model
+from pipelines.reembedding import build_model, top_up
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -72,6 +72,7 @@ def reembedding(
         max_attempts=config.max_attempts,
         allow_over_budget=config.allow_over_budget,
         check_name="covers_every_chunk",
+        retry_abandoned=config.retry_abandoned,
     )
     if batched is not None:
         return batched
@@ -95,6 +96,7 @@ def reembedding(
             maintenance_work_mem=postgres.hnsw_maintenance_work_mem,
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
+            retry_abandoned=config.retry_abandoned,
             log=context.log.info,
             on_estimate=publish_estimate,
         )
@@ -162,7 +164,14 @@ def embedding_model_switch(
     try:
         switch = switch_active_model(engine, target, run_id=context.run.run_id)
     except CoverageError as exc:
-        raise dg.Failure(description=str(exc)) from None
+        # Chunks an ingestion run wrote after the build's check: embed them once, then switch or fail.
+        spec = embedder.spec()
+        if not top_up(engine, spec, embedder.limits(), embedder.factory(engine), log=context.log.info):
+            raise dg.Failure(description=str(exc)) from None
+        try:
+            switch = switch_active_model(engine, target, run_id=context.run.run_id)
+        except CoverageError as again:
+            raise dg.Failure(description=str(again)) from None
     if switch.switched:
         context.log.info(f"switched readers from {switch.previous} to {target}")
     abandoned = retire_abandoned_builds(engine, keep=target)

@@ -52,6 +52,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
         self.texts_embedded: list[str] = []
+        self.model_texts: list[tuple[str, str]] = []  # (model, text) of every input embedded
         self.auth_headers: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -77,6 +78,7 @@ class FakeOpenAI:
         with self.lock:
             self.requests.clear()
             self.texts_embedded.clear()
+            self.model_texts.clear()
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -204,6 +206,7 @@ class FakeOpenAI:
         tokens = sum(max(1, len(t) // 4) for t in inputs)
         with self.lock:
             self.texts_embedded.extend(inputs)
+            self.model_texts.extend((model, t) for t in inputs)
         body = {
             "object": "list",
             "data": data,
