@@ -48,6 +48,8 @@ class FakeOpenAI:
         self._buckets = {k: v for k, v in self.limits.items() if v}
         self._bucket_at = time.monotonic()
         self.expected_api_key = expected_api_key
+        # Every error body quotes the key the request carried (as some providers and proxies do).
+        self.echo_key = False
         self.faults: deque[tuple] = deque()
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
@@ -122,6 +124,10 @@ class FakeOpenAI:
             handler.wfile.write(body)
 
     def _error(self, handler, status: int, message: str, headers: dict | None = None) -> None:
+        if self.echo_key:
+            message += (
+                f" (request made with key {handler.headers.get('Authorization', '').removeprefix('Bearer ')})"
+            )
         body = json.dumps({"error": {"message": message, "type": "fake_error", "code": status}}).encode()
         self._reply(handler, status, body, headers)
 

@@ -142,7 +142,9 @@ def test_retry_abandoned_resubmits_abandoned_chunks_through_the_batch_api(postgr
         # max_attempts 1: the poisoned text is abandoned after its first failed batch line.
         reembed(postgres, embedder, max_attempts=1)
         drive(postgres, embedder)
-        assert _count(postgres, "SELECT count(*) FROM embedding_errors WHERE attempts >= 1") == 1  # only the poison
+        assert (
+            _count(postgres, "SELECT count(*) FROM embedding_errors WHERE attempts >= 1") == 1
+        )  # only the poison
         fake.batch_texts.clear()
         batches = len(fake.batches)
         monkeypatch.setattr(fake_openai_batch, "POISON", "a marker no text contains")
