@@ -139,12 +139,11 @@ def test_retry_abandoned_resubmits_abandoned_chunks_through_the_batch_api(postgr
     with FakeOpenAIBatch() as fake:
         # One text per request, so that the poisoned request fails alone.
         embedder = _embedder(fake, max_batch_inputs=1)
-        # max_attempts 1: the poisoned text is abandoned after its first failed batch line.
+        # The poisoned text fails in every batch it is in until its attempts are used up: it is abandoned.
         reembed(postgres, embedder, max_attempts=1)
         drive(postgres, embedder)
-        assert (
-            _count(postgres, "SELECT count(*) FROM embedding_errors WHERE attempts >= 1") == 1
-        )  # only the poison
+        only_poison = "SELECT count(*) FROM embedding_errors WHERE attempts >= 1"
+        assert _count(postgres, only_poison) == 1
         fake.batch_texts.clear()
         batches = len(fake.batches)
         monkeypatch.setattr(fake_openai_batch, "POISON", "a marker no text contains")
@@ -152,6 +151,9 @@ def test_retry_abandoned_resubmits_abandoned_chunks_through_the_batch_api(postgr
         reembed(postgres, embedder, max_attempts=1)
         assert fake.batch_texts == [] and len(fake.batches) == batches
         reembed(postgres, embedder, max_attempts=1, retry_abandoned=True)
+        assert len(fake.batches) == batches + 1
+        newest = list(fake.batches.values())[-1]
+        assert fake.files[newest.input_file_id]["content"].count(b"poison") == 1
         drive(postgres, embedder)
         assert fake.batch_texts == ["this chunk holds poison for the model"]
         assert fake.texts_embedded == []  # through the Batch API, not the synchronous endpoint
