@@ -8,6 +8,7 @@ finished batch to apply and one open batch to cancel."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -30,7 +32,10 @@ from assets.batch_embeddings import (
 )
 from pipelines.batch_embeddings import list_batches, plan_batch_embedding, poll_batches, submit_batches
 from pipelines.db import dispose_engine
+from pipelines.erasure import erase_user_dialogue
+from pipelines.lib.timezone import BUSINESS_TIMEZONE
 from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
+from pipelines.metrics import refresh_rag_metrics
 from pipelines.reembedding import prepare_target
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
@@ -272,3 +277,48 @@ def test_two_jobs_at_once_end_as_one_after_the_other(pg_server_url, fake, start,
     finally:
         for db in databases:
             dispose_engine(db.url)
+
+
+def test_a_metrics_run_computed_before_an_erasure_commits_keeps_no_erased_row(postgres):
+    """The interleaving the pairs above can only hit by chance, made certain: a metrics run has read the
+    day (the erased user's rows included) and not yet committed when the erasure deletes those rows."""
+    seed_dialogue(postgres)
+    tz = ZoneInfo(BUSINESS_TIMEZONE)
+    day = dt.date.fromisoformat(DAY)
+    window = (
+        dt.datetime.combine(day, dt.time(0), tz),
+        dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz),
+    )
+    erased = threading.Event()
+
+    def erase() -> None:
+        with postgres.connect() as conn:
+            erase_user_dialogue(conn, ERASED)
+        erased.set()
+
+    with postgres.begin() as conn:
+        refresh_rag_metrics(conn, *window)
+        eraser = threading.Thread(target=erase)
+        eraser.start()
+        # Without the lock the erasure finishes here, finding no metrics row of the day to recompute.
+        erased.wait(2)
+    eraser.join(60)
+    assert erased.is_set()
+
+    def stored() -> dict:
+        with postgres.connect() as conn:
+            return dict(
+                conn.execute(sa.text("SELECT * FROM rag_metrics_history WHERE date = :d"), {"d": day})
+                .mappings()
+                .one()
+            )
+
+    after = stored()
+    # Recomputed from what the log holds now: the stored day must already be exactly that.
+    with postgres.begin() as conn:
+        refresh_rag_metrics(conn, *window)
+    recomputed = stored()
+    volatile = {"computed_at", "dagster_run_id"}
+    assert {k: v for k, v in after.items() if k not in volatile} == {
+        k: v for k, v in recomputed.items() if k not in volatile
+    }
