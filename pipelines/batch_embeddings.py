@@ -48,6 +48,7 @@ from pipelines.lib.batch_files import (
 )
 from pipelines.lib.batching import plan_batches
 from pipelines.lib.redact import redact
+from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.sql import query
 
 # Vectors written per COPY while applying a batch (all in the batch's one transaction).
@@ -382,9 +383,23 @@ def apply_batch(
     Every line is checked (JSON, a known and unrepeated custom_id, the response status, one finite vector
     of the model's dimension per input); a request whose line fails goes to `embedding_errors`. Texts an
     expired or cancelled batch never answered are released without an error; those a completed or failed
-    batch did not answer are recorded as failed."""
+    batch did not answer are recorded as failed.
+
+    Holds the model's embedding lock, as a synchronous run embedding that model does: the two take turns
+    instead of writing vectors of the same chunks at once."""
     if conn.in_transaction():
         conn.commit()
+    model = conn.execute(
+        query("batch_embeddings/select_embedding_batch_model"), {"batch_id": batch_id}
+    ).scalar_one_or_none()
+    conn.commit()
+    if model is None:
+        raise BatchNotReadyError(f"batch {batch_id} is not one this database submitted")
+    with session_lock(conn, embedding_lock_key(model)):
+        return _apply_batch(conn, client, batch_id, log)
+
+
+def _apply_batch(conn: sa.Connection, client: Any, batch_id: str, log: Callable[[str], None]) -> ApplyResult:
     with conn.begin():
         row = conn.execute(
             query("batch_embeddings/lock_embedding_batch"), {"batch_id": batch_id}
