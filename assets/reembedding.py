@@ -14,7 +14,7 @@ from pipelines.models import (
     retire_abandoned_builds,
     switch_active_model,
 )
-from pipelines.reembedding import build_model, top_up
+from pipelines.reembedding import TOP_UP_ROUNDS, build_model, top_up
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -161,17 +161,17 @@ def embedding_model_switch(
     is measured."""
     target = embedder.spec().name
     engine = postgres.engine
-    try:
-        switch = switch_active_model(engine, target, run_id=context.run.run_id)
-    except CoverageError as exc:
-        # Chunks an ingestion run wrote after the build's check: embed them once, then switch or fail.
-        spec = embedder.spec()
-        if not top_up(engine, spec, embedder.limits(), embedder.factory(engine), log=context.log.info):
-            raise dg.Failure(description=str(exc)) from None
+    spec = embedder.spec()
+    for attempt in range(TOP_UP_ROUNDS + 1):
         try:
             switch = switch_active_model(engine, target, run_id=context.run.run_id)
-        except CoverageError as again:
-            raise dg.Failure(description=str(again)) from None
+            break
+        except CoverageError as exc:
+            # Chunks an ingestion run wrote after the build's check: embed them, then switch or fail.
+            if attempt == TOP_UP_ROUNDS or not top_up(
+                engine, spec, embedder.limits(), embedder.factory(engine), log=context.log.info
+            ):
+                raise dg.Failure(description=str(exc)) from None
     if switch.switched:
         context.log.info(f"switched readers from {switch.previous} to {target}")
     abandoned = retire_abandoned_builds(engine, keep=target)

@@ -133,9 +133,13 @@ def build_model(
         log=log,
         on_estimate=on_estimate,
     )
-    top_up(engine, spec, limits, embedders, max_attempts=max_attempts, log=log, stats=stats)
-    with engine.begin() as conn:
-        cov = coverage(conn, spec.name)
+    # Chunks may keep arriving between a top-up and the coverage count while an ingestion run chunks.
+    for _ in range(TOP_UP_ROUNDS):
+        top_up(engine, spec, limits, embedders, max_attempts=max_attempts, log=log, stats=stats)
+        with engine.begin() as conn:
+            cov = coverage(conn, spec.name)
+        if cov.complete:
+            break
     index = ensure_hnsw_index(engine, spec.name, spec.dimensions, maintenance_work_mem, log=log)
     return BuildResult(
         target=spec.name,
