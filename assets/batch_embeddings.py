@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.batch_embeddings import (
+    BatchApiError,
     BatchLimits,
     apply_batch,
     cancel_open_batches,
@@ -64,6 +65,7 @@ def submit_embedding_batches(
     allow_over_budget: bool,
     check_name: str,
     first_embedding_only: bool = False,
+    retry_abandoned: bool = False,
 ) -> dg.MaterializeResult | None:
     """When EMBEDDING_BATCH_API picks the Batch API (or batches of this model are still open), submit what
     the configured model lacks and return the materialization; otherwise None (the synchronous path runs).
@@ -71,7 +73,7 @@ def submit_embedding_batches(
     For `reembedding` the blocking check `check_name` fails until `batch_embedding_sensor` has applied the
     batches and re-run the build; for `chunk_embeddings` (`first_embedding_only`) only a corpus's first
     embedding, or one whose batches are still open, goes this way: nightly top-ups stay synchronous."""
-    settings = BatchApiSettings.from_env()
+    settings = embedder.batch_api
     spec = embedder.spec()
     if settings.mode == "off" or spec.provider != "openai":
         return None
@@ -84,7 +86,9 @@ def submit_embedding_batches(
             if active.name != spec.name or not open_now:
                 return None
         prepare_target(postgres.engine, spec)
-        plan = plan_batch_embedding(conn, spec, limits, max_attempts=max_attempts)
+        plan = plan_batch_embedding(
+            conn, spec, limits, max_attempts=max_attempts, retry_abandoned=retry_abandoned
+        )
         waiting = plan.in_open_batches > 0
         chosen = waiting or use_batch_api(
             settings.mode,
@@ -122,9 +126,18 @@ def submit_embedding_batches(
         submitted = []
         if plan.pending:
             with open_batch_client(embedder) as client:
-                submitted = submit_batches(
-                    conn, client, spec, plan.pending, limits, run_id=context.run.run_id, log=context.log.info
-                )
+                try:
+                    submitted = submit_batches(
+                        conn,
+                        client,
+                        spec,
+                        plan.pending,
+                        limits,
+                        run_id=context.run.run_id,
+                        log=context.log.info,
+                    )
+                except BatchApiError as exc:
+                    raise dg.Failure(description=str(exc)) from None
         open_batches = [b for b in list_batches(conn, "open") if b.model == spec.name]
     metadata["batches_submitted"] = dg.MetadataValue.text(", ".join(b.batch_id for b in submitted) or "none")
     metadata["batches_open"] = dg.MetadataValue.int(len(open_batches))
@@ -164,7 +177,10 @@ def apply_embedding_batches(
     written = failed = 0
     with postgres.connect() as conn, open_batch_client(embedder) as client:
         for batch_id in config.batch_ids:
-            result = apply_batch(conn, client, batch_id, log=context.log.info)
+            try:
+                result = apply_batch(conn, client, batch_id, log=context.log.info)
+            except BatchApiError as exc:
+                raise dg.Failure(description=str(exc)) from None
             written += result.chunks_written
             failed += result.texts_failed
             context.log_event(
@@ -202,7 +218,10 @@ def cancel_embedding_batches(
     embedder: EmbedderResource,
 ) -> None:
     with postgres.connect() as conn, open_batch_client(embedder) as client:
-        asked = cancel_open_batches(conn, client, config.model, log=context.log.info)
+        try:
+            asked = cancel_open_batches(conn, client, config.model, log=context.log.info)
+        except BatchApiError as exc:
+            raise dg.Failure(description=str(exc)) from None
     context.log.info(f"asked to cancel {len(asked)} batches; the sensor applies what they finished")
 
 

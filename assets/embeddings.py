@@ -80,6 +80,7 @@ def chunk_embeddings(
         allow_over_budget=config.allow_over_budget,
         check_name="no_failed_chunks",
         first_embedding_only=True,
+        retry_abandoned=config.retry_abandoned,
     )
     if batched is not None:
         return batched
@@ -115,6 +116,28 @@ def chunk_embeddings(
             description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
             f" switches readers to {configured.name}: {exc}"
         ) from None
+    if target is not configured:
+        with engine.begin() as conn:
+            now_active = active_model(conn)
+        if now_active is not None and now_active.name == configured.name:
+            # reembedding_job switched readers while this run embedded for the old model: the chunks this
+            # run wrote meanwhile need the new active model's vectors too, or readers would miss them.
+            context.log.info(
+                f"readers switched to {configured.name} during this run: embedding its new chunks"
+            )
+            try:
+                stats = embed_pending(
+                    engine,
+                    configured,
+                    embedder.limits(),
+                    embedder.factory(postgres.engine),
+                    max_attempts=config.max_attempts,
+                    allow_over_budget=config.allow_over_budget,
+                    retry_abandoned=config.retry_abandoned,
+                    log=context.log.info,
+                )
+            except ProviderConfigError as exc:
+                raise dg.Failure(description=str(exc)) from None
     cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
     metadata = {
         **embed_stats_metadata(stats),

@@ -14,7 +14,7 @@ from pipelines.models import (
     retire_abandoned_builds,
     switch_active_model,
 )
-from pipelines.reembedding import build_model
+from pipelines.reembedding import TOP_UP_ROUNDS, build_model, top_up
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -72,6 +72,7 @@ def reembedding(
         max_attempts=config.max_attempts,
         allow_over_budget=config.allow_over_budget,
         check_name="covers_every_chunk",
+        retry_abandoned=config.retry_abandoned,
     )
     if batched is not None:
         return batched
@@ -95,6 +96,7 @@ def reembedding(
             **postgres.hnsw_options(),
             max_attempts=config.max_attempts,
             allow_over_budget=config.allow_over_budget,
+            retry_abandoned=config.retry_abandoned,
             log=context.log.info,
             on_estimate=publish_estimate,
         )
@@ -159,10 +161,17 @@ def embedding_model_switch(
     is measured."""
     target = embedder.spec().name
     engine = postgres.engine
-    try:
-        switch = switch_active_model(engine, target, run_id=context.run.run_id)
-    except CoverageError as exc:
-        raise dg.Failure(description=str(exc)) from None
+    spec = embedder.spec()
+    for attempt in range(TOP_UP_ROUNDS + 1):
+        try:
+            switch = switch_active_model(engine, target, run_id=context.run.run_id)
+            break
+        except CoverageError as exc:
+            # Chunks an ingestion run wrote after the build's check: embed them, then switch or fail.
+            if attempt == TOP_UP_ROUNDS or not top_up(
+                engine, spec, embedder.limits(), embedder.factory(engine), log=context.log.info
+            ):
+                raise dg.Failure(description=str(exc)) from None
     if switch.switched:
         context.log.info(f"switched readers from {switch.previous} to {target}")
     abandoned = retire_abandoned_builds(engine, keep=target)

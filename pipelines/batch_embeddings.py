@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embedders import KNOWN_MODELS, EmbedLimits, ModelSpec
 from pipelines.embeddings import (
+    CONFIG_ERROR_STATUSES,
     BudgetExceededError,
     EmbedStats,
     PendingText,
@@ -45,6 +47,8 @@ from pipelines.lib.batch_files import (
     request_line,
 )
 from pipelines.lib.batching import plan_batches
+from pipelines.lib.redact import redact
+from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.sql import query
 
 # Vectors written per COPY while applying a batch (all in the batch's one transaction).
@@ -55,6 +59,11 @@ ABANDON_PREPARING_AFTER_S = 3600
 
 class BatchApiError(RuntimeError):
     """The Batch API refused a file or a batch; the texts are pending again."""
+
+
+class BatchConfigError(BatchApiError):
+    """The Batch API refused the configuration itself (HTTP 401/403/404): as on the synchronous path, the
+    run fails and no text is charged an attempt."""
 
 
 class BatchNotReadyError(RuntimeError):
@@ -132,11 +141,18 @@ def send_dimensions(spec: ModelSpec) -> int | None:
 
 
 def plan_batch_embedding(
-    conn: sa.Connection, spec: ModelSpec, limits: BatchLimits, *, max_attempts: int = 3
+    conn: sa.Connection,
+    spec: ModelSpec,
+    limits: BatchLimits,
+    *,
+    max_attempts: int = 3,
+    retry_abandoned: bool = False,
 ) -> BatchPlan:
     """Reuse vectors by hash, set oversize texts aside, and list what a submission would send.
 
-    The model must be registered. Texts already carried by an unapplied batch are left out."""
+    The model must be registered. Texts already carried by an unapplied batch are left out.
+    `retry_abandoned` gives chunks that failed `max_attempts` times a fresh set of attempts, as on the
+    synchronous path."""
     stats = EmbedStats(model=spec.name, provider=spec.provider, dimensions=spec.dimensions)
     stats.chunks_total = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar_one()
     conn.execute(
@@ -151,6 +167,10 @@ def plan_batch_embedding(
     stats.chunks_reused = conn.execute(
         query("embeddings/reuse_embeddings_by_content_hash"), {"model": spec.name}
     ).rowcount
+    if retry_abandoned:
+        conn.execute(
+            query("embeddings/reset_abandoned_attempts"), {"model": spec.name, "max_attempts": max_attempts}
+        )
     conn.commit()
     rows = conn.execute(
         query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
@@ -254,12 +274,13 @@ def submit_batches(
                 metadata={"embedding_batch": str(pk), "model": spec.name},
             )
         except Exception as exc:
-            reason = _api_error(exc)
+            reason = _api_error(exc, client)
             conn.execute(
                 query("batch_embeddings/mark_embedding_batch_abandoned"),
                 {"id": pk, "model": spec.name, "older_than_s": 0, "error": reason},
             )
             conn.commit()
+            _raise_if_config_error(exc, client, spec.model)
             raise BatchApiError(f"submitting batch {pk} ({len(texts)} texts) failed: {reason}") from None
         conn.execute(
             query("batch_embeddings/mark_embedding_batch_submitted"),
@@ -281,11 +302,25 @@ def submit_batches(
     return submitted
 
 
-def _api_error(exc: BaseException) -> str:
+def _api_error(exc: BaseException, client: Any = None) -> str:
+    """The API's error, short, with the client's key and anything that looks like a key redacted (a
+    provider or proxy may echo the key it was sent)."""
     message = getattr(exc, "message", None) or str(exc)
     status = getattr(exc, "status_code", None)
-    text = f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
+    text = redact(
+        f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}",
+        [getattr(client, "api_key", None)],
+    )
     return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _raise_if_config_error(exc: BaseException, client: Any, model: str | None = None) -> None:
+    if getattr(exc, "status_code", None) in CONFIG_ERROR_STATUSES:
+        model_hint = f" and EMBEDDING_MODEL={model!r}" if model else ""
+        raise BatchConfigError(
+            f"{_api_error(exc, client)} — the Batch API refused the configuration (check OPENAI_API_KEY,"
+            f" OPENAI_BASE_URL{model_hint}); no text was charged an attempt"
+        ) from None
 
 
 def poll_batches(
@@ -300,7 +335,8 @@ def poll_batches(
         try:
             batch = client.batches.retrieve(row.batch_id)
         except Exception as exc:
-            log(f"could not poll batch {row.batch_id}: {_api_error(exc)}")
+            _raise_if_config_error(exc, client)
+            log(f"could not poll batch {row.batch_id}: {_api_error(exc, client)}")
             continue
         error = None
         errors = getattr(batch, "errors", None)
@@ -347,9 +383,23 @@ def apply_batch(
     Every line is checked (JSON, a known and unrepeated custom_id, the response status, one finite vector
     of the model's dimension per input); a request whose line fails goes to `embedding_errors`. Texts an
     expired or cancelled batch never answered are released without an error; those a completed or failed
-    batch did not answer are recorded as failed."""
+    batch did not answer are recorded as failed.
+
+    Holds the model's embedding lock, as a synchronous run embedding that model does: the two take turns
+    instead of writing vectors of the same chunks at once."""
     if conn.in_transaction():
         conn.commit()
+    model = conn.execute(
+        query("batch_embeddings/select_embedding_batch_model"), {"batch_id": batch_id}
+    ).scalar_one_or_none()
+    conn.commit()
+    if model is None:
+        raise BatchNotReadyError(f"batch {batch_id} is not one this database submitted")
+    with session_lock(conn, embedding_lock_key(model)):
+        return _apply_batch(conn, client, batch_id, log)
+
+
+def _apply_batch(conn: sa.Connection, client: Any, batch_id: str, log: Callable[[str], None]) -> ApplyResult:
     with conn.begin():
         row = conn.execute(
             query("batch_embeddings/lock_embedding_batch"), {"batch_id": batch_id}
@@ -388,7 +438,15 @@ def apply_batch(
                 yield parsed
 
         for file_id in (row.output_file_id, row.error_file_id):
-            for parsed in lines_of(file_id):
+            try:
+                downloaded = list(lines_of(file_id))
+            except Exception as exc:
+                # Nothing of the batch is written (this transaction rolls back); the next apply downloads again.
+                _raise_if_config_error(exc, client)
+                raise BatchApiError(
+                    f"downloading {file_id} of batch {batch_id} failed: {_api_error(exc, client)}"
+                ) from None
+            for parsed in downloaded:
                 shas = mapping[parsed.custom_id]
                 if parsed.error is not None or parsed.vectors is None:
                     failures.append((shas, parsed.error or "no vectors"))
@@ -412,7 +470,12 @@ def apply_batch(
             failures.append((missing_shas, reason))
         for shas, reason in failures:
             result.texts_failed += len(shas)
-            _record_errors(conn, row.model, shas, f"{reason} (batch {batch_id})")
+            _record_errors(
+                conn,
+                row.model,
+                shas,
+                redact(f"{reason} (batch {batch_id})", [getattr(client, "api_key", None)]),
+            )
         conn.execute(
             query("batch_embeddings/mark_embedding_batch_applied"),
             {
@@ -505,7 +568,8 @@ def cancel_open_batches(
         try:
             batch = client.batches.cancel(row.batch_id)
         except Exception as exc:
-            log(f"could not cancel batch {row.batch_id}: {_api_error(exc)}")
+            _raise_if_config_error(exc, client)
+            log(f"could not cancel batch {row.batch_id}: {_api_error(exc, client)}")
             continue
         conn.execute(
             query("batch_embeddings/update_embedding_batch_status"),

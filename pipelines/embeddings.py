@@ -35,7 +35,7 @@ from pipelines.sql import load_sql, query
 _INPUT_ERROR_STATUSES = {400, 413, 422}
 # Statuses that blame the configuration (key, permissions, model or endpoint): every request would fail the
 # same way, so the run fails and the texts are not charged an attempt.
-_CONFIG_ERROR_STATUSES = {401, 403, 404}
+CONFIG_ERROR_STATUSES = {401, 403, 404}
 
 
 class ProviderConfigError(EmbeddingConfigError):
@@ -358,7 +358,7 @@ def _run_batches(
                 try:
                     result = fut.result()
                 except EmbeddingError as exc:
-                    if exc.status in _CONFIG_ERROR_STATUSES:
+                    if exc.status in CONFIG_ERROR_STATUSES:
                         queue.clear()
                         pool.shutdown(wait=False, cancel_futures=True)
                         raise ProviderConfigError(

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from pipelines.lib import slo
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
+from pipelines.locks import Lock, xact_lock
 from pipelines.metrics import refresh_rag_metrics
 from pipelines.sql import query
 
@@ -95,6 +96,9 @@ def erase_user_dialogue(
         )
     while True:
         with conn.begin():
+            # Before the deletion: a metrics run computing a day from rows read before this batch commits
+            # would otherwise store the user's rows after this batch found no metrics row to recompute.
+            xact_lock(conn, Lock.METRICS)
             deleted, days = conn.execute(
                 query("erasure/delete_user_dialogue_batch"),
                 {"user_id": user_id, "batch_size": batch_size, "tz": timezone},

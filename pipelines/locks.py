@@ -24,7 +24,7 @@ class Lock(enum.IntEnum):
     RETENTION = 7_300_120_004
     # Model registry: switches, re-openings and clean-ups of embedding models.
     REEMBEDDING = 7_300_120_005
-    # Metrics: a day's recomputation and an erasure's recomputation of the same days never interleave.
+    # Metrics: a day's computation and an erasure batch (its deletion and recomputation) never interleave.
     METRICS = 7_300_120_014
 
 

@@ -15,6 +15,10 @@ from pipelines.locks import Lock, xact_lock
 from pipelines.models import Coverage, active_model, coverage, get_model, register_model
 from pipelines.sql import query
 
+# Rounds of top-up for chunks written beside the build; a corpus that keeps changing faster than that
+# leaves the coverage check failing until the next run.
+TOP_UP_ROUNDS = 3
+
 
 @dataclass
 class BuildResult:
@@ -25,6 +29,55 @@ class BuildResult:
     stats: EmbedStats
     coverage: Coverage
     index: IndexResult | None = None
+
+
+def _add_stats(total: EmbedStats, more: EmbedStats) -> None:
+    for name in (
+        "chunks_reused",
+        "chunks_embedded",
+        "chunks_failed",
+        "chunks_vanished",
+        "unique_texts",
+        "requests",
+        "minimum_requests",
+        "tokens",
+        "estimated_tokens",
+        "estimated_cost_usd",
+        "cost_usd",
+        "duration_s",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+    total.chunks_total, total.chunks_abandoned = more.chunks_total, more.chunks_abandoned
+    total.failures.extend(more.failures)
+
+
+def top_up(
+    engine: sa.Engine,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
+    *,
+    max_attempts: int = 3,
+    log: Callable[[str], None] = lambda _msg: None,
+    stats: EmbedStats | None = None,
+) -> int:
+    """Embed chunks written beside a build after it read what to embed (an ingestion run at the same time),
+    so that its coverage check or switch does not fail on work a moment old. Recorded failures are not
+    retried here: that would spend their attempts within one run. Returns the rounds that sent something."""
+    rounds = 0
+    for _ in range(TOP_UP_ROUNDS):
+        with engine.begin() as conn:
+            new = conn.execute(
+                query("embeddings/count_unattempted_chunks"), {"model": spec.name}
+            ).scalar_one()
+        if not new:
+            break
+        log(f"{new} chunks were written beside the build; embedding them for {spec.name}")
+        more = embed_pending(engine, spec, limits, embedders, max_attempts=max_attempts, log=log)
+        rounds += 1
+        if stats is not None:
+            _add_stats(stats, more)
+    return rounds
 
 
 def prepare_target(engine: sa.Engine, spec: ModelSpec) -> tuple[str | None, bool]:
@@ -57,6 +110,7 @@ def build_model(
     workers: int = DEFAULT_BUILD_WORKERS,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
+    retry_abandoned: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
     on_estimate: Callable[[EmbedStats], None] | None = None,
 ) -> BuildResult:
@@ -77,11 +131,17 @@ def build_model(
         embedders,
         max_attempts=max_attempts,
         allow_over_budget=allow_over_budget,
+        retry_abandoned=retry_abandoned,
         log=log,
         on_estimate=on_estimate,
     )
-    with engine.begin() as conn:
-        cov = coverage(conn, spec.name)
+    # Chunks may keep arriving between a top-up and the coverage count while an ingestion run chunks.
+    for _ in range(TOP_UP_ROUNDS):
+        top_up(engine, spec, limits, embedders, max_attempts=max_attempts, log=log, stats=stats)
+        with engine.begin() as conn:
+            cov = coverage(conn, spec.name)
+        if cov.complete:
+            break
     # Built here, before the switch, so that readers move to a model whose index is already finished.
     index = ensure_hnsw_index(
         engine, spec.name, spec.dimensions, maintenance_work_mem, log=log, min_rows=min_rows, workers=workers

@@ -19,6 +19,7 @@ from pipelines.embedders import (
     resolve_spec,
 )
 from pipelines.rate_limiter import PostgresRateLimiter
+from resources.batch_api import BatchApiSettings
 
 _DEFAULT_LIMITS = EmbedLimits()
 _DEFAULT_FACTORY = EmbedderFactory()
@@ -43,6 +44,8 @@ class EmbedderResource(dg.ConfigurableResource):
     # The organisation's quota, shared by every run through Postgres (unset: no shared limiter).
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    # The Batch API path (EMBEDDING_BATCH_*): off unless configured.
+    batch_api: BatchApiSettings = BatchApiSettings()
 
     def spec(self) -> ModelSpec:
         return resolve_spec(

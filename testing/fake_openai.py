@@ -48,10 +48,13 @@ class FakeOpenAI:
         self._buckets = {k: v for k, v in self.limits.items() if v}
         self._bucket_at = time.monotonic()
         self.expected_api_key = expected_api_key
+        # Every error body quotes the key the request carried (as some providers and proxies do).
+        self.echo_key = False
         self.faults: deque[tuple] = deque()
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
         self.texts_embedded: list[str] = []
+        self.model_texts: list[tuple[str, str]] = []  # (model, text) of every input embedded
         self.auth_headers: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -77,6 +80,7 @@ class FakeOpenAI:
         with self.lock:
             self.requests.clear()
             self.texts_embedded.clear()
+            self.model_texts.clear()
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -120,6 +124,10 @@ class FakeOpenAI:
             handler.wfile.write(body)
 
     def _error(self, handler, status: int, message: str, headers: dict | None = None) -> None:
+        if self.echo_key:
+            message += (
+                f" (request made with key {handler.headers.get('Authorization', '').removeprefix('Bearer ')})"
+            )
         body = json.dumps({"error": {"message": message, "type": "fake_error", "code": status}}).encode()
         self._reply(handler, status, body, headers)
 
@@ -204,6 +212,7 @@ class FakeOpenAI:
         tokens = sum(max(1, len(t) // 4) for t in inputs)
         with self.lock:
             self.texts_embedded.extend(inputs)
+            self.model_texts.extend((model, t) for t in inputs)
         body = {
             "object": "list",
             "data": data,

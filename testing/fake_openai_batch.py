@@ -76,6 +76,9 @@ class FakeOpenAIBatch(FakeOpenAI):
         self.batch_texts: list[str] = []  # every input of every request line a batch processed
         self.downloads: list[str] = []
         self.cancels: list[str] = []
+        # (status, message) every files/batches request gets while set; "{key}" in the message is replaced
+        # by the key the request carried, as providers that quote the rejected key do.
+        self.refusal: tuple[int, str] | None = None
         self._ids = itertools.count(1)
 
     def script(self, *scripts: BatchScript) -> None:
@@ -120,6 +123,10 @@ class FakeOpenAIBatch(FakeOpenAI):
             and handler.headers.get("Authorization") != f"Bearer {self.expected_api_key}"
         ):
             return self._error(handler, 401, "invalid api key")
+        if self.refusal is not None:
+            status, message = self.refusal
+            sent = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+            return self._error(handler, status, message.replace("{key}", sent))
         with self.lock:
             if method == "POST" and parts == ["files"]:
                 return self._json(handler, 200, self._upload(handler.headers.get("Content-Type", ""), body))

@@ -15,6 +15,7 @@ from pipelines import batch_embeddings as batch_module
 from pipelines.batch_embeddings import apply_batch, list_batches
 from pipelines.lib.vector_index import index_name_for
 from pipelines.location.batch_sensors import batch_embedding_sensor
+from pipelines.location.resources import batch_api_settings
 from pipelines.models import active_model, get_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
@@ -29,6 +30,8 @@ SMALL = "text-embedding-3-small"
 
 def embedder_for(fake, **kw) -> EmbedderResource:
     kw.setdefault("model", SMALL)
+    # The EMBEDDING_BATCH_* a test sets, read as the code location reads them at start-up.
+    kw.setdefault("batch_api", batch_api_settings())
     return EmbedderResource(provider="openai", api_key="sk-test", base_url=fake.base_url, max_retries=0, **kw)
 
 

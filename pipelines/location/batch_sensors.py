@@ -8,7 +8,6 @@ from assets.batch_embeddings import batch_embedding_apply_job, batch_limits, ope
 from pipelines.batch_embeddings import list_batches, poll_batches, resume_key
 from pipelines.location.jobs import reembedding_job
 from pipelines.models import coverage, get_model
-from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -26,7 +25,7 @@ def batch_embedding_sensor(
     requests: list[dg.RunRequest] = []
     with postgres.connect() as conn:
         if list_batches(conn, "open"):
-            limits = batch_limits(embedder, BatchApiSettings.from_env())
+            limits = batch_limits(embedder, embedder.batch_api)
             with open_batch_client(embedder) as client:
                 for batch_id, status in poll_batches(conn, client, limits, log=context.log.info):
                     context.log.info(f"batch {batch_id} is {status}")

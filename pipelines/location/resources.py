@@ -11,10 +11,12 @@ from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
 from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
+from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.alerts import AlertsResource
+from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.env import env_number
 from resources.postgres import PostgresResource
@@ -52,6 +54,24 @@ def _alert_format() -> str:
     return fmt
 
 
+def batch_api_settings() -> BatchApiSettings:
+    """EMBEDDING_BATCH_*: the Batch API path's settings, refused by name at start-up when invalid."""
+    mode = (os.environ.get("EMBEDDING_BATCH_API") or "off").strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"EMBEDDING_BATCH_API must be one of {', '.join(MODES)}, got {mode!r}")
+    d = BatchApiSettings()
+    return BatchApiSettings(
+        mode=mode,
+        min_tokens=env_number("EMBEDDING_BATCH_MIN_TOKENS", int, d.min_tokens, minimum=0),
+        max_requests_per_file=env_number(
+            "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, d.max_requests_per_file, positive=True
+        ),
+        max_file_bytes=env_number("EMBEDDING_BATCH_MAX_FILE_BYTES", int, d.max_file_bytes, positive=True),
+        poll_initial_s=env_number("EMBEDDING_BATCH_POLL_S", float, d.poll_initial_s, minimum=0),
+        poll_max_s=env_number("EMBEDDING_BATCH_POLL_MAX_S", float, d.poll_max_s, minimum=0),
+    )
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(
@@ -83,6 +103,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             budget_usd=env_number("EMBEDDING_BUDGET_USD", float, minimum=0),
             requests_per_minute=env_number("EMBEDDING_RPM", float, positive=True),
             tokens_per_minute=env_number("EMBEDDING_TPM", float, positive=True),
+            batch_api=batch_api_settings(),
         ),
         "alerts": AlertsResource(
             webhook_url=_env("ALERT_WEBHOOK_URL"),
