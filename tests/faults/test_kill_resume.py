@@ -30,6 +30,8 @@ import sqlalchemy as sa
 
 from assets.chunks import document_chunks
 from assets.embeddings import chunk_embeddings
+from assets.reembedding import embedding_model_switch, reembedding
+from assets.retention import retention_sweep
 from assets.sources import source_documents
 from pipelines.chunks import CHUNK_PAGE
 from pipelines.sources import UPSERT_BATCH
@@ -60,16 +62,40 @@ sys.exit(0 if result.success else 1)
 """
 
 
-def write_corpus(root: Path, later: int = 20, dup_every: int = 50) -> int:
-    """One upsert batch of files at the top (os.walk yields them first), `later` more in a subdirectory;
-    every `dup_every`-th file repeats file 0's text, so identical texts must cost one input."""
+def write_corpus(root: Path, later: int = 20, dup_every: int = 50, big: dict[str, str] | None = None) -> int:
+    """One upsert batch of files sorted first, `later` more (and the `big` ones) in a subdirectory sorted
+    after them; every `dup_every`-th file repeats file 0's text, so identical texts must cost one input."""
     (root / "z_later").mkdir(parents=True)
+    for name, text in (big or {}).items():
+        (root / "z_later" / name).write_text(text)
     n = UPSERT_BATCH + later
     for i in range(n):
         body = "Note zero, shared by its copies." if i % dup_every == 0 else f"Note {i}: {i * 7919 % 104729}."
         path = root / (f"n{i:05d}.md" if i < UPSERT_BATCH else f"z_later/n{i:05d}.md")
         path.write_text(f"# Title {i % dup_every}\n\n{body}\n")
-    return n
+    return n + len(big or {})
+
+
+def multi_mb_items() -> dict[str, str]:
+    """A 4.9 MB line without a space (just under the 5 MB file limit) and three multi-MB pages of prose."""
+    words = ["kernel", "パイプライン", "socket", "圧縮", "replica", "stream"]
+    pages = {
+        f"big{k}.md": f"# Big {k}\n\n"
+        + "\n\n".join(
+            " ".join(words[(i * 7 + j + k) % len(words)] for j in range(60)) + f" {k}-{i}."
+            for i in range(5000)
+        )
+        for k in range(3)
+    }
+    return {"unbroken.md": "# Unbroken\n\n" + "x" * 4_900_000 + "\n", **pages}
+
+
+CORPORA = [
+    pytest.param({}, BATCH_INPUTS, id="small"),
+    # `make test-heavy`
+    pytest.param({"later": 49_500}, 2048, id="50k-docs", marks=pytest.mark.heavy),
+    pytest.param({"big": multi_mb_items}, 256, id="multi-mb-items", marks=pytest.mark.heavy),
+]
 
 
 @dataclass
@@ -78,6 +104,7 @@ class Launcher:
     database_url: str
     content_dir: Path
     fake: FakeOpenAI
+    batch_inputs: int = BATCH_INPUTS
 
     def env(self, model: str) -> dict[str, str]:
         home = self.tmp / "dagster_home"
@@ -113,7 +140,7 @@ class Launcher:
             "dimensions": DIMS,
             "api_key": {"env": "OPENAI_API_KEY"},
             "base_url": self.fake.base_url,
-            "max_batch_inputs": BATCH_INPUTS,
+            "max_batch_inputs": self.batch_inputs,
         }
         config = {"resources": {"embedder": {"config": embedder}}, **(config or {})}
         return subprocess.Popen(
@@ -124,13 +151,6 @@ class Launcher:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-    def run(self, job: str, **kwargs: Any) -> None:
-        t0 = time.monotonic()
-        proc = self.start(job, **kwargs)
-        out, _ = proc.communicate(timeout=300)
-        print("RUN", job, time.monotonic() - t0)
-        assert proc.returncode == 0, out.decode(errors="replace")[-4000:]
 
 
 @pytest.fixture
@@ -235,9 +255,17 @@ def assert_store_is_sound(engine: sa.Engine, model: str, files: int) -> None:
     np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-6)
 
 
-def ingest_in_process(postgres: PostgresResource, content: Path, fake: FakeOpenAI, model: str) -> None:
+def ingest_in_process(
+    postgres: PostgresResource, content: Path, fake: FakeOpenAI, model: str, batch_inputs: int = BATCH_INPUTS
+) -> None:
+    """The ingestion assets in this process: the set-up of a test, or the rerun after a kill."""
     embedder = EmbedderResource(
-        provider="openai", model=model, dimensions=DIMS, api_key="sk-kill-suite-0000", base_url=fake.base_url
+        provider="openai",
+        model=model,
+        dimensions=DIMS,
+        api_key="sk-kill-suite-0000",
+        base_url=fake.base_url,
+        max_batch_inputs=batch_inputs,
     )
     result = dg.materialize(
         [source_documents, document_chunks, chunk_embeddings],
@@ -280,10 +308,17 @@ def between_commits(engine: sa.Engine, fake: FakeOpenAI, base_model: str) -> Cal
     )
 
 
+@pytest.mark.parametrize(("corpus", "batch_inputs"), CORPORA)
 def test_ingestion_killed_in_each_stage_then_rerun_resends_only_uncommitted_texts(
-    launcher: Launcher, fake: FakeOpenAI, engine: sa.Engine
+    corpus: dict[str, Any],
+    batch_inputs: int,
+    launcher: Launcher,
+    fake: FakeOpenAI,
+    postgres: PostgresResource,
+    engine: sa.Engine,
 ) -> None:
-    files = write_corpus(launcher.content_dir)
+    files = write_corpus(launcher.content_dir, **{k: v() if callable(v) else v for k, v in corpus.items()})
+    launcher.batch_inputs = batch_inputs
     count = lambda sql: scalar(engine, sql)  # noqa: E731
 
     # 1. sources: an uncommitted row with the key of a file of the second upsert batch; that batch waits on it.
@@ -333,7 +368,7 @@ def test_ingestion_killed_in_each_stage_then_rerun_resends_only_uncommitted_text
     fake.reset_counts()
 
     # 4. The rerun sends exactly the texts without a committed vector, each once.
-    launcher.run("ingestion_job")
+    ingest_in_process(postgres, launcher.content_dir, fake, MODEL_A, batch_inputs)
     model = model_name(engine, MODEL_A)
     assert model is not None
     assert_resent_exactly(fake, all_texts(engine) - before)
@@ -387,7 +422,18 @@ def test_reembedding_killed_mid_build_leaves_no_step_behind_and_resends_only_unc
     fake.faults.clear()
     fake.reset_counts()
 
-    launcher.run("reembedding_job", model=MODEL_B)
+    embedder = EmbedderResource(
+        provider="openai",
+        model=MODEL_B,
+        dimensions=DIMS,
+        api_key="sk-kill-suite-0000",
+        base_url=fake.base_url,
+        max_batch_inputs=BATCH_INPUTS,
+    )
+    rerun = dg.materialize(
+        [reembedding, embedding_model_switch], resources={"postgres": postgres, "embedder": embedder}
+    )
+    assert rerun.success
 
     assert_resent_exactly(fake, all_texts(engine) - before)
     model = model_name(engine, MODEL_B)
@@ -445,7 +491,7 @@ def test_retention_sweep_killed_mid_sweep_deletes_each_expired_document_once(
         release()
     assert deleted_at_kill == set(expired[: 2 * batch])
 
-    launcher.run("nightly_job", config=config, select=["retention_sweep"])
+    assert dg.materialize([retention_sweep], resources={"postgres": postgres}, run_config=config).success
 
     with engine.connect() as conn:
         audit = Counter(
