@@ -143,14 +143,16 @@ class Launcher:
             "max_batch_inputs": self.batch_inputs,
         }
         config = {"resources": {"embedder": {"config": embedder}}, **(config or {})}
-        return subprocess.Popen(
-            [sys.executable, "-c", DRIVER, job, json.dumps(config), json.dumps(select or [])],
-            cwd=REPO,
-            env=self.env(model),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # A file, not a pipe: a run whose output nobody reads must never block on a full pipe.
+        with (self.tmp / f"{job}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-c", DRIVER, job, json.dumps(config), json.dumps(select or [])],
+                cwd=REPO,
+                env=self.env(model),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
 
 @pytest.fixture
@@ -168,7 +170,9 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float = 120.0,
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {proc.stdout.read().decode()[-4000:]}")
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before {what}; see its log in tmp_path"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
