@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run stop ui metrics erase prod prod-stop test typecheck bench lint install clean-db migrate
+.PHONY: run stop ui metrics erase prod prod-stop test test-heavy typecheck bench lint install clean-db migrate
 
 # Dagster's CLI says its commands are superseded by the separate `dg` CLI, and our metrics asset uses the
 # beta `backfill_policy`, and Dagster re-creates sensors whose jobs it binds to resources with the beta
@@ -67,6 +67,10 @@ test: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 -q
+
+# The fault suite's heavy variants (kill -9 over 50k documents, multi-MB items): minutes, not in `make test`.
+test-heavy: install
+	$(PY) -m pytest -m heavy -v
 
 typecheck: install
 	$(VENV)/bin/mypy

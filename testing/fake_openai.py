@@ -64,7 +64,8 @@ class FakeOpenAI:
     def inject(self, *faults: tuple) -> None:
         """Queue faults for the next requests, one each: ("429", retry_after_s), ("500",),
         ("slow", seconds), ("malformed",), ("wrong_dim",), ("missing_item",), ("401_echo",) a 401 quoting
-        the key sent, ("huge",) finite components near float32's maximum."""
+        the key sent, ("huge",) finite components near float32's maximum, ("hold", event) no answer until the event is set
+        (a request in flight for as long as a test needs, e.g. to kill its client), ("pass",) no fault."""
         with self.lock:
             self.faults.extend(faults)
 
@@ -75,6 +76,11 @@ class FakeOpenAI:
     @property
     def successful_requests(self) -> list[dict]:
         return [r for r in self.requests if r["status"] == 200]
+
+    @property
+    def held(self) -> int:
+        """Requests being held (or that were) by a ("hold", event) fault."""
+        return sum(1 for r in self.requests if r["fault"] and r["fault"][0] == "hold")
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -183,6 +189,11 @@ class FakeOpenAI:
                 return self._error(handler, 500, "internal error")
             if kind == "slow":
                 time.sleep(fault[1])
+            if kind == "hold":
+                fault[1].wait()
+                # Never answered: whoever sent it was killed meanwhile, or the test is tearing down.
+                record["status"] = "held"
+                return None
             if kind == "401_echo":
                 # Some providers and proxies quote the key they were sent back in the error.
                 record["status"] = 401

@@ -17,6 +17,17 @@ from resources.postgres import PostgresResource
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy variants (minutes each) run only when `-m` names them, e.g. `make test-heavy`: so `-m "not slow"`
+    or no `-m` at all keeps them out, and the other markers combine as usual."""
+    if "heavy" in (config.getoption("markexpr") or ""):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """URL of the maintenance database of an embedded server that lives for the test session."""

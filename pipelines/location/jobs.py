@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
 import dagster as dg
 
 from assets.erasure import erase_user_dialogue_op
+
+
+def _watch_parent() -> None:
+    """Kill this process when the process that started it dies.
+
+    The multiprocessing parent of a step process is the run's process: `parent_process()` is set once the
+    child has read its start data, and its sentinel becomes ready when the parent's end closes, which a
+    SIGKILL closes too."""
+    deadline = time.monotonic() + 60
+    while (parent := multiprocessing.parent_process()) is None:
+        if time.monotonic() > deadline:
+            return  # a plain fork, not a multiprocessing child: nothing to watch
+        time.sleep(0.05)
+    parent.join()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _start_parent_watch() -> None:
+    # Step processes fork from the executor's forkserver, and they and the forkserver keep each other alive
+    # (each holds the pipe whose end tells the forkserver to exit). Without this watch a step whose run was
+    # killed (OOM, SIGKILL, a lost node) carries on alone, holding its locks and spending API calls for a run
+    # Dagster has already marked failed.
+    threading.Thread(target=_watch_parent, name="parent-watch", daemon=True).start()
+
+
+# Imported into the forkserver (preload_modules), so every step process forked from it runs the hook.
+os.register_at_fork(after_in_child=_start_parent_watch)
 
 # Steps fork from a server process that has already imported the code location, instead of each starting
 # a fresh interpreter that imports Dagster and every asset module again (seconds per step on a busy host).
