@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.batch_embeddings import submit_embedding_batches
 from assets.chunks import document_chunks
-from pipelines.embedders import EmbeddingConfigError
+from pipelines.embedders import EmbeddingConfigError, ModelSpec
 from pipelines.embeddings import EmbedStats, ProviderConfigError, embed_pending
 from pipelines.hnsw import ensure_hnsw_index
 from pipelines.models import active_model, drop_retired_embeddings, register_model
@@ -96,19 +96,24 @@ def chunk_embeddings(
                 f" {active.name}; reembedding_job builds {configured.name} and switches"
             )
             target = active.spec()
+
+    def embed(spec: ModelSpec) -> EmbedStats:
+        try:
+            return embed_pending(
+                engine,
+                spec,
+                embedder.limits(),
+                embedder.factory(postgres.engine),
+                max_attempts=config.max_attempts,
+                allow_over_budget=config.allow_over_budget,
+                retry_abandoned=config.retry_abandoned,
+                log=context.log.info,
+            )
+        except ProviderConfigError as exc:
+            raise dg.Failure(description=str(exc)) from None
+
     try:
-        stats = embed_pending(
-            engine,
-            target,
-            embedder.limits(),
-            embedder.factory(postgres.engine),
-            max_attempts=config.max_attempts,
-            allow_over_budget=config.allow_over_budget,
-            retry_abandoned=config.retry_abandoned,
-            log=context.log.info,
-        )
-    except ProviderConfigError as exc:
-        raise dg.Failure(description=str(exc)) from None
+        stats = embed(target)
     except EmbeddingConfigError as exc:
         if active is None or target is configured:
             raise
@@ -125,19 +130,7 @@ def chunk_embeddings(
             context.log.info(
                 f"readers switched to {configured.name} during this run: embedding its new chunks"
             )
-            try:
-                stats = embed_pending(
-                    engine,
-                    configured,
-                    embedder.limits(),
-                    embedder.factory(postgres.engine),
-                    max_attempts=config.max_attempts,
-                    allow_over_budget=config.allow_over_budget,
-                    retry_abandoned=config.retry_abandoned,
-                    log=context.log.info,
-                )
-            except ProviderConfigError as exc:
-                raise dg.Failure(description=str(exc)) from None
+            stats = embed(configured)
     cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
     metadata = {
         **embed_stats_metadata(stats),

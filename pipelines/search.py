@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from psycopg import sql
 
 from pipelines.embedders import EmbedderFactory
 from pipelines.hnsw import (
@@ -22,7 +23,7 @@ from pipelines.hnsw import (
     ranking_params,
     set_local,
 )
-from pipelines.lib.vector_index import candidates_for, index_plan
+from pipelines.lib.vector_index import IndexPlan, candidates_for, index_plan
 from pipelines.models import active_model
 from pipelines.sql import composed, execute_composed
 
@@ -47,6 +48,14 @@ class SearchHit:
     via_index: bool = True
 
 
+def search_statement(plan: IndexPlan, *, exact: bool) -> sql.Composed:
+    """The search query: hnsw/nearest_embeddings (the recall check's ranking) joined to the chunks' text."""
+    return composed(
+        "hnsw/search_chunks_by_vector",
+        nearest=composed("hnsw/nearest_embeddings", **ranking_params(plan, exact)),
+    )
+
+
 def search_by_vector(
     engine: sa.Engine, model: str, dimensions: int, vector: Any, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
@@ -65,7 +74,7 @@ def search_by_vector(
             set_local(conn, EXACT_SCAN_SETTINGS)
         rows = execute_composed(
             conn,
-            composed("hnsw/search_chunks_by_vector", **ranking_params(plan, exact=not via_index)),
+            search_statement(plan, exact=not via_index),
             {
                 "model": model,
                 "query": np.asarray(vector, dtype=np.float32),

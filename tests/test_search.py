@@ -7,12 +7,12 @@ from psycopg import sql
 
 from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
-from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, ranking_params, set_local
+from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, set_local
 from pipelines.lib.vector_index import index_name_for, index_plan
 from pipelines.location import search_cli
 from pipelines.models import active_model
-from pipelines.search import SearchError, format_hits, search
-from pipelines.sql import composed, execute_composed
+from pipelines.search import SearchError, format_hits, search, search_statement
+from pipelines.sql import execute_composed
 from resources.embedders import EmbedderResource
 from testing.chunk_seed import add_chunks, chunk_texts
 from testing.fake_openai import FakeOpenAI
@@ -53,9 +53,7 @@ def test_search_uses_the_models_partial_hnsw_index(postgres):
         plan = index_plan(model.name, model.dimensions)
         vector = conn.execute(sa.text("SELECT embedding FROM chunk_embeddings LIMIT 1")).scalar_one()
         set_local(conn, INDEX_SCAN_SETTINGS)
-        statement = sql.SQL("EXPLAIN ") + composed(
-            "hnsw/search_chunks_by_vector", **ranking_params(plan, exact=False)
-        )
+        statement = sql.SQL("EXPLAIN ") + search_statement(plan, exact=False)
         explain = "\n".join(
             execute_composed(
                 conn, statement, {"model": model.name, "query": vector, "k": 5, "candidates": 20}
