@@ -263,7 +263,7 @@ def _apply_batch(
         return
     with conn.begin():
         existing = {
-            r.source_key: (r.content_sha256, r.title, r.metadata)
+            r.source_key: r
             for r in conn.execute(
                 query("sources/select_source_fingerprints"),
                 {"source": source, "keys": [d.source_key for d in usable]},
@@ -271,11 +271,16 @@ def _apply_batch(
         }
     changed, unchanged = [], []
     for doc in usable:
-        fingerprint = (doc.content_sha256, doc.title, json.loads(metadata_json(doc.metadata)))
         before = existing.get(doc.source_key)
-        if before is not None and (before[0], before[1], json.loads(before[2])) == fingerprint:
+        if (
+            before is not None
+            and before.content_sha256 == doc.content_sha256
+            and before.title == doc.title
+            and json.loads(before.metadata) == json.loads(metadata_json(doc.metadata))
+        ):
             stats.unchanged += 1
-            unchanged.append(doc)
+            if not _provenance_current(before, provenance[doc.source_key]):
+                unchanged.append(doc)
         else:
             changed.append(doc)
     if changed:
@@ -283,14 +288,39 @@ def _apply_batch(
             fresh = _upsert_unless_tombstoned(conn, source, changed, provenance)
         stats.skipped_expired += len(changed) - len(fresh)
         stats.inserted_or_updated += len(fresh)
-    # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
-    # provenance existed get their row. The upsert writes only rows whose terms differ.
+    # Unchanged documents too, where their stored terms differ from what they resolve to now: a changed
+    # per-source default must reach them, and documents ingested before provenance existed get their row.
     if unchanged:
         with conn.begin():
             conn.execute(
                 query("sources/upsert_provenance"),
                 _provenance_rows(provenance[d.source_key] for d in unchanged),
             )
+
+
+def _provenance_current(stored: sa.Row, record: ProvenanceRecord) -> bool:
+    """Whether an unchanged document's provenance row already holds exactly what upsert_provenance would
+    write for `record` (the same columns its IS DISTINCT FROM compares): then the upsert would write
+    nothing and is skipped. Any doubt (no row, a differing value) leaves the upsert to decide."""
+    return bool(stored.has_provenance) and (
+        stored.content_type,
+        stored.source_uri,
+        stored.license_type,
+        stored.acquisition_method,
+        stored.rights_holder,
+        stored.hash_sha256,
+        stored.retention_years,
+        stored.acquired_at,
+    ) == (
+        record.content_type,
+        record.source_uri,
+        record.license_type,
+        record.acquisition_method,
+        record.rights_holder,
+        stored.content_sha256,
+        record.retention_years,
+        record.acquired_at or stored.document_acquired_at,
+    )
 
 
 def _missing_keys(conn: sa.Connection, source: str, seen: set[str]) -> Iterator[str]:
