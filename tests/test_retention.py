@@ -453,7 +453,7 @@ def test_unchanged_reingest_writes_provenance_only_where_the_stored_terms_differ
     defaults = {"local": ProvenanceDefaults(retention_years=7, license_type="proprietary")}
     upserts: list[str] = []
 
-    def count(conn, cursor, statement, *_args) -> None:
+    def count(_conn, _cursor, statement, *_args) -> None:
         if "INSERT INTO provenance" in statement:
             upserts.append(statement)
 
