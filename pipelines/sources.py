@@ -276,7 +276,7 @@ def _apply_batch(
             before is not None
             and before.content_sha256 == doc.content_sha256
             and before.title == doc.title
-            and json.loads(before.metadata) == json.loads(metadata_json(doc.metadata))
+            and _same_metadata(before.metadata, metadata_json(doc.metadata))
         ):
             stats.unchanged += 1
             if not _provenance_current(before, provenance[doc.source_key]):
@@ -296,6 +296,12 @@ def _apply_batch(
                 query("sources/upsert_provenance"),
                 _provenance_rows(provenance[d.source_key] for d in unchanged),
             )
+
+
+def _same_metadata(stored: str, scanned: str) -> bool:
+    """jsonb's text and json.dumps agree for most documents (an empty mapping above all): the same text is
+    the same value; different text may still be, after jsonb's key order and spacing."""
+    return stored == scanned or json.loads(stored) == json.loads(scanned)
 
 
 def _provenance_current(stored: sa.Row, record: ProvenanceRecord) -> bool:
