@@ -109,8 +109,12 @@ def import_seconds(module: str = "pipelines.location.definitions") -> float:
     return min(timed(f"import {module}") for _ in range(3)) - bare
 
 
-def execute(instance: dg.DagsterInstance, job_name: str = "ingestion_job") -> RunTiming:
-    repo = ReconstructableRepository.for_module("pipelines.location.definitions", "defs", os.getcwd())
+def execute(
+    instance: dg.DagsterInstance,
+    job_name: str = "ingestion_job",
+    module: str = "pipelines.location.definitions",
+) -> RunTiming:
+    repo = ReconstructableRepository.for_module(module, "defs", os.getcwd())
     job = repo.get_reconstructable_job(job_name)
     started = time.perf_counter()
     result = dg.execute_job(job, instance=instance, run_config=QUIET)

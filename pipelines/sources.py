@@ -213,6 +213,20 @@ def _upsert_unless_tombstoned(
     return fresh
 
 
+@dataclass
+class _Writes:
+    """Writes found by comparing scanned batches with the database, held until UPSERT_BATCH of them have
+    gathered or the source ends: a nightly run changes a few documents spread over every read batch, and one
+    transaction (one commit) for all of them costs less than one per batch. Never more than a batch."""
+
+    changed: list[ParsedDocument] = field(default_factory=list)
+    stale_provenance: list[ParsedDocument] = field(default_factory=list)  # unchanged, terms differ
+    provenance: dict[str, ProvenanceRecord] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.changed) + len(self.stale_provenance)
+
+
 def _apply_source(
     conn: sa.Connection,
     source: str,
@@ -221,18 +235,20 @@ def _apply_source(
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
 ) -> None:
-    """Upsert one source's documents and provenance, one transaction per batch of UPSERT_BATCH documents:
-    memory holds a batch of documents, never the source."""
+    """Upsert one source's documents and provenance: read and compared a batch of UPSERT_BATCH documents at
+    a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source."""
     scanned = 0
     batch: list[ParsedDocument] = []
+    writes = _Writes()
     for doc in docs:
         scanned += 1
         batch.append(doc)
         if len(batch) == UPSERT_BATCH:
-            _apply_batch(conn, source, batch, stats, defaults)
+            _apply_batch(conn, source, batch, stats, defaults, writes)
             batch = []
     if batch:
-        _apply_batch(conn, source, batch, stats, defaults)
+        _apply_batch(conn, source, batch, stats, defaults, writes)
+    _write(conn, source, writes, stats)
     gone = list(_missing_keys(conn, source, seen))
     if gone:
         with conn.begin():
@@ -249,7 +265,10 @@ def _apply_batch(
     docs: list[ParsedDocument],
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
+    writes: _Writes,
 ) -> None:
+    """Compare a read batch with what is stored; what must be written joins `writes`, written once a
+    batch of them has gathered."""
     provenance: dict[str, ProvenanceRecord] = {}
     usable = []
     for doc in docs:
@@ -263,34 +282,81 @@ def _apply_batch(
         return
     with conn.begin():
         existing = {
-            r.source_key: (r.content_sha256, r.title, r.metadata)
+            r.source_key: r
             for r in conn.execute(
                 query("sources/select_source_fingerprints"),
                 {"source": source, "keys": [d.source_key for d in usable]},
             )
         }
-    changed, unchanged = [], []
     for doc in usable:
-        fingerprint = (doc.content_sha256, doc.title, json.loads(metadata_json(doc.metadata)))
         before = existing.get(doc.source_key)
-        if before is not None and (before[0], before[1], json.loads(before[2])) == fingerprint:
+        record = provenance[doc.source_key]
+        if (
+            before is not None
+            and before.content_sha256 == doc.content_sha256
+            and before.title == doc.title
+            and _same_metadata(before.metadata, metadata_json(doc.metadata))
+        ):
             stats.unchanged += 1
-            unchanged.append(doc)
+            # Unchanged documents too, where their stored terms differ from what they resolve to now: a
+            # changed per-source default must reach them, and documents ingested before provenance existed
+            # get their row.
+            if _provenance_current(before, record):
+                continue
+            writes.stale_provenance.append(doc)
         else:
-            changed.append(doc)
-    if changed:
-        with conn.begin():
-            fresh = _upsert_unless_tombstoned(conn, source, changed, provenance)
-        stats.skipped_expired += len(changed) - len(fresh)
-        stats.inserted_or_updated += len(fresh)
-    # Unchanged documents too: a changed per-source default must reach them, and documents ingested before
-    # provenance existed get their row. The upsert writes only rows whose terms differ.
-    if unchanged:
-        with conn.begin():
+            writes.changed.append(doc)
+        writes.provenance[doc.source_key] = record
+        if len(writes) >= UPSERT_BATCH:
+            _write(conn, source, writes, stats)
+
+
+def _write(conn: sa.Connection, source: str, writes: _Writes, stats: SyncStats) -> None:
+    """The gathered writes in one transaction, then forgotten."""
+    if not writes:
+        return
+    with conn.begin():
+        if writes.changed:
+            fresh = _upsert_unless_tombstoned(conn, source, writes.changed, writes.provenance)
+            stats.skipped_expired += len(writes.changed) - len(fresh)
+            stats.inserted_or_updated += len(fresh)
+        if writes.stale_provenance:
             conn.execute(
                 query("sources/upsert_provenance"),
-                _provenance_rows(provenance[d.source_key] for d in unchanged),
+                _provenance_rows(writes.provenance[d.source_key] for d in writes.stale_provenance),
             )
+    writes.changed, writes.stale_provenance, writes.provenance = [], [], {}
+
+
+def _same_metadata(stored: str, scanned: str) -> bool:
+    """jsonb's text and json.dumps agree for most documents (an empty mapping above all): the same text is
+    the same value; different text may still be, after jsonb's key order and spacing."""
+    return stored == scanned or json.loads(stored) == json.loads(scanned)
+
+
+def _provenance_current(stored: sa.Row, record: ProvenanceRecord) -> bool:
+    """Whether an unchanged document's provenance row already holds exactly what upsert_provenance would
+    write for `record` (the same columns its IS DISTINCT FROM compares): then the upsert would write
+    nothing and is skipped. Any doubt (no row, a differing value) leaves the upsert to decide."""
+    return bool(stored.has_provenance) and (
+        stored.content_type,
+        stored.source_uri,
+        stored.license_type,
+        stored.acquisition_method,
+        stored.rights_holder,
+        stored.hash_sha256,
+        stored.retention_years,
+        stored.acquired_at,
+    ) == (
+        record.content_type,
+        record.source_uri,
+        record.license_type,
+        record.acquisition_method,
+        record.rights_holder,
+        stored.content_sha256,
+        record.retention_years,
+        record.acquired_at or stored.document_acquired_at,
+    )
 
 
 def _missing_keys(conn: sa.Connection, source: str, seen: set[str]) -> Iterator[str]:

@@ -1,5 +1,8 @@
+import os
+
 import pytest
 
+from pipelines.lib import documents
 from pipelines.lib.documents import (
     SourceItemError,
     decode_text,
@@ -53,6 +56,49 @@ def test_huge_file_is_refused_without_reading_it(tmp_path):
         f.truncate(50 * 1024 * 1024)  # sparse: 50 MB on paper, nothing on disk
     with pytest.raises(SourceItemError, match="52,428,800 bytes, over the 5,242,880-byte limit"):
         read_markdown_file(big, "huge.md")
+
+
+def _fstat_reporting(monkeypatch, size: int) -> list[int]:
+    """os.fstat as the reader sees it reports `size` bytes, as if the file grew right after the call; the
+    reads that follow still see the whole file. Returns the byte counts each os.read asked for."""
+    real_fstat, real_read = os.fstat, os.read
+    asked: list[int] = []
+
+    def fstat(fd):
+        st = list(real_fstat(fd))
+        st[6] = size  # st_size
+        return os.stat_result(st)
+
+    def read(fd, n):
+        asked.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(documents.os, "fstat", fstat)
+    monkeypatch.setattr(documents.os, "read", read)
+    return asked
+
+
+@pytest.mark.parametrize("size", [1, 4_096, 1_500_000])
+def test_a_file_is_read_whole_whatever_its_size(tmp_path, size):
+    body = b"# T\n\n" + b"x" * (size - 5) + b"\n"
+    (tmp_path / "a.md").write_bytes(body)
+    assert read_markdown_file(tmp_path / "a.md", "a.md", max_bytes=len(body)).content == body.decode()
+
+
+def test_a_file_that_grew_after_fstat_is_read_whole_under_the_limit(tmp_path, monkeypatch):
+    body = b"# T\n\n" + b"y" * 3_000_000 + b"\n"
+    (tmp_path / "a.md").write_bytes(body)
+    asked = _fstat_reporting(monkeypatch, 10)
+    assert read_markdown_file(tmp_path / "a.md", "a.md").content == body.decode()
+    assert max(asked) <= 1 << 20  # past what fstat said, a bounded piece at a time
+
+
+def test_a_file_that_grew_past_the_limit_after_fstat_is_refused_unread(tmp_path, monkeypatch):
+    (tmp_path / "a.md").write_bytes(b"# T\n\n" + b"z" * 2_000_000)
+    asked = _fstat_reporting(monkeypatch, 10)
+    with pytest.raises(SourceItemError, match="grew past the 1,000-byte limit"):
+        read_markdown_file(tmp_path / "a.md", "a.md", max_bytes=1_000)
+    assert sum(asked) <= 1_001  # never more than one byte past the limit
 
 
 def test_row_document_joins_text_columns_under_their_names():

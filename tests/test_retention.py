@@ -439,6 +439,66 @@ def test_reingest_refreshes_defaults_and_keeps_governance_columns(db, tmp_path):
     assert tuple(row) == (3, True, True)
 
 
+def test_unchanged_reingest_writes_provenance_only_where_the_stored_terms_differ(db, tmp_path):
+    """The unchanged path compares the stored terms in Python and skips the upsert when they match; a row
+    someone changed or removed is still put right, for terms from frontmatter and from the defaults alike."""
+    root = tmp_path / "content"
+    write(
+        root,
+        "terms.md",
+        "---\nlicense: CC-BY-4.0\nrights_holder: Acme\nacquired_at: 2019-04-01\n---\n# Terms\n\nBody.\n",
+    )
+    write(root, "plain.md", "# Plain\n\nBody.\n")
+    sources = ContentSourcesResource(content_dir=str(root))
+    defaults = {"local": ProvenanceDefaults(retention_years=7, license_type="proprietary")}
+    upserts: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if "INSERT INTO provenance" in statement:
+            upserts.append(statement)
+
+    def terms(conn) -> dict:
+        return {
+            r.source_key: tuple(r[1:])
+            for r in conn.execute(
+                sa.text(
+                    "SELECT d.source_key, p.license_type, p.rights_holder, p.retention_years, p.acquired_at,"
+                    " p.acquired_at = d.acquired_at AS from_document"
+                    " FROM provenance p JOIN source_documents d ON d.id = p.content_id"
+                )
+            )
+        }
+
+    engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.connect() as conn:
+            sync_documents(engine, sources.content_path, (), defaults)
+            first = terms(conn)
+            conn.commit()
+            assert len(upserts) == 1  # the first ingest writes both rows in one statement
+            upserts.clear()
+            again = sync_documents(engine, sources.content_path, (), defaults)
+            assert (again.unchanged, upserts) == (2, [])
+            assert terms(conn) == first
+
+            conn.execute(sa.text("UPDATE provenance SET rights_holder = 'Someone else', retention_years = 1"))
+            conn.execute(
+                sa.text(
+                    "DELETE FROM provenance WHERE content_id ="
+                    " (SELECT id FROM source_documents WHERE source_key = 'plain.md')"
+                )
+            )
+            conn.commit()
+            repaired = sync_documents(engine, sources.content_path, (), defaults)
+            assert (repaired.unchanged, len(upserts)) == (2, 1)
+            assert terms(conn) == first
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert first["terms.md"] == ("CC-BY-4.0", "Acme", 7, dt.datetime(2019, 4, 1, tzinfo=JST), False)
+    assert first["plain.md"][:3] == ("proprietary", None, 7) and first["plain.md"][4] is True
+
+
 def test_swept_content_is_not_ingested_again_but_new_content_at_the_same_path_is(db, tmp_path):
     root = tmp_path / "content"
     old = "---\nretention_years: 1\nacquired_at: 2015-01-01\n---\n# Old\n\nLicensed text.\n"

@@ -126,3 +126,40 @@ def test_sources_are_written_a_batch_at_a_time_and_vanished_files_found_across_k
         keys = set(conn.execute(sa.text("SELECT source_key FROM source_documents")).scalars())
     on_disk = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.md")}
     assert keys == on_disk and len(keys) == 13
+
+
+def test_changes_spread_over_read_batches_are_written_together_a_batch_at_most(
+    postgres, tmp_path, monkeypatch
+):
+    corpus(tmp_path)  # 16 pages: four read batches of 4
+    monkeypatch.setattr(sources_mod, "UPSERT_BATCH", 4)
+    engine = postgres.engine
+    sync_documents(engine, tmp_path, ())
+    writes: list[int] = []  # documents per upsert statement
+
+    def count(_conn, _cursor, statement, parameters, *_args) -> None:
+        if statement.lstrip().startswith("INSERT INTO source_documents"):
+            writes.append(len(parameters) if isinstance(parameters, list | tuple) else 1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        # One edit in each of three read batches: one write.
+        for rel in ("d/01.md", "d/06.md", "same/03.md"):
+            write(tmp_path, rel, f"# {rel}\n\nEdited.\n")
+        three = sync_documents(engine, tmp_path, ())
+        assert (three.inserted_or_updated, three.unchanged, writes) == (3, 13, [3])
+        writes.clear()
+        # Six edits: a full batch of four is written as soon as it has gathered, the rest at the end.
+        for rel in ("d/00.md", "d/02.md", "d/04.md", "d/07.md", "same/01.md", "same/05.md"):
+            write(tmp_path, rel, f"# {rel}\n\nEdited again.\n")
+        six = sync_documents(engine, tmp_path, ())
+        assert (six.inserted_or_updated, six.unchanged, writes) == (6, 10, [4, 2])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT source_key, content FROM source_documents")).all())
+    assert (
+        stored["d/06.md"] == "# d/06.md\n\nEdited.\n"
+        and stored["same/05.md"] == "# same/05.md\n\nEdited again.\n"
+    )
+    assert len(stored) == 16

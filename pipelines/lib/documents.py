@@ -191,18 +191,36 @@ def read_markdown_file(
         fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise SourceItemError(f"cannot open: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SourceItemError(f"not a regular file ({_file_kind(st.st_mode)})")
         if st.st_size > max_bytes:
             # Checked before reading so a huge file never lands in memory.
             raise SourceItemError(f"file is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit")
-        # One byte more than the limit: a file that grew after fstat is still refused, never read whole.
-        raw = f.read(max_bytes + 1)
+        raw = _read_capped(fd, st.st_size, max_bytes)
+    finally:
+        os.close(fd)
     if len(raw) > max_bytes:
         raise SourceItemError(f"file grew past the {max_bytes:,}-byte limit while it was read")
     return parse_markdown(raw, source_key)
+
+
+def _read_capped(fd: int, size: int, max_bytes: int) -> bytes:
+    """The file's bytes to EOF, or the first max_bytes + 1 of them when it grew past the limit after fstat
+    (the caller refuses it; it is never read whole). Sized by fstat: a buffered read(max_bytes + 1)
+    allocates the whole limit for every file, which cost more than the reading on an unchanged re-run."""
+    parts: list[bytes] = []
+    total = 0
+    want = min(size, max_bytes) + 1  # one byte more than expected: a grown file shows at once
+    while total <= max_bytes:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        want = min(max_bytes + 1 - total, 1 << 20)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _file_kind(mode: int) -> str:
