@@ -13,17 +13,21 @@ from pipelines.location.resources import build_resources
 from pipelines.location.schedules import nightly_schedule
 from pipelines.location.sensors import embedding_model_change_sensor
 
+ASSETS = dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention])
+# Every job of the location; the fault suite runs each pair of them at once, so a job added here joins it.
+JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
+    ingestion_job,
+    metrics_job,
+    nightly_job,
+    reembedding_job,
+    erasure_job,
+    batch_embedding_apply_job,
+    cancel_embedding_batches_job,
+]
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
-    jobs=[
-        ingestion_job,
-        metrics_job,
-        nightly_job,
-        reembedding_job,
-        erasure_job,
-        batch_embedding_apply_job,
-        cancel_embedding_batches_job,
-    ],
+    assets=ASSETS,
+    jobs=JOBS,
     schedules=[nightly_schedule],
     sensors=[
         embedding_model_change_sensor,

@@ -23,18 +23,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets import chunks, embeddings, metrics, reembedding, retention, sources
 from assets.batch_embeddings import (
-    batch_embedding_apply_job,
     batch_limits,
-    cancel_embedding_batches_job,
     open_batch_client,
 )
 from pipelines.batch_embeddings import list_batches, plan_batch_embedding, poll_batches, submit_batches
 from pipelines.db import dispose_engine
 from pipelines.erasure import erase_user_dialogue
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
-from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
+from pipelines.location.definitions import ASSETS
+from pipelines.location.definitions import JOBS as LOCATION_JOBS
 from pipelines.metrics import refresh_rag_metrics
 from pipelines.reembedding import prepare_target
 from resources.batch_api import BatchApiSettings
@@ -49,15 +47,7 @@ from tests.test_erasure import seed as seed_dialogue
 ACTIVE = "text-embedding-3-small"
 CONFIGURED = "text-embedding-3-large"
 DAY = "2025-06-10"
-JOBS = (
-    "ingestion_job",
-    "nightly_job",
-    "reembedding_job",
-    "metrics_job",
-    "erasure_job",
-    "batch_embedding_apply_job",
-    "cancel_embedding_batches_job",
-)
+JOBS = tuple(job.name for job in LOCATION_JOBS)
 BATCH_JOBS = {"batch_embedding_apply_job", "cancel_embedding_batches_job"}
 PAIRS = list(itertools.combinations_with_replacement(JOBS, 2))
 
@@ -82,16 +72,8 @@ def _embedder(fake: FakeOpenAIBatch, model: str) -> EmbedderResource:
 
 def _definitions(postgres: PostgresResource, content: Path, embedder: EmbedderResource) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention]),
-        jobs=[
-            ingestion_job,
-            metrics_job,
-            nightly_job,
-            reembedding_job,
-            erasure_job,
-            batch_embedding_apply_job,
-            cancel_embedding_batches_job,
-        ],
+        assets=ASSETS,
+        jobs=LOCATION_JOBS,
         resources={
             "postgres": postgres,
             "embedder": embedder,
