@@ -14,6 +14,7 @@ RUN useradd --create-home --uid 10001 app \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY location ./location
 COPY pipelines ./pipelines
 COPY assets ./assets
 COPY resources ./resources
@@ -28,4 +29,4 @@ RUN pip install --no-cache-dir -e '.[k8s]' \
 USER app
 EXPOSE 3000 4266
 # The compose file and the Helm values pick the command of each process; this default is the code server.
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4266", "-m", "pipelines.location.definitions", "--location-name", "rag_etl"]
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4266", "-m", "location.definitions", "--location-name", "rag_etl"]

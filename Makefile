@@ -41,7 +41,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 metrics: install $(DAGSTER_HOME)/dagster.yaml
-	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster asset materialize -m pipelines.location.definitions \
+	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster asset materialize -m location.definitions \
 		--select rag_metrics_history --partition-range $(FROM)...$(TO)
 
 # `make erase USER_ID=<id> [REQUESTED_BY=<ticket>]`: erasure_job through Dagster's CLI. The config file
@@ -50,17 +50,17 @@ erase: install $(DAGSTER_HOME)/dagster.yaml
 	@test -n "$(USER_ID)" || { echo "usage: make erase USER_ID=<id> [REQUESTED_BY=<ticket>]" >&2; exit 2; }
 	@cfg=$$(mktemp --suffix=.yaml) && trap 'rm -f "$$cfg"' EXIT && \
 	  USER_ID='$(USER_ID)' REQUESTED_BY='$(REQUESTED_BY)' $(PY) -c 'import json, os; print(json.dumps({"ops": {"erase_user_dialogue_op": {"config": {"user_id": os.environ["USER_ID"], "requested_by": os.environ["REQUESTED_BY"] or None}}}}))' > "$$cfg" && \
-	  PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster job execute -m pipelines.location.definitions -j erasure_job -c "$$cfg"
+	  PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster job execute -m location.definitions -j erasure_job -c "$$cfg"
 
 # Production mode on this machine: code server (gRPC, :4266), webserver (:3000) and daemon as three
 # processes over Postgres run storage (DAGSTER_PG_URL, or a `dagster` database in the embedded server).
 PROD_HOME ?= $(CURDIR)/.dagster_prod
 
 prod: install
-	DAGSTER_HOME=$(PROD_HOME) $(PY) -m pipelines.location.deploy start
+	DAGSTER_HOME=$(PROD_HOME) $(PY) -m location.deploy start
 
 prod-stop:
-	DAGSTER_HOME=$(PROD_HOME) $(PY) -m pipelines.location.deploy stop
+	DAGSTER_HOME=$(PROD_HOME) $(PY) -m location.deploy stop
 
 test: install
 	$(VENV)/bin/ruff check .
@@ -77,7 +77,7 @@ typecheck: install
 
 # The schema owner's step: apply pending migrations to DATABASE_URL (or the embedded server).
 migrate: install
-	$(PY) -m pipelines.location.migrate_cli
+	$(PY) -m location.migrate_cli
 
 bench: install
 	PYTHONUNBUFFERED=1 $(PY) -m bench

@@ -74,7 +74,7 @@ def _process_run_seconds(postgres: PostgresResource, keys: Sequence[str]) -> flo
                     "asset",
                     "materialize",
                     "-m",
-                    "pipelines.location.definitions",
+                    "location.definitions",
                     "--select",
                     "rag_metrics_history",
                     "--partition",

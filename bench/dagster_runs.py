@@ -1,6 +1,6 @@
 """Running the code location's ingestion job the way production does, for the ingestion bench.
 
-The job is reconstructed from `pipelines.location.definitions` and executed with the executor it is
+The job is reconstructed from `location.definitions` and executed with the executor it is
 configured with (so each step's process start is measured, as in `dagster job execute` or a run launched
 from the UI), on a throwaway Dagster instance; the resources come from the environment like the real
 code location's. Per-step times come from Dagster's own step stats.
@@ -86,7 +86,7 @@ def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
             "job",
             "execute",
             "-m",
-            "pipelines.location.definitions",
+            "location.definitions",
             "-j",
             job_name,
         ],
@@ -97,7 +97,7 @@ def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
     return time.perf_counter() - started
 
 
-def import_seconds(module: str = "pipelines.location.definitions") -> float:
+def import_seconds(module: str = "location.definitions") -> float:
     """Seconds a fresh interpreter needs to import the code location, net of the interpreter's own start."""
 
     def timed(code: str) -> float:
@@ -112,7 +112,7 @@ def import_seconds(module: str = "pipelines.location.definitions") -> float:
 def execute(
     instance: dg.DagsterInstance,
     job_name: str = "ingestion_job",
-    module: str = "pipelines.location.definitions",
+    module: str = "location.definitions",
 ) -> RunTiming:
     repo = ReconstructableRepository.for_module(module, "defs", os.getcwd())
     job = repo.get_reconstructable_job(job_name)

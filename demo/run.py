@@ -17,8 +17,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
 from demo.progress import RunOutcome, run_job  # noqa: E402
-from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
-from pipelines.location.definitions import defs  # noqa: E402
+from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
+from location.definitions import defs  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 from resources.postgres import PostgresResource  # noqa: E402
 

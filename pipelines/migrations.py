@@ -1,6 +1,6 @@
 """Forward-only SQL migrations: ordered, one transaction each, under an advisory lock, checksummed.
 
-Applying them is the schema owner's step (`make migrate`, i.e. `python -m pipelines.location.migrate_cli`);
+Applying them is the schema owner's step (`make migrate`, i.e. `python -m location.migrate_cli`);
 a process connected as a role without DDL rights only checks that the schema is recent enough.
 """
 
@@ -106,7 +106,7 @@ def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | N
     same checksum); return the latest migration applied."""
     migrations = discover(directory)
     needed = migrations[-1].name[:4] if migrations else None
-    hint = "run `make migrate` (python -m pipelines.location.migrate_cli) as the schema owner"
+    hint = "run `make migrate` (python -m location.migrate_cli) as the schema owner"
     with engine.connect() as conn:
         if not conn.execute(query("db/select_schema_migrations_exists")).scalar():
             raise SchemaBehindError(f"the database has no schema yet, this code needs {needed}: {hint}")

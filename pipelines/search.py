@@ -1,5 +1,5 @@
 """Semantic search over the active model's index: proof that what the pipeline built is usable
-(`python -m pipelines.location.search_cli "how do refunds work" -k 5`).
+(`python -m location.search_cli "how do refunds work" -k 5`).
 
 The query is embedded with the *active* model (the one readers use), which during a re-embedding may
 differ from the configured one, and answered through that model's HNSW index.

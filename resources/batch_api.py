@@ -1,5 +1,5 @@
 """Settings of the OpenAI Batch API path: config nested in the embedder resource (`embedder.batch_api`),
-filled from EMBEDDING_BATCH_* by `pipelines.location.resources.build_resources` (no secrets among them)."""
+filled from EMBEDDING_BATCH_* by `location.resources.build_resources` (no secrets among them)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from assets.embeddings import embed_stats_metadata
 from assets.metrics import ai_dialogue_log, rag_metrics_history
+from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
 from pipelines.embeddings import EmbedStats
 from pipelines.lib import slo
 from pipelines.lib.alerts import metric_alerts
-from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
 from resources.alerts import AlertsResource
 from tests.alert_receiver import TOKEN, receiver
 from tests.test_metrics import insert, jst, row

@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
 from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
+from location.batch_sensors import batch_embedding_sensor
+from location.resources import batch_api_settings
 from pipelines import batch_embeddings as batch_module
 from pipelines.batch_embeddings import apply_batch, list_batches
 from pipelines.lib.vector_index import index_name_for
-from pipelines.location.batch_sensors import batch_embedding_sensor
-from pipelines.location.resources import batch_api_settings
 from pipelines.models import active_model, get_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource

@@ -51,7 +51,7 @@ IMPLICIT_JOB = "__ASSET_JOB"
 
 
 def load_defs() -> dg.Definitions:
-    module = importlib.import_module("pipelines.location.definitions")
+    module = importlib.import_module("location.definitions")
     return module.defs
 
 
@@ -85,7 +85,7 @@ def test_workspace_module_loads_in_a_fresh_interpreter():
         [
             sys.executable,
             "-c",
-            "from pipelines.location.definitions import defs;"
+            "from location.definitions import defs;"
             " print(','.join(sorted(j.name for j in defs.get_repository_def().get_all_jobs())))",
         ],
         capture_output=True,
@@ -98,7 +98,7 @@ def test_workspace_module_loads_in_a_fresh_interpreter():
 def test_secrets_stay_as_env_var_references(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@db.invalid/x")
-    from pipelines.location.resources import build_resources
+    from location.resources import build_resources
 
     resources = build_resources()
     shown = repr(resources["embedder"]) + repr(resources["postgres"])

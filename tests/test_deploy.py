@@ -1,5 +1,5 @@
 """The production mode, end to end: `dagster code-server start`, `dagster-daemon run` and
-`dagster-webserver` as real processes (started by `pipelines.location.deploy.start`, as `make prod` does) over
+`dagster-webserver` as real processes (started by `location.deploy.start`, as `make prod` does) over
 Postgres run storage in the embedded server, with the instance config rendered from
 deploy/dagster.yaml. Runs are submitted through the webserver's GraphQL API; the OpenAI path goes to
 the fake server of testing/fake_openai.py.
@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
 
-from pipelines.location import deploy
+from location import deploy
 from testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.deploy

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
-from pipelines.location import deploy
-from pipelines.location.definitions import defs
+from location import deploy
+from location.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_NAMES = re.compile(r"(PASSWORD|API_KEY|SECRET|TOKEN)", re.IGNORECASE)
@@ -104,6 +104,6 @@ def test_make_prod_uses_the_launcher() -> None:
         for target in ("prod", "prod-stop")
     }
     assert recipes == {
-        "prod": ["pipelines.location.deploy", "start"],
-        "prod-stop": ["pipelines.location.deploy", "stop"],
+        "prod": ["location.deploy", "start"],
+        "prod-stop": ["location.deploy", "stop"],
     }

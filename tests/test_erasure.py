@@ -11,9 +11,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from location.jobs import erasure_job
 from pipelines.erasure import ErasureError, erase_user_dialogue, targets_of
 from pipelines.lib import slo
-from pipelines.location.jobs import erasure_job
 from tests.test_metrics import assert_matches, expected, insert, jst, log_frame, materialize, row, stored
 
 ERASED = "user-to-forget-7f3a"

@@ -22,16 +22,16 @@ def location_env(database_url: str, tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDDING_PROVIDER", "local")
     monkeypatch.delenv("EMBEDDING_MODEL", raising=False)
     # The location reads its resources from the environment when imported: import it afresh here and after.
-    monkeypatch.delitem(sys.modules, "pipelines.location.definitions", raising=False)
+    monkeypatch.delitem(sys.modules, "location.definitions", raising=False)
     home = tmp_path / "dagster_home"
     home.mkdir()
     with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
         yield instance
-    sys.modules.pop("pipelines.location.definitions", None)
+    sys.modules.pop("location.definitions", None)
 
 
 def _execute(instance: dg.DagsterInstance, job_name: str, **kwargs) -> dg.ExecutionResult:
-    repo = ReconstructableRepository.for_module("pipelines.location.definitions", "defs", os.getcwd())
+    repo = ReconstructableRepository.for_module("location.definitions", "defs", os.getcwd())
     return dg.execute_job(repo.get_reconstructable_job(job_name), instance=instance, **kwargs)
 
 

@@ -55,7 +55,7 @@ def plotted(instance: dg.DagsterInstance) -> dict[str, dict[str, float | None]]:
     """partition → {label: y} for every numeric entry of the event the UI plots for that partition."""
     origin = LoadableTargetOrigin(
         executable_path=sys.executable,
-        module_name="pipelines.location.definitions",
+        module_name="location.definitions",
         attribute="defs",
         working_directory=str(ROOT),
     )

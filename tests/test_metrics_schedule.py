@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from assets import partitions
 from assets.metrics import ai_dialogue_log, rag_metrics_history
-from pipelines.location.jobs import metrics_job, nightly_job
-from pipelines.location.schedules import nightly_schedule
+from location.jobs import metrics_job, nightly_job
+from location.schedules import nightly_schedule
 from resources.postgres import PostgresResource
 
 JST = ZoneInfo("Asia/Tokyo")

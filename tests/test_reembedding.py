@@ -9,11 +9,11 @@ import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
+from location.sensors import embedding_model_change_sensor
 from pipelines.embedders import OpenAIEmbedder
 from pipelines.embeddings import embed_pending
 from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.lib.vector_index import index_name_for
-from pipelines.location.sensors import embedding_model_change_sensor
 from pipelines.models import active_model, coverage, drop_retired_embeddings, get_model
 from pipelines.reembedding import build_model
 from resources.embedders import EmbedderResource

@@ -7,9 +7,9 @@ from psycopg import sql
 
 from assets.embeddings import chunk_embeddings, embedding_index
 from assets.reembedding import embedding_model_switch, reembedding
+from location import search_cli
 from pipelines.hnsw import INDEX_SCAN_SETTINGS, drop_hnsw_index, measure_recall, set_local
 from pipelines.lib.vector_index import index_name_for, index_plan
-from pipelines.location import search_cli
 from pipelines.models import active_model
 from pipelines.search import SearchError, format_hits, search, search_statement
 from pipelines.sql import execute_composed

@@ -17,9 +17,9 @@ from assets.embeddings import chunk_embeddings
 from assets.metrics import ai_dialogue_log, rag_metrics_history
 from assets.retention import retention_sweep
 from assets.sources import source_documents
+from location import migrate_cli
 from pipelines import migrations
 from pipelines.db import get_engine, prepare_schema
-from pipelines.location import migrate_cli
 from pipelines.metrics import refresh_rag_metrics
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
@@ -375,7 +375,7 @@ def test_role_without_ddl_rights_checks_the_schema_read_only(pg_server_url, data
 
 
 def test_unknown_migrate_on_start_is_refused(monkeypatch):
-    from pipelines.location.resources import build_resources
+    from location.resources import build_resources
 
     monkeypatch.setenv("MIGRATE_ON_START", "sometimes")
     with pytest.raises(ValueError, match=r"MIGRATE_ON_START.*sometimes"):

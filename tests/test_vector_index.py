@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings, embedding_index
+from location.resources import build_resources
 from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import ensure_hnsw_index, has_valid_index, measure_recall, nearest
 from pipelines.lib.vector_index import index_plan, recall_at_k
-from pipelines.location.resources import build_resources
 from pipelines.search import search, search_by_vector
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from location.resources import build_resources
 from pipelines.embedders import EmbeddingConfigError, EmbedLimits, resolve_spec
-from pipelines.location.resources import build_resources
 from resources.embedders import EmbedderResource
 
 # variable → values that used to be accepted silently (0 dimensions meant native, nan disabled the budget,

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
+from location.batch_sensors import batch_embedding_sensor
+from location.resources import build_resources
 from pipelines.batch_embeddings import BatchConfigError, list_batches
-from pipelines.location.batch_sensors import batch_embedding_sensor
-from pipelines.location.resources import build_resources
 from pipelines.models import active_model
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource

@@ -27,12 +27,12 @@ from assets.batch_embeddings import (
     batch_limits,
     open_batch_client,
 )
+from location.definitions import ASSETS
+from location.definitions import JOBS as LOCATION_JOBS
 from pipelines.batch_embeddings import list_batches, plan_batch_embedding, poll_batches, submit_batches
 from pipelines.db import dispose_engine
 from pipelines.erasure import erase_user_dialogue
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
-from pipelines.location.definitions import ASSETS
-from pipelines.location.definitions import JOBS as LOCATION_JOBS
 from pipelines.metrics import refresh_rag_metrics
 from pipelines.reembedding import prepare_target
 from resources.batch_api import BatchApiSettings

@@ -52,7 +52,7 @@ import json, os, sys
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 job, config, select = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-repo = ReconstructableRepository.for_module("pipelines.location.definitions", "defs", os.getcwd())
+repo = ReconstructableRepository.for_module("location.definitions", "defs", os.getcwd())
 with dg.DagsterInstance.get() as instance:
     result = dg.execute_job(
         repo.get_reconstructable_job(job), instance=instance, run_config=config, raise_on_error=False,

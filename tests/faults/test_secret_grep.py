@@ -31,7 +31,7 @@ def _execute(job: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes
             "job",
             "execute",
             "-m",
-            "pipelines.location.definitions",
+            "location.definitions",
             "-j",
             job,
         ],

@@ -3,9 +3,9 @@ and `dagster-daemon run`, over Postgres run storage. `make prod` / `make prod-st
 container image runs the same three commands (see `commands`), and the deployment test starts them
 through `start`.
 
-    python -m pipelines.location.deploy start     # render DAGSTER_HOME/dagster.yaml, start the three, return
-    python -m pipelines.location.deploy stop      # stop what `start` started (pid files in DAGSTER_HOME)
-    python -m pipelines.location.deploy storage-url   # the `dagster` database in the embedded server
+    python -m location.deploy start     # render DAGSTER_HOME/dagster.yaml, start the three, return
+    python -m location.deploy stop      # stop what `start` started (pid files in DAGSTER_HOME)
+    python -m location.deploy storage-url   # the `dagster` database in the embedded server
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pipelines.db import PROJECT_ROOT, embedded_server_url
 
 INSTANCE_TEMPLATE = PROJECT_ROOT / "deploy" / "dagster.yaml"
 WORKSPACE = PROJECT_ROOT / "deploy" / "workspace.prod.yaml"
-MODULE = "pipelines.location.definitions"
+MODULE = "location.definitions"
 LOCATION = "rag_etl"
 STORAGE_DATABASE = "dagster"
 PROCESSES = ("code-server", "daemon", "webserver")
@@ -182,7 +182,7 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.location.deploy")
+    parser = argparse.ArgumentParser(prog="python -m location.deploy")
     parser.add_argument("action", choices=["start", "stop", "storage-url"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--grpc-port", type=int, default=4266)

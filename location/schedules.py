@@ -7,8 +7,8 @@ import datetime as dt
 import dagster as dg
 
 from assets.partitions import daily_jst_partitions
+from location.jobs import nightly_job
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
-from pipelines.location.jobs import nightly_job
 
 
 # The partitions are Asia/Tokyo days, so the tick at 02:00 JST on D runs partition D-1: the last day

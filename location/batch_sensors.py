@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.batch_embeddings import batch_embedding_apply_job, batch_limits, open_batch_client
+from location.jobs import reembedding_job
 from pipelines.batch_embeddings import list_batches, poll_batches, resume_key
-from pipelines.location.jobs import reembedding_job
 from pipelines.models import coverage, get_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource

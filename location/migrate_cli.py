@@ -1,7 +1,7 @@
 """`make migrate`: apply pending migrations to DATABASE_URL (or the embedded server) as the connected role.
 
-python -m pipelines.location.migrate_cli          # apply
-python -m pipelines.location.migrate_cli --check  # only report the schema version
+python -m location.migrate_cli          # apply
+python -m location.migrate_cli --check  # only report the schema version
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import os
 
 import sqlalchemy as sa
 
+from location.resources import role_settings
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, mask_url, normalise_url
-from pipelines.location.resources import role_settings
 from pipelines.migrations import MigrationError, apply_migrations, check_schema
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.location.migrate_cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m location.migrate_cli", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check that the schema is up to date")
     args = parser.parse_args(argv)
     url = normalise_url(os.environ.get("DATABASE_URL") or embedded_server_url(DEFAULT_DATA_DIR))

@@ -6,12 +6,12 @@ import dagster as dg
 
 from assets import chunks, embeddings, metrics, reembedding, retention, sources
 from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
-from pipelines.location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
-from pipelines.location.batch_sensors import batch_embedding_sensor
-from pipelines.location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
-from pipelines.location.resources import build_resources
-from pipelines.location.schedules import nightly_schedule
-from pipelines.location.sensors import embedding_model_change_sensor
+from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
+from location.batch_sensors import batch_embedding_sensor
+from location.jobs import erasure_job, ingestion_job, metrics_job, nightly_job, reembedding_job
+from location.resources import build_resources
+from location.schedules import nightly_schedule
+from location.sensors import embedding_model_change_sensor
 
 ASSETS = dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention])
 # Every job of the location; the fault suite runs each pair of them at once, so a job added here joins it.

@@ -42,7 +42,7 @@ os.register_at_fork(after_in_child=_start_parent_watch)
 # Steps fork from a server process that has already imported the code location, instead of each starting
 # a fresh interpreter that imports Dagster and every asset module again (seconds per step on a busy host).
 forkserver_executor = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["pipelines.location.definitions"]}}},
+    {"start_method": {"forkserver": {"preload_modules": ["location.definitions"]}}},
     name="forkserver_multiprocess",
 )
 

@@ -1,6 +1,6 @@
 """Semantic search from the command line, over the active model's index:
 
-    python -m pipelines.location.search_cli "how do refunds work" -k 5
+    python -m location.search_cli "how do refunds work" -k 5
 
 Resources are built from the environment, like the code location's.
 """
@@ -12,14 +12,14 @@ import sys
 
 import dagster as dg
 
-from pipelines.location.resources import build_resources
+from location.resources import build_resources
 from pipelines.models import active_model
 from pipelines.search import SearchError, format_hits, search
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.location.search_cli", description=(__doc__ or "").splitlines()[0]
+        prog="python -m location.search_cli", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("query", help="the text to search for")
     parser.add_argument("-k", type=int, default=5, help="how many chunks to return (default 5)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from location.jobs import reembedding_job
 from pipelines.lib.model_switch import model_change_decision
-from pipelines.location.jobs import reembedding_job
 from pipelines.models import active_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
