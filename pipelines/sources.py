@@ -361,22 +361,19 @@ def _provenance_current(stored: sa.Row, record: ProvenanceRecord) -> bool:
 
 def _missing_keys(conn: sa.Connection, source: str, seen: set[str]) -> Iterator[str]:
     """The source's stored keys not in `seen`, read a page of keys per transaction."""
-    # `>=` from "" so that an empty key (a table row may have one) is read too; later pages repeat their
-    # predecessor's last key, which is skipped.
     after: str | None = None
-    page = KEY_PAGE
     while True:
         with conn.begin():
             keys = (
                 conn.execute(
                     query("sources/select_source_keys"),
-                    {"source": source, "after": after or "", "limit": page},
+                    {"source": source, "after": after, "limit": KEY_PAGE},
                 )
                 .scalars()
                 .all()
             )
-        yield from (k for k in keys if k not in seen and k != after)
-        if len(keys) < page:
+        yield from (k for k in keys if k not in seen)
+        if len(keys) < KEY_PAGE:
             return
         after = keys[-1]
 
