@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -27,6 +30,7 @@ from pipelines.sql import composed, execute_composed, query
 
 UPSERT_BATCH = 500
 KEY_PAGE = 5000  # stored keys read per transaction when looking for vanished documents
+TABLE_PAGE = 500  # table-source rows fetched per query: what a table source holds, whatever its size
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -127,7 +131,48 @@ def _read_markdown(
         yield doc
 
 
-def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanResult | None:
+class TableRows:
+    """A table source's documents, read from a held cursor TABLE_PAGE rows at a time, a transaction per page:
+    one page of rows and one document are in memory, never the table. Reading to the end frees the cursor;
+    `close()` frees it when reading stops early."""
+
+    def __init__(self, conn: sa.Connection, cursor: str, spec: TableSpec, seen: set[str], stats: SyncStats):
+        self.conn, self.cursor, self.spec, self.seen, self.stats = conn, cursor, spec, seen, stats
+        self._open = True
+
+    def __iter__(self) -> Iterator[ParsedDocument]:
+        errors: list[tuple[str, str]] = []
+        yield from table_documents(self.spec.table, self.spec.text_columns, self._rows(), self.seen, errors)
+        self.close()
+        self.stats.errors.extend((f"table:{self.spec.table}", key, reason) for key, reason in errors)
+
+    def _rows(self) -> Iterator[Sequence[object]]:
+        page = TABLE_PAGE
+        fetch = composed(
+            "sources/fetch_table_cursor", page=sql.Literal(page), cursor=sql.Identifier(self.cursor)
+        )
+        while True:
+            with self.conn.begin():
+                rows = execute_composed(self.conn, fetch).all()
+            yield from rows
+            if len(rows) < page:
+                return
+
+    def close(self) -> None:
+        # A connection already lost took the cursor with it; one in use is outside any transaction here
+        # (each page's transaction ends before its rows are handed on).
+        if self._open and not self.conn.closed and not self.conn.invalidated:
+            with self.conn.begin():
+                execute_composed(
+                    self.conn, composed("sources/close_table_cursor", cursor=sql.Identifier(self.cursor))
+                )
+        self._open = False
+
+
+def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> tuple[TableRows, set[str]] | None:
+    """The table's documents (read lazily, see TableRows) and the set that every key read joins, or None if
+    the table cannot be read. Declares the table's cursor in the caller's transaction: its commit reads the
+    rows, so the caller commits before reading and closes the TableRows if it does not read to the end."""
     source = f"table:{spec.table}"
     try:
         parts = validate_identifier(spec.table, "table")
@@ -156,17 +201,30 @@ def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanRe
             (source, spec.table, f"table {spec.table!r} has no column(s) {', '.join(missing)}")
         )
         return None
+    cursor = f"table_source_{secrets.token_hex(8)}"
     statement = composed(
-        "sources/select_table_rows",
+        "sources/declare_table_cursor",
+        cursor=sql.Identifier(cursor),
         key_column=sql.Identifier(spec.key_column),
         title_column=sql.Identifier(spec.title_column) if spec.title_column else sql.NULL,
         text_columns=sql.SQL(", ").join(map(sql.Identifier, spec.text_columns)),
         table=sql.Identifier(*parts),
     )
-    rows = execute_composed(conn, statement)
-    docs, seen, errors = table_documents(spec.table, spec.text_columns, rows)
-    stats.errors.extend((source, key, reason) for key, reason in errors)
-    return docs, seen
+    try:
+        with conn.begin_nested():
+            execute_composed(conn, statement)
+    except sa.exc.ProgrammingError as exc:
+        if not isinstance(exc.orig, psycopg.errors.UndefinedFunction):
+            raise
+        # Rows are read in key order so that rows sharing a key arrive together: a key type with no
+        # ordering (json, point) cannot be read that way.
+        reason = str(exc.orig).splitlines()[0]
+        stats.errors.append(
+            (source, spec.table, f"table {spec.table!r} cannot be read in key order: {reason}")
+        )
+        return None
+    seen: set[str] = set()
+    return TableRows(conn, cursor, spec, seen, stats), seen
 
 
 def _provenance_rows(records: Iterable[ProvenanceRecord]) -> dict[str, str]:
@@ -398,10 +456,13 @@ def sync_documents(
     scans: list[tuple[str, ScanResult | None]] = [
         ("local", scan_markdown(content_dir, max_file_bytes, stats))
     ]
-    with engine.connect() as conn:
+    with engine.connect() as conn, ExitStack() as cursors:
         for spec in tables:
             with conn.begin():
-                scans.append((f"table:{spec.table}", scan_table(conn, spec, stats)))
+                table = scan_table(conn, spec, stats)
+            if table is not None:
+                cursors.callback(table[0].close)
+            scans.append((f"table:{spec.table}", table))
         for source, scanned in scans:
             if scanned is not None:
                 _apply_source(conn, source, *scanned, stats, defaults)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,35 +259,41 @@ def row_document(table: str, key, title, texts: dict[str, object]) -> ParsedDocu
 
 
 def table_documents(
-    table: str, text_columns: Sequence[str], rows: Iterable[Sequence[object]]
-) -> tuple[list[ParsedDocument], set[str], list[tuple[str, str]]]:
-    """Documents from rows of (key, title, *text columns): (documents, every key seen, (key, reason) errors).
+    table: str,
+    text_columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    seen: set[str],
+    errors: list[tuple[str, str]],
+) -> Iterator[ParsedDocument]:
+    """Documents from rows of (key, title, *text columns), yielded as the rows come: every key read joins
+    `seen`, and each refused row adds (key, reason) to `errors`.
 
-    A NULL key cannot name a document, and a key shared by several rows is ambiguous: those rows are
-    refused by name while the table's other rows go on. A duplicated key still counts as seen, so the
-    version ingested before stays rather than being deleted as vanished.
+    The rows must come in key order (rows sharing a key next to each other, NULL keys anywhere): then a
+    duplicated key is found by comparing neighbours, and no more than one row is held. A NULL key cannot
+    name a document, and a key shared by several rows is ambiguous: those rows are refused by name while
+    the table's other rows go on. A duplicated key still counts as seen, so the version ingested before
+    stays rather than being deleted as vanished.
     """
-    by_key: dict[str, list[Sequence[object]]] = {}
-    errors: list[tuple[str, str]] = []
     nulls = 0
-    for row in rows:
-        if row[0] is None:
-            nulls += 1
+    for key, group in itertools.groupby(rows, key=lambda row: None if row[0] is None else str(row[0])):
+        if key is None:
+            nulls += sum(1 for _ in group)
             continue
-        by_key.setdefault(str(row[0]), []).append(row)
-    if nulls:
-        errors.append(("NULL", f"{nulls} row(s) have a NULL key and cannot be ingested"))
-    docs = []
-    for key, group in by_key.items():
-        if len(group) > 1:
-            errors.append((key, f"{len(group)} rows share this key; keys must be unique"))
+        seen.add(key)
+        count = 0
+        row: Sequence[object] | None = None
+        for each in group:  # the first row is kept; the others are only counted
+            count, row = count + 1, row or each
+        if count > 1:
+            errors.append((key, f"{count} rows share this key; keys must be unique"))
             continue
-        row = group[0]
+        assert row is not None
         try:
-            docs.append(row_document(table, key, row[1], dict(zip(text_columns, row[2:], strict=True))))
+            yield row_document(table, key, row[1], dict(zip(text_columns, row[2:], strict=True)))
         except SourceItemError as exc:
             errors.append((key, str(exc)))
-    return docs, set(by_key), errors
+    if nulls:
+        errors.append(("NULL", f"{nulls} row(s) have a NULL key and cannot be ingested"))
 
 
 def metadata_json(meta: dict) -> str:
