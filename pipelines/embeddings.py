@@ -151,14 +151,6 @@ def record_oversize(
     record_failures(conn, model, oversize, reason, "token counts are estimates; split the source text")
 
 
-def estimate(stats: EmbedStats, spec: ModelSpec, pending: Sequence[PendingText], rows_selected: int) -> None:
-    """What the run is about to send and spend, and how many chunks needed nothing."""
-    stats.unique_texts = len(pending)
-    stats.estimated_tokens = sum(p.tokens for p in pending)
-    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
-    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - rows_selected
-
-
 def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
     """Group chunks by text so identical texts cost one input."""
     by_sha: dict[str, PendingText] = {}
