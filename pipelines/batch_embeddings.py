@@ -298,7 +298,7 @@ def submit_batches(
                 )
             if current is not None and (
                 current.requests == limits.max_requests_per_file
-                or current.bytes + len(line) > limits.max_file_bytes
+                or current.size + len(line) > limits.max_file_bytes
             ):
                 full, current = current, None
                 submitted.append(_submit_file(conn, client, spec, full, limits, log))
@@ -339,7 +339,7 @@ class _RequestFile:
     requests: int = 0
     texts: int = 0
     tokens: int = 0
-    bytes: int = 0
+    size: int = 0  # bytes written
     mapping: list[dict[str, Any]] = field(default_factory=list)
     mapped_texts: int = 0
 
@@ -366,7 +366,7 @@ class _RequestFile:
         self.requests += 1
         self.texts += len(request)
         self.tokens += sum(p.tokens for p in request)
-        self.bytes += len(line)
+        self.size += len(line)
         self.mapping.append(
             {"batch": self.pk, "custom_id": custom_id, "content_sha256s": [p.content_sha256 for p in request]}
         )
@@ -400,7 +400,7 @@ def _submit_file(
             "estimated_tokens": f.tokens,
             "estimated_cost_usd": batch_cost_usd(sync_cost),
             "sync_cost_usd": sync_cost,
-            "file_bytes": f.bytes,
+            "file_bytes": f.size,
         },
     )
     conn.commit()
@@ -443,7 +443,7 @@ def _submit_file(
         requests=f.requests,
         texts=f.texts,
         tokens=f.tokens,
-        file_bytes=f.bytes,
+        file_bytes=f.size,
     )
 
 
