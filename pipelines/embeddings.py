@@ -172,7 +172,7 @@ def iter_pending(
     max_tokens: int = 2**31 - 1,
     page_texts: int | None = None,
 ) -> Iterator[PendingText]:
-    """The texts `select_chunks_to_embed` selects (within the token range), each with all its chunks, read
+    """The texts the database's `chunks_to_embed` selects (within the token range), each with all its chunks, read
     `page_texts` texts per transaction in content-hash order: memory holds a page, never the corpus.
 
     No transaction is open while the caller holds a yielded text, so it may write on `conn` between two."""

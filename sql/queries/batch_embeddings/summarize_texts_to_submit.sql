@@ -1,5 +1,5 @@
 -- What a Batch API submission for :model would send, in totals, without reading a text: the chunk rows
--- `select_chunks_to_embed` selects; of their distinct texts, those an unapplied batch already carries; of
+-- `chunks_to_embed` selects; of their distinct texts, those an unapplied batch already carries; of
 -- the others, those within :max_input_tokens with their tokens, and those over it (set aside as failed)
 -- with their chunk rows. One count per text: identical texts have identical token counts.
 WITH todo AS (

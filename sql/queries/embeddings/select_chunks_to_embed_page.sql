@@ -1,4 +1,4 @@
--- The chunks `select_chunks_to_embed` selects with :after_sha < content_sha256 <= :last_sha and
+-- The chunks `chunks_to_embed` (migration 0013) selects with :after_sha < content_sha256 <= :last_sha and
 -- :min_tokens <= token_count <= :max_tokens, by hash: every chunk of a text comes in the same page, so each
 -- text is sent once while only a page is held. The bounds come from `select_embedding_page_bounds`, so that
 -- the planner sees a narrow range of document_chunks_sha_idx.

@@ -1,5 +1,5 @@
 -- How far the next page of texts to embed reaches: of the first :limit texts after :after_sha (content-hash
--- order) with a chunk `select_chunks_to_embed` would select (:min_tokens <= token_count <= :max_tokens),
+-- order) with a chunk `chunks_to_embed` selects (:min_tokens <= token_count <= :max_tokens),
 -- their number and the last hash. Walks document_chunks_sha_idx and stops after :limit texts.
 SELECT count(*) AS texts, max(content_sha256) AS last_sha
 FROM (

@@ -1,4 +1,4 @@
--- What `select_chunks_to_embed` would return, in totals: its rows, and the distinct texts within
+-- What `chunks_to_embed` (migration 0013) returns, in totals: its rows, and the distinct texts within
 -- :max_input_tokens with their tokens (one count per text: identical texts have identical counts).
 WITH todo AS (
     SELECT c.content_sha256, c.token_count
