@@ -12,6 +12,7 @@ from pipelines.batch_embeddings import (
     apply_batch,
     cancel_open_batches,
     check_budget,
+    iter_texts_to_submit,
     list_batches,
     plan_batch_embedding,
     record_oversize,
@@ -124,14 +125,14 @@ def submit_embedding_batches(
                 metadata=metadata,
             ) from None
         submitted = []
-        if plan.pending:
+        if plan.stats.unique_texts:
             with open_batch_client(embedder) as client:
                 try:
                     submitted = submit_batches(
                         conn,
                         client,
                         spec,
-                        plan.pending,
+                        iter_texts_to_submit(conn, plan),
                         limits,
                         run_id=context.run.run_id,
                         log=context.log.info,

@@ -14,6 +14,7 @@ from bench.common import report, throwaway_postgres
 from pipelines.batch_embeddings import (
     BatchLimits,
     apply_batch,
+    iter_texts_to_submit,
     plan_batch_embedding,
     poll_batches,
     submit_batches,
@@ -53,7 +54,7 @@ def run() -> None:
         limits = BatchLimits(poll_initial_s=0)
         client = openai.OpenAI(api_key="sk-bench", base_url=fake.base_url, max_retries=0)
         plan = plan_batch_embedding(conn, spec, limits)
-        (batch,) = submit_batches(conn, client, spec, plan.pending, limits)
+        (batch,) = submit_batches(conn, client, spec, iter_texts_to_submit(conn, plan), limits)
         while fake.batches[batch.batch_id].status != "completed":
             poll_batches(conn, client, limits)
         started = time.perf_counter()

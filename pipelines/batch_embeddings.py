@@ -10,9 +10,11 @@ longer in an open batch, are pending again for the next submission (or the synch
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -20,12 +22,11 @@ import sqlalchemy as sa
 from pipelines.embedders import KNOWN_MODELS, EmbedLimits, ModelSpec
 from pipelines.embeddings import (
     CONFIG_ERROR_STATUSES,
+    PAGE_TEXTS,
     BudgetExceededError,
     EmbedStats,
     PendingText,
-    collect_pending,
-    estimate,
-    set_aside_oversize,
+    iter_pending,
     write_embeddings,
 )
 from pipelines.embeddings import (
@@ -39,20 +40,22 @@ from pipelines.lib.batch_files import (
     MAX_REQUESTS_PER_FILE,
     OPEN_STATUSES,
     TERMINAL_STATUSES,
+    BatchFileError,
     ParsedLine,
     batch_cost_usd,
     next_poll_delay_s,
-    pack_files,
     parse_result_line,
     request_line,
 )
-from pipelines.lib.batching import plan_batches
+from pipelines.lib.batching import pack_batches
 from pipelines.lib.redact import redact
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.sql import query
 
 # Vectors written per COPY while applying a batch (all in the batch's one transaction).
 WRITE_GROUP = 4096
+# Content hashes recorded per statement while a request file is being written.
+MAPPING_GROUP = 2048
 # A batch row left `preparing` this long belongs to a run that died between upload and creation.
 ABANDON_PREPARING_AFTER_S = 3600
 
@@ -90,14 +93,15 @@ class BatchLimits:
 
 @dataclass
 class BatchPlan:
-    """The free work done and the estimate, before anything is uploaded."""
+    """The free work done and the estimate, before anything is uploaded: totals only. The texts themselves
+    are read a page at a time when they are recorded (`record_oversize`) or sent (`iter_texts_to_submit`)."""
 
     stats: EmbedStats
-    pending: list[PendingText]
     in_open_batches: int  # texts left out because a batch not yet applied carries them
     remainder: bool  # the model had batches before: this is what they left
-    oversize: list[PendingText] = field(default_factory=list)
+    oversize_texts: int = 0  # texts over the model's input limit, set aside as failed
     max_input_tokens: int = 0
+    max_attempts: int = 3
 
     @property
     def sync_cost_usd(self) -> float:
@@ -148,7 +152,8 @@ def plan_batch_embedding(
     max_attempts: int = 3,
     retry_abandoned: bool = False,
 ) -> BatchPlan:
-    """Reuse vectors by hash, set oversize texts aside, and list what a submission would send.
+    """Reuse vectors by hash, count oversize texts apart, and total what a submission would send, without
+    reading the texts: memory does not grow with the number pending.
 
     The model must be registered. Texts already carried by an unapplied batch are left out.
     `retry_abandoned` gives chunks that failed `max_attempts` times a fresh set of attempts, as on the
@@ -172,30 +177,80 @@ def plan_batch_embedding(
             query("embeddings/reset_abandoned_attempts"), {"model": spec.name, "max_attempts": max_attempts}
         )
     conn.commit()
-    rows = conn.execute(
-        query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": max_attempts}
-    ).all()
-    in_flight = set(
-        conn.execute(query("batch_embeddings/select_texts_in_open_batches"), {"model": spec.name}).scalars()
-    )
+    todo = conn.execute(
+        query("batch_embeddings/summarize_texts_to_submit"),
+        {"model": spec.name, "max_attempts": max_attempts, "max_input_tokens": limits.max_input_tokens},
+    ).one()
     remainder = (
         conn.execute(query("batch_embeddings/select_batch_round"), {"model": spec.name}).one().batches > 0
     )
     conn.commit()
-    pending = collect_pending(rows)
-    carried = [p for p in pending if p.content_sha256 in in_flight]
-    pending = [p for p in pending if p.content_sha256 not in in_flight]
-    pending, oversize = set_aside_oversize(pending, limits.max_input_tokens, stats)
-    estimate(stats, spec, pending, len(rows))
-    return BatchPlan(stats, pending, len(carried), remainder, oversize, limits.max_input_tokens)
+    stats.chunks_failed += int(todo.oversize_chunk_rows)
+    stats.unique_texts = todo.texts
+    stats.estimated_tokens = int(todo.tokens)
+    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
+    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - int(todo.chunk_rows)
+    return BatchPlan(
+        stats,
+        todo.texts_in_open_batches,
+        remainder,
+        todo.oversize_texts,
+        limits.max_input_tokens,
+        max_attempts,
+    )
+
+
+def iter_texts_to_submit(
+    conn: sa.Connection, plan: BatchPlan, *, oversize: bool = False, page_texts: int | None = None
+) -> Iterator[PendingText]:
+    """The texts `plan` counted, each with all its chunks, read a page at a time in content-hash order:
+    those within the input limit (or, with `oversize`, those over it), minus those an unapplied batch
+    carries. Stops before a text that would take the total past the plan's estimate, so that chunks written
+    since the plan cannot push a submission over the budget it was checked against (they wait for the next).
+
+    No transaction is open while the caller holds a yielded text, so it may write on `conn` between two."""
+    size = page_texts or PAGE_TEXTS
+    model, limit = plan.stats.model, plan.max_input_tokens
+    tokens_left = plan.stats.estimated_tokens
+    texts = iter_pending(
+        conn,
+        model,
+        plan.max_attempts,
+        min_tokens=limit + 1 if oversize else 0,
+        max_tokens=2**31 - 1 if oversize else limit,
+        page_texts=size,
+    )
+    while True:
+        page = [p for _, p in zip(range(size), texts)]
+        if not page:
+            return
+        with conn.begin():
+            carried = set(
+                conn.execute(
+                    query("batch_embeddings/select_texts_in_open_batches"),
+                    {"model": model, "shas": [p.content_sha256 for p in page]},
+                ).scalars()
+            )
+        for p in page:
+            if p.content_sha256 in carried:
+                continue
+            if not oversize:
+                if p.tokens > tokens_left:
+                    return
+                tokens_left -= p.tokens
+            yield p
+        del page
 
 
 def record_oversize(conn: sa.Connection, plan: BatchPlan) -> None:
-    """Record the texts over the model's input limit as failed; only once the Batch API path is taken, so
-    that a plan the synchronous path replaces does not count an attempt twice."""
-    if not plan.oversize:
+    """Record the texts over the model's input limit as failed, a page at a time; only once the Batch API
+    path is taken, so that a plan the synchronous path replaces does not count an attempt twice."""
+    if not plan.oversize_texts:
         return
-    record_texts_over_limit(conn, plan.stats.model, plan.oversize, plan.max_input_tokens, plan.stats)
+    texts = iter_texts_to_submit(conn, plan, oversize=True)
+    while page := [p for _, p in zip(range(PAGE_TEXTS), texts)]:
+        with conn.begin():
+            record_texts_over_limit(conn, plan.stats.model, page, plan.max_input_tokens, plan.stats)
 
 
 def check_budget(plan: BatchPlan, budget_usd: float | None, allow_over_budget: bool) -> None:
@@ -214,7 +269,7 @@ def submit_batches(
     conn: sa.Connection,
     client,
     spec: ModelSpec,
-    pending: Sequence[PendingText],
+    pending: Iterable[PendingText],
     limits: BatchLimits,
     *,
     run_id: str | None = None,
@@ -222,84 +277,174 @@ def submit_batches(
 ) -> list[SubmittedBatch]:
     """Write the texts as request files within the API's limits, upload each and create its batch.
 
-    Each batch's row and request mapping are committed before its upload, so its texts are never
-    submitted twice; a file or batch the API refuses is marked abandoned and its texts are pending again."""
-    token_counts = [p.tokens for p in pending]
-    requests = [
-        [pending[i] for i in idx]
-        for idx in plan_batches(token_counts, limits.max_batch_inputs, limits.max_batch_tokens)
-    ]
+    `pending` is consumed as it is written (e.g. `iter_texts_to_submit`): a request file grows in a
+    temporary file on disk and its request mapping is recorded as it grows, so memory holds one request and
+    one mapping group, whatever the number of texts. Each batch's row and request mapping are committed
+    before its upload, so its texts are never submitted twice; a file or batch the API refuses is marked
+    abandoned and its texts are pending again. No transaction is open on `conn` while `pending` is read."""
+    if conn.in_transaction():
+        conn.commit()
     dims = send_dimensions(spec)
-    # custom_ids are unique within a batch; the mapping is keyed by (batch row, custom_id).
-    lines = [request_line(f"r{i}", spec.model, [p.text for p in req], dims) for i, req in enumerate(requests)]
     submitted: list[SubmittedBatch] = []
-    for file_lines in pack_files(
-        [len(line) for line in lines], limits.max_requests_per_file, limits.max_file_bytes
-    ):
-        texts = [p for i in file_lines for p in requests[i]]
-        tokens = sum(p.tokens for p in texts)
-        body = b"".join(lines[i] for i in file_lines)
-        sync_cost = spec.cost_usd(tokens)
+    current: _RequestFile | None = None
+    try:
+        requests = pack_batches(pending, lambda p: p.tokens, limits.max_batch_inputs, limits.max_batch_tokens)
+        # custom_ids are unique within a batch; the mapping is keyed by (batch row, custom_id).
+        for i, request in enumerate(requests):
+            line = request_line(f"r{i}", spec.model, [p.text for p in request], dims)
+            if len(line) > limits.max_file_bytes:
+                raise BatchFileError(
+                    f"request line {i} is {len(line)} bytes, over the {limits.max_file_bytes}-byte file limit"
+                )
+            if current is not None and (
+                current.requests == limits.max_requests_per_file
+                or current.size + len(line) > limits.max_file_bytes
+            ):
+                full, current = current, None
+                submitted.append(_submit_file(conn, client, spec, full, limits, log))
+            if current is None:
+                current = _RequestFile.start(conn, spec.name, run_id)
+            current.add(conn, f"r{i}", request, line)
+        if current is not None:
+            last, current = current, None
+            submitted.append(_submit_file(conn, client, spec, last, limits, log))
+    finally:
+        if current is not None:
+            current.body.close()
+            # The run failed while writing this file: its texts are pending again now rather than after
+            # ABANDON_PREPARING_AFTER_S; should even that fail, the next plan abandons the row then.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                if conn.in_transaction():
+                    conn.rollback()
+                conn.execute(
+                    query("batch_embeddings/mark_embedding_batch_abandoned"),
+                    {
+                        "id": current.pk,
+                        "model": spec.name,
+                        "older_than_s": 0,
+                        "error": "run failed while writing",
+                    },
+                )
+                conn.commit()
+    return submitted
+
+
+@dataclass
+class _RequestFile:
+    """One request file as it is written: its lines on disk, its row in `embedding_batches` (inserted empty
+    first, so that the request mapping can be recorded a group at a time), and its totals."""
+
+    pk: int
+    body: IO[bytes]
+    requests: int = 0
+    texts: int = 0
+    tokens: int = 0
+    size: int = 0  # bytes written
+    mapping: list[dict[str, Any]] = field(default_factory=list)
+    mapped_texts: int = 0
+
+    @classmethod
+    def start(cls, conn: sa.Connection, model: str, run_id: str | None) -> _RequestFile:
         pk = conn.execute(
             query("batch_embeddings/insert_embedding_batch"),
             {
-                "model": spec.name,
-                "requests": len(file_lines),
-                "texts": len(texts),
-                "estimated_tokens": tokens,
-                "estimated_cost_usd": batch_cost_usd(sync_cost),
-                "sync_cost_usd": sync_cost,
-                "file_bytes": len(body),
+                "model": model,
+                "requests": 0,
+                "texts": 0,
+                "estimated_tokens": 0,
+                "estimated_cost_usd": 0,
+                "sync_cost_usd": 0,
+                "file_bytes": 0,
                 "run_id": run_id,
             },
         ).scalar_one()
-        conn.execute(
-            query("batch_embeddings/insert_embedding_batch_requests"),
-            [
-                {
-                    "batch": pk,
-                    "custom_id": f"r{i}",
-                    "content_sha256s": [p.content_sha256 for p in requests[i]],
-                }
-                for i in file_lines
-            ],
-        )
         conn.commit()
-        try:
-            uploaded = client.files.create(file=(f"embeddings-{pk}.jsonl", body), purpose="batch")
-            batch = client.batches.create(
-                input_file_id=uploaded.id,
-                endpoint=ENDPOINT,
-                completion_window=COMPLETION_WINDOW,
-                metadata={"embedding_batch": str(pk), "model": spec.name},
-            )
-        except Exception as exc:
-            reason = _api_error(exc, client)
-            conn.execute(
-                query("batch_embeddings/mark_embedding_batch_abandoned"),
-                {"id": pk, "model": spec.name, "older_than_s": 0, "error": reason},
-            )
+        return cls(pk, tempfile.TemporaryFile(prefix=f"embeddings-{pk}-", suffix=".jsonl"))
+
+    def add(self, conn: sa.Connection, custom_id: str, request: Sequence[PendingText], line: bytes) -> None:
+        self.body.write(line)
+        self.requests += 1
+        self.texts += len(request)
+        self.tokens += sum(p.tokens for p in request)
+        self.size += len(line)
+        self.mapping.append(
+            {"batch": self.pk, "custom_id": custom_id, "content_sha256s": [p.content_sha256 for p in request]}
+        )
+        self.mapped_texts += len(request)
+        if self.mapped_texts >= MAPPING_GROUP:
+            self.flush_mapping(conn)
             conn.commit()
-            _raise_if_config_error(exc, client, spec.model)
-            raise BatchApiError(f"submitting batch {pk} ({len(texts)} texts) failed: {reason}") from None
+
+    def flush_mapping(self, conn: sa.Connection) -> None:
+        if self.mapping:
+            conn.execute(query("batch_embeddings/insert_embedding_batch_requests"), self.mapping)
+        self.mapping, self.mapped_texts = [], 0
+
+
+def _submit_file(
+    conn: sa.Connection,
+    client: Any,
+    spec: ModelSpec,
+    f: _RequestFile,
+    limits: BatchLimits,
+    log: Callable[[str], None],
+) -> SubmittedBatch:
+    sync_cost = spec.cost_usd(f.tokens)
+    f.flush_mapping(conn)
+    conn.execute(
+        query("batch_embeddings/update_embedding_batch_totals"),
+        {
+            "id": f.pk,
+            "requests": f.requests,
+            "texts": f.texts,
+            "estimated_tokens": f.tokens,
+            "estimated_cost_usd": batch_cost_usd(sync_cost),
+            "sync_cost_usd": sync_cost,
+            "file_bytes": f.size,
+        },
+    )
+    conn.commit()
+    try:
+        with f.body:
+            f.body.seek(0)
+            uploaded = client.files.create(file=(f"embeddings-{f.pk}.jsonl", f.body), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=ENDPOINT,
+            completion_window=COMPLETION_WINDOW,
+            metadata={"embedding_batch": str(f.pk), "model": spec.name},
+        )
+    except Exception as exc:
+        reason = _api_error(exc, client)
         conn.execute(
-            query("batch_embeddings/mark_embedding_batch_submitted"),
-            {
-                "id": pk,
-                "batch_id": batch.id,
-                "input_file_id": uploaded.id,
-                "status": batch.status,
-                "delay_s": limits.poll_initial_s,
-            },
+            query("batch_embeddings/mark_embedding_batch_abandoned"),
+            {"id": f.pk, "model": spec.name, "older_than_s": 0, "error": reason},
         )
         conn.commit()
-        log(f"submitted batch {batch.id}: {len(file_lines)} requests, {len(texts)} texts, ~{tokens:,} tokens")
-        submitted.append(
-            SubmittedBatch(
-                pk, batch.id, uploaded.id, batch.status, len(file_lines), len(texts), tokens, len(body)
-            )
-        )
-    return submitted
+        _raise_if_config_error(exc, client, spec.model)
+        raise BatchApiError(f"submitting batch {f.pk} ({f.texts} texts) failed: {reason}") from None
+    conn.execute(
+        query("batch_embeddings/mark_embedding_batch_submitted"),
+        {
+            "id": f.pk,
+            "batch_id": batch.id,
+            "input_file_id": uploaded.id,
+            "status": batch.status,
+            "delay_s": limits.poll_initial_s,
+        },
+    )
+    conn.commit()
+    log(f"submitted batch {batch.id}: {f.requests} requests, {f.texts} texts, ~{f.tokens:,} tokens")
+    return SubmittedBatch(
+        id=f.pk,
+        batch_id=batch.id,
+        input_file_id=uploaded.id,
+        status=batch.status,
+        requests=f.requests,
+        texts=f.texts,
+        tokens=f.tokens,
+        file_bytes=f.size,
+    )
 
 
 def _api_error(exc: BaseException, client: Any = None) -> str:

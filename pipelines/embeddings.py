@@ -151,14 +151,6 @@ def record_oversize(
     record_failures(conn, model, oversize, reason, "token counts are estimates; split the source text")
 
 
-def estimate(stats: EmbedStats, spec: ModelSpec, pending: Sequence[PendingText], rows_selected: int) -> None:
-    """What the run is about to send and spend, and how many chunks needed nothing."""
-    stats.unique_texts = len(pending)
-    stats.estimated_tokens = sum(p.tokens for p in pending)
-    stats.estimated_cost_usd = spec.cost_usd(stats.estimated_tokens)
-    stats.chunks_skipped = stats.chunks_total - stats.chunks_reused - rows_selected
-
-
 def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
     """Group chunks by text so identical texts cost one input."""
     by_sha: dict[str, PendingText] = {}
@@ -180,7 +172,7 @@ def iter_pending(
     max_tokens: int = 2**31 - 1,
     page_texts: int | None = None,
 ) -> Iterator[PendingText]:
-    """The texts `select_chunks_to_embed` selects (within the token range), each with all its chunks, read
+    """The texts the database's `chunks_to_embed` selects (within the token range), each with all its chunks, read
     `page_texts` texts per transaction in content-hash order: memory holds a page, never the corpus.
 
     No transaction is open while the caller holds a yielded text, so it may write on `conn` between two."""

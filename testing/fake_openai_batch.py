@@ -10,15 +10,19 @@ error file; a script can also fail or expire the batch, corrupt, repeat or mis-d
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.parser
 import email.policy
 import itertools
 import json
+import multiprocessing
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 
 from testing.fake_openai import NATIVE_DIMENSIONS, POISON, FakeOpenAI, fake_vector
 
@@ -278,3 +282,30 @@ class FakeOpenAIBatch(FakeOpenAI):
             "error": None,
         }
         return json.dumps(doc).encode() + b"\n"
+
+
+def _serve_until_told(pipe: Connection, kw: dict) -> None:
+    with FakeOpenAIBatch(**kw) as fake:
+        pipe.send(fake.base_url)
+        pipe.recv()
+
+
+@contextlib.contextmanager
+def fake_batch_server_process(**kw) -> Iterator[str]:
+    """A `FakeOpenAIBatch` in a child process; yields its base URL. For measuring the memory of the process
+    that talks to it: the fake keeps every uploaded file, which would count against that process."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_serve_until_told, args=(theirs, kw), daemon=True)
+    proc.start()
+    try:
+        if not ours.poll(60):
+            raise RuntimeError("the fake Batch API server process did not start within 60 s")
+        yield ours.recv()
+    finally:
+        with contextlib.suppress(OSError):
+            ours.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)

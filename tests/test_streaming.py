@@ -49,8 +49,11 @@ def test_pending_texts_are_read_in_bounded_pages_and_match_reading_everything(po
     spec = EmbedderResource().spec()
     with engine.begin() as conn:
         register_model(conn, spec)
+        # Nothing is embedded yet: every chunk is pending.
         everything = collect_pending(
-            conn.execute(query("embeddings/select_chunks_to_embed"), {"model": spec.name, "max_attempts": 3})
+            conn.execute(
+                sa.text("SELECT id, content, content_sha256, token_count FROM document_chunks ORDER BY id")
+            )
         )
     compiled = str(query("embeddings/select_chunks_to_embed_page").compile(engine))
     sizes, record = page_sizes(compiled)

@@ -29,7 +29,13 @@ from assets.batch_embeddings import (
 )
 from location.definitions import ASSETS
 from location.definitions import JOBS as LOCATION_JOBS
-from pipelines.batch_embeddings import list_batches, plan_batch_embedding, poll_batches, submit_batches
+from pipelines.batch_embeddings import (
+    iter_texts_to_submit,
+    list_batches,
+    plan_batch_embedding,
+    poll_batches,
+    submit_batches,
+)
 from pipelines.db import dispose_engine
 from pipelines.erasure import erase_user_dialogue
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
@@ -137,7 +143,7 @@ def _add_batches(db: Database, fake: FakeOpenAIBatch, embedder: EmbedderResource
     limits = batch_limits(embedder, BatchApiSettings(poll_initial_s=0))
     prepare_target(db.postgres.engine, spec)
     with db.postgres.connect() as conn, open_batch_client(embedder) as client:
-        pending = plan_batch_embedding(conn, spec, limits).pending
+        pending = list(iter_texts_to_submit(conn, plan_batch_embedding(conn, spec, limits)))
         assert len(pending) >= 4
         half = len(pending) // 2
         fake.script(BatchScript(states=("validating", "completed")))

@@ -2,11 +2,7 @@
 -- Reads and writes see one snapshot, so a stale row may donate its vector before it is replaced.
 WITH todo AS (
     SELECT c.id, c.content_sha256
-    FROM document_chunks c
-    WHERE NOT EXISTS (
-        SELECT 1 FROM chunk_embeddings e
-        WHERE e.chunk_id = c.id AND e.model = :model AND e.content_sha256 = c.content_sha256
-    )
+    FROM chunks_without_embedding(:model) c
 ), donor AS (
     SELECT DISTINCT ON (e.content_sha256) e.content_sha256, e.embedding, e.token_count
     FROM chunk_embeddings e

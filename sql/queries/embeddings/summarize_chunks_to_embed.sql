@@ -1,15 +1,8 @@
--- What `select_chunks_to_embed` would return, in totals: its rows, and the distinct texts within
+-- What `chunks_to_embed` (migration 0013) returns, in totals: its rows, and the distinct texts within
 -- :max_input_tokens with their tokens (one count per text: identical texts have identical counts).
 WITH todo AS (
     SELECT c.content_sha256, c.token_count
-    FROM document_chunks c
-    WHERE NOT EXISTS (
-            SELECT 1 FROM chunk_embeddings e
-            WHERE e.chunk_id = c.id AND e.model = :model AND e.content_sha256 = c.content_sha256)
-      AND NOT EXISTS (
-            SELECT 1 FROM embedding_errors x
-            WHERE x.chunk_id = c.id AND x.model = :model AND x.content_sha256 = c.content_sha256
-              AND x.attempts >= :max_attempts)
+    FROM chunks_to_embed(:model, CAST(:max_attempts AS integer)) c
 ), texts AS (
     SELECT content_sha256, min(token_count) AS tokens
     FROM todo
