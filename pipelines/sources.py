@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -204,7 +205,9 @@ def _read_markdown(
     only those whose fingerprint the database does not hold are parsed."""
     pending = iter(files)
     while True:
-        reads: list[tuple[str, bytes | None, str]] = []  # (key, bytes, fingerprint) or (key, None, error)
+        reads: deque[tuple[str, bytes | None, str]] = (
+            deque()
+        )  # (key, bytes, fingerprint) or (key, None, error)
         held = 0
         for path, key in pending:
             try:
@@ -219,18 +222,19 @@ def _read_markdown(
         if not reads:
             return
         same = (
-            stored.unchanged({key: fingerprint for key, raw, fingerprint in reads if raw is not None})
+            stored.unchanged({key: fingerprint for key, data, fingerprint in reads if data is not None})
             if stored
             else set()
         )
-        for key, raw, fingerprint in reads:
-            if raw is None:
+        while reads:  # popped, so that the group's bytes are let go as its documents are consumed
+            key, data, fingerprint = reads.popleft()
+            if data is None:
                 stats.errors.append(("local", key, fingerprint))
             elif key in same:
                 yield UNCHANGED
             else:
                 try:
-                    doc = parse_markdown(raw, key)
+                    doc = parse_markdown(data, key)
                 except SourceItemError as exc:
                     stats.errors.append(("local", key, str(exc)))
                     continue
