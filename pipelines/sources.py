@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -133,16 +134,22 @@ def _reading_rules() -> bytes:
     return digest.digest()
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredFingerprints:
     """Which items of one source are stored exactly as ingesting them again would write them. An item's
     read fingerprint hashes its bytes with the reading rules and the source's provenance defaults; the
     database holds it with a hash of the rows written from it (migration 0015), so a match means the
-    same input, the same rules and rows nobody changed since."""
+    same input, the same rules and rows nobody changed since.
+
+    The same reads find the stored keys the scan did not see: a scan asks for consecutive key ranges that
+    together cover every key, so once it has read them all, `vanished` holds every stored key gone from
+    the source (`complete` says it has)."""
 
     conn: sa.Connection
     source: str
     seed: Any  # a sha256 object holding the rules and defaults: each item's hash continues a copy of it
+    vanished: list[str] = field(default_factory=list)
+    complete: bool = False
 
     @classmethod
     def of(
@@ -157,17 +164,24 @@ class StoredFingerprints:
         digest.update(raw)
         return digest.hexdigest()
 
-    def unchanged(self, reads: Mapping[str, str]) -> set[str]:
-        """Of `reads` (key: read fingerprint, a range of keys in code point order), those stored as they
-        would be written again."""
-        if not reads:
-            return set()
+    def unchanged(self, reads: Mapping[str, str], after: str, last: str | None, seen: set[str]) -> set[str]:
+        """Of `reads` (key: read fingerprint), those stored as they would be written again, from the stored
+        keys after `after` up to `last` (None: to the end) in code point order; the stored keys among
+        them that are not in `seen` join `vanished`."""
         with self.conn.begin():
             stored = self.conn.execute(
                 query("sources/select_scan_fingerprints"),
-                {"source": self.source, "first": min(reads), "last": max(reads)},
+                {"source": self.source, "after": after, "last": last},
             )
-            return {key for key, fingerprint in stored if reads.get(key) == fingerprint}
+            same = set()
+            for key, fingerprint in stored:
+                if key not in seen:
+                    self.vanished.append(key)
+                elif fingerprint is not None and reads.get(key) == fingerprint:
+                    same.add(key)
+        if last is None:
+            self.complete = True
+        return same
 
 
 def scan_markdown(
@@ -190,7 +204,7 @@ def scan_markdown(
     for key, reason in refused:
         seen.add(key)
         stats.errors.append(("local", key, reason))
-    return _read_markdown(root, files, max_file_bytes, stats, stored), seen
+    return _read_markdown(root, files, max_file_bytes, stats, stored, seen), seen
 
 
 def _read_markdown(
@@ -199,17 +213,18 @@ def _read_markdown(
     max_file_bytes: int,
     stats: SyncStats,
     stored: StoredFingerprints | None,
+    seen: set[str],
 ) -> Iterator[ParsedDocument | _Unchanged]:
     """The files' documents, read a group of files at a time as the consumer asks (at most READ_GROUP_FILES
     files, READ_GROUP_BYTES bytes held, or one file over it): every file's bytes are read and hashed, and
     only those whose fingerprint the database does not hold are parsed."""
-    pending = iter(files)
+    after = ""  # every key sorts after it: a key is a file's path, never empty
+    start = 0
     while True:
-        reads: deque[tuple[str, bytes | None, str]] = (
-            deque()
-        )  # (key, bytes, fingerprint) or (key, None, error)
+        # (key, bytes, fingerprint) or (key, None, error)
+        reads: deque[tuple[str, bytes | None, str]] = deque()
         held = 0
-        for path, key in pending:
+        for path, key in itertools.islice(files, start, None):
             try:
                 raw = read_item_bytes(path, max_file_bytes, root=root)
             except (SourceItemError, OSError) as exc:
@@ -219,13 +234,15 @@ def _read_markdown(
                 held += len(raw)
             if len(reads) >= READ_GROUP_FILES or held >= READ_GROUP_BYTES:
                 break
-        if not reads:
-            return
-        same = (
-            stored.unchanged({key: fingerprint for key, data, fingerprint in reads if data is not None})
-            if stored
-            else set()
-        )
+        start += len(reads)
+        same: set[str] = set()
+        if stored is not None:
+            # The last group's range runs to the end, so that keys after the last file are found vanished.
+            last = reads[-1][0] if reads and start < len(files) else None
+            same = stored.unchanged(
+                {key: fingerprint for key, data, fingerprint in reads if data is not None}, after, last, seen
+            )
+            after = last or after
         while reads:  # popped, so that the group's bytes are let go as its documents are consumed
             key, data, fingerprint = reads.popleft()
             if data is None:
@@ -239,6 +256,8 @@ def _read_markdown(
                     stats.errors.append(("local", key, str(exc)))
                     continue
                 yield replace(doc, read_fingerprint=fingerprint) if stored else doc
+        if start >= len(files):
+            return
 
 
 def scan_table(conn: sa.Connection, spec: TableSpec, stats: SyncStats) -> ScanResult | None:
@@ -351,9 +370,11 @@ def _apply_source(
     seen: set[str],
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
+    stored: StoredFingerprints | None = None,
 ) -> None:
     """Upsert one source's documents and provenance: read and compared a batch of UPSERT_BATCH documents at
-    a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source."""
+    a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source.
+    The documents gone from the source are deleted: those `stored` found while the scan read, if it did."""
     scanned = 0
     batch: list[ParsedDocument] = []
     writes = _Writes()
@@ -369,7 +390,9 @@ def _apply_source(
     if batch:
         _apply_batch(conn, source, batch, stats, defaults, writes)
     _write(conn, source, writes, stats)
-    gone = list(_missing_keys(conn, source, seen))
+    gone = (
+        stored.vanished if stored is not None and stored.complete else list(_missing_keys(conn, source, seen))
+    )
     if gone:
         with conn.begin():
             stats.deleted += conn.execute(
@@ -540,7 +563,7 @@ def sync_documents(
                 scans.append((f"table:{spec.table}", scan_table(conn, spec, stats)))
         for source, scanned in scans:
             if scanned is not None:
-                _apply_source(conn, source, *scanned, stats, defaults)
+                _apply_source(conn, source, *scanned, stats, defaults, stored if source == "local" else None)
         with conn.begin():
             record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
     return stats

@@ -226,3 +226,35 @@ def test_after_any_history_the_rows_equal_a_fresh_ingest_of_the_same_tree(postgr
     b, a = ours["documents"]["b.md"], ours["documents"]["a.md"]
     assert (b[0], b[6], b[10]) == ("Bravo", "MIT", 5)
     assert (a[1], a[6], a[10], a[11]) == ("# Alpha\n\nFirst body, edited.\n", "internal", 5, "document")
+
+
+@pytest.mark.parametrize("group", [1, 2, 3, 100])
+def test_vanished_files_are_found_in_the_ranges_the_scan_reads(
+    postgres, tmp_path, parsed, monkeypatch, group
+):
+    """The scan reads stored fingerprints a key range per group of files; the ranges together cover every
+    stored key, so files gone before the first, between two groups and after the last are all deleted,
+    and nothing else is. Names mix case, punctuation and non-ASCII, whose orders differ by collation."""
+    monkeypatch.setattr(sources_mod, "READ_GROUP_FILES", group)
+    names = ["B.md", "a.md", "_x.md", "Ä.md", "ä.md", "z.md", "日本.md", "sub/Z.md", "sub/a b.md", "..md"]
+    for i, name in enumerate(names):
+        write(tmp_path, name, f"# Page {i}\n\nBody {i}.\n")
+    engine = postgres.engine
+    assert sync_documents(engine, tmp_path).inserted_or_updated == len(names)
+    keys = sorted(names)  # code point order: the scan's
+    gone = {keys[0], keys[4], keys[5], keys[-1], keys[-2]}
+    for name in gone:
+        (tmp_path / name).unlink()
+    parsed.clear()
+    stats = sync_documents(engine, tmp_path)
+    assert (stats.deleted, stats.unchanged, stats.inserted_or_updated, parsed) == (5, 5, 0, [])
+    with engine.connect() as conn:
+        stored_keys = set(conn.execute(sa.text("SELECT source_key FROM source_documents")).scalars())
+    assert stored_keys == set(names) - gone
+    # Nothing on disk but a file whose name cannot be a key: every stored document has vanished, and the
+    # unreadable name is reported.
+    for name in set(names) - gone:
+        (tmp_path / name).unlink()
+    (tmp_path / os.fsdecode(b"bad\xff.md")).write_text("# Bad\n\nName.\n")
+    stats = sync_documents(engine, tmp_path)
+    assert stats.deleted == 5 and [k for _, k, _ in stats.errors] == ["bad\\xff.md"]

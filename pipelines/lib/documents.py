@@ -237,6 +237,10 @@ def _read_capped(fd: int, size: int, max_bytes: int) -> bytes:
             break
         parts.append(chunk)
         total += len(chunk)
+        if total == size and len(parts) == 1:
+            # All of the file fstat saw, in one read: a read for its end would find what an append after
+            # this one would, and costs a system call per file on an unchanged re-run.
+            break
         want = min(max_bytes + 1 - total, 1 << 20)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -257,6 +261,8 @@ def _file_kind(mode: int) -> str:
 def printable_file_name(name: str) -> str:
     """A name from the file system as text that can be shown and stored: bytes that are not UTF-8
     (os.walk hands them over as surrogate escapes) become \\xNN."""
+    if name.isascii():
+        return name  # nothing to escape, and most names are
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
