@@ -2,35 +2,55 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import json
 import os
 import re
 import secrets
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+import yaml
 from psycopg import sql
 
+import pipelines.lib.documents
+import pipelines.lib.provenance
+import pipelines.lib.timezone
 from pipelines.lib.documents import (
     DEFAULT_MAX_BYTES,
     ParsedDocument,
     SourceItemError,
     metadata_json,
+    parse_markdown,
     printable_file_name,
-    read_markdown_file,
+    read_item_bytes,
     table_documents,
 )
-from pipelines.lib.provenance import ProvenanceDefaults, ProvenanceError, ProvenanceRecord, resolve_provenance
+from pipelines.lib.provenance import (
+    ProvenanceDefaults,
+    ProvenanceError,
+    ProvenanceRecord,
+    defaults_for,
+    resolve_provenance,
+)
 from pipelines.locks import Lock, xact_lock
-from pipelines.sql import composed, execute_composed, query
+from pipelines.sql import composed, execute_composed, load_sql, query
 
 UPSERT_BATCH = 500
 KEY_PAGE = 5000  # stored keys read per transaction when looking for vanished documents
 TABLE_PAGE = 500  # table-source rows fetched per query: what a table source holds, whatever its size
+# Files read before their stored fingerprints are looked up in one query: a query per file range costs more
+# than reading the files on an unchanged re-run, so ranges are long, and bounded in bytes held.
+READ_GROUP_FILES = KEY_PAGE
+READ_GROUP_BYTES = 8 << 20
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -59,8 +79,14 @@ class TableSpec:
     title_column: str | None = None
 
 
+class _Unchanged:
+    """What a scan yields for an item proven stored exactly as ingesting it again would write it."""
+
+
+UNCHANGED = _Unchanged()
+
 # The documents, read as they are consumed, and every key seen (including ones that failed).
-ScanResult = tuple[Iterable[ParsedDocument], set[str]]
+ScanResult = tuple[Iterable[ParsedDocument | _Unchanged], set[str]]
 
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -99,8 +125,75 @@ def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
     return found, refused
 
 
-def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResult | None:
-    """Documents (read lazily) and every key seen (including ones that failed), or None if the scan is impossible."""
+@functools.cache
+def _reading_rules() -> bytes:
+    """A digest of everything that turns an item's bytes into rows besides the bytes: the code and SQL that
+    parse, resolve provenance and write them. A change to any of it re-reads every item fully once."""
+    digest = hashlib.sha256(f"yaml {yaml.__version__}\0".encode())
+    for module in (pipelines.lib.documents, pipelines.lib.provenance, pipelines.lib.timezone):
+        digest.update(Path(module.__file__ or "").read_bytes() + b"\0")
+    digest.update(Path(__file__).read_bytes() + b"\0")
+    for name in ("sources/upsert_source_documents", "sources/upsert_provenance"):
+        digest.update(load_sql(name).encode() + b"\0")
+    return digest.digest()
+
+
+@dataclass
+class StoredFingerprints:
+    """Which items of one source are stored exactly as ingesting them again would write them. An item's
+    read fingerprint hashes its bytes with the reading rules and the source's provenance defaults; the
+    database holds it with a hash of the rows written from it (migration 0015), so a match means the
+    same input, the same rules and rows nobody changed since.
+
+    The same reads find the stored keys the scan did not see: a scan asks for consecutive key ranges that
+    together cover every key, so once it has read them all, `vanished` holds every stored key gone from
+    the source (`complete` says it has)."""
+
+    conn: sa.Connection
+    source: str
+    seed: Any  # a sha256 object holding the rules and defaults: each item's hash continues a copy of it
+    vanished: list[str] = field(default_factory=list)
+    complete: bool = False
+
+    @classmethod
+    def of(
+        cls, conn: sa.Connection, source: str, defaults: Mapping[str, ProvenanceDefaults]
+    ) -> StoredFingerprints:
+        seed = hashlib.sha256(_reading_rules())
+        seed.update(f"{source}\0{defaults_for(source, defaults)!r}\0".encode())
+        return cls(conn, source, seed)
+
+    def fingerprint(self, raw: bytes) -> str:
+        digest = self.seed.copy()
+        digest.update(raw)
+        return digest.hexdigest()
+
+    def unchanged(self, reads: Mapping[str, str], after: str, last: str | None, seen: set[str]) -> set[str]:
+        """Of `reads` (key: read fingerprint), those stored as they would be written again, from the stored
+        keys after `after` up to `last` (None: to the end) in code point order; the stored keys among
+        them that are not in `seen` join `vanished`."""
+        with self.conn.begin():
+            stored = self.conn.execute(
+                query("sources/select_scan_fingerprints"),
+                {"source": self.source, "after": after, "last": last},
+            )
+            same = set()
+            for key, fingerprint in stored:
+                if key not in seen:
+                    self.vanished.append(key)
+                elif fingerprint is not None and reads.get(key) == fingerprint:
+                    same.add(key)
+        if last is None:
+            self.complete = True
+        return same
+
+
+def scan_markdown(
+    root: Path, max_file_bytes: int, stats: SyncStats, stored: StoredFingerprints | None = None
+) -> ScanResult | None:
+    """Documents (read lazily) and every key seen (including ones that failed), or None if the scan is
+    impossible. With `stored`, an item stored exactly as it would be written again is not parsed: the
+    scan yields UNCHANGED for it."""
     if not root.is_dir():
         stats.errors.append(("local", str(root), "content directory does not exist"))
         return None
@@ -115,20 +208,60 @@ def scan_markdown(root: Path, max_file_bytes: int, stats: SyncStats) -> ScanResu
     for key, reason in refused:
         seen.add(key)
         stats.errors.append(("local", key, reason))
-    return _read_markdown(root, files, max_file_bytes, stats), seen
+    return _read_markdown(root, files, max_file_bytes, stats, stored, seen), seen
 
 
 def _read_markdown(
-    root: Path, files: list[tuple[str, str]], max_file_bytes: int, stats: SyncStats
-) -> Iterator[ParsedDocument]:
-    """The files' documents, each read only when the consumer asks for it: a batch at a time is in memory."""
-    for path, key in files:
-        try:
-            doc = read_markdown_file(path, key, max_file_bytes, root=root)
-        except (SourceItemError, OSError) as exc:
-            stats.errors.append(("local", key, str(exc)))
-            continue
-        yield doc
+    root: Path,
+    files: list[tuple[str, str]],
+    max_file_bytes: int,
+    stats: SyncStats,
+    stored: StoredFingerprints | None,
+    seen: set[str],
+) -> Iterator[ParsedDocument | _Unchanged]:
+    """The files' documents, read a group of files at a time as the consumer asks (at most READ_GROUP_FILES
+    files, READ_GROUP_BYTES bytes held, or one file over it): every file's bytes are read and hashed, and
+    only those whose fingerprint the database does not hold are parsed."""
+    after = ""  # every key sorts after it: a key is a file's path, never empty
+    start = 0
+    while True:
+        # (key, bytes, fingerprint) or (key, None, error)
+        reads: deque[tuple[str, bytes | None, str]] = deque()
+        held = 0
+        for path, key in itertools.islice(files, start, None):
+            try:
+                raw = read_item_bytes(path, max_file_bytes, root=root)
+            except (SourceItemError, OSError) as exc:
+                reads.append((key, None, str(exc)))
+            else:
+                reads.append((key, raw, stored.fingerprint(raw) if stored else ""))
+                held += len(raw)
+            if len(reads) >= READ_GROUP_FILES or held >= READ_GROUP_BYTES:
+                break
+        start += len(reads)
+        same: set[str] = set()
+        if stored is not None:
+            # The last group's range runs to the end, so that keys after the last file are found vanished.
+            last = reads[-1][0] if reads and start < len(files) else None
+            same = stored.unchanged(
+                {key: fingerprint for key, data, fingerprint in reads if data is not None}, after, last, seen
+            )
+            after = last or after
+        while reads:  # popped, so that the group's bytes are let go as its documents are consumed
+            key, data, fingerprint = reads.popleft()
+            if data is None:
+                stats.errors.append(("local", key, fingerprint))
+            elif key in same:
+                yield UNCHANGED
+            else:
+                try:
+                    doc = parse_markdown(data, key)
+                except SourceItemError as exc:
+                    stats.errors.append(("local", key, str(exc)))
+                    continue
+                yield replace(doc, read_fingerprint=fingerprint) if stored else doc
+        if start >= len(files):
+            return
 
 
 class TableRows:
@@ -279,27 +412,35 @@ class _Writes:
 
     changed: list[ParsedDocument] = field(default_factory=list)
     stale_provenance: list[ParsedDocument] = field(default_factory=list)  # unchanged, terms differ
+    # Unchanged with current terms, but the stored scan fingerprint is not this read's: it gets written, so
+    # that the next scan of the same bytes skips parsing.
+    fingerprint_only: list[ParsedDocument] = field(default_factory=list)
     provenance: dict[str, ProvenanceRecord] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.changed) + len(self.stale_provenance)
+        return len(self.changed) + len(self.stale_provenance) + len(self.fingerprint_only)
 
 
 def _apply_source(
     conn: sa.Connection,
     source: str,
-    docs: Iterable[ParsedDocument],
+    docs: Iterable[ParsedDocument | _Unchanged],
     seen: set[str],
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
+    stored: StoredFingerprints | None = None,
 ) -> None:
     """Upsert one source's documents and provenance: read and compared a batch of UPSERT_BATCH documents at
-    a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source."""
+    a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source.
+    The documents gone from the source are deleted: those `stored` found while the scan read, if it did."""
     scanned = 0
     batch: list[ParsedDocument] = []
     writes = _Writes()
     for doc in docs:
         scanned += 1
+        if isinstance(doc, _Unchanged):
+            stats.unchanged += 1
+            continue
         batch.append(doc)
         if len(batch) == UPSERT_BATCH:
             _apply_batch(conn, source, batch, stats, defaults, writes)
@@ -307,7 +448,9 @@ def _apply_source(
     if batch:
         _apply_batch(conn, source, batch, stats, defaults, writes)
     _write(conn, source, writes, stats)
-    gone = list(_missing_keys(conn, source, seen))
+    gone = (
+        stored.vanished if stored is not None and stored.complete else list(_missing_keys(conn, source, seen))
+    )
     if gone:
         with conn.begin():
             stats.deleted += conn.execute(
@@ -359,9 +502,12 @@ def _apply_batch(
             # Unchanged documents too, where their stored terms differ from what they resolve to now: a
             # changed per-source default must reach them, and documents ingested before provenance existed
             # get their row.
-            if _provenance_current(before, record):
+            if not _provenance_current(before, record):
+                writes.stale_provenance.append(doc)
+            elif doc.read_fingerprint is not None:
+                writes.fingerprint_only.append(doc)
+            else:
                 continue
-            writes.stale_provenance.append(doc)
         else:
             writes.changed.append(doc)
         writes.provenance[doc.source_key] = record
@@ -378,12 +524,24 @@ def _write(conn: sa.Connection, source: str, writes: _Writes, stats: SyncStats) 
             fresh = _upsert_unless_tombstoned(conn, source, writes.changed, writes.provenance)
             stats.skipped_expired += len(writes.changed) - len(fresh)
             stats.inserted_or_updated += len(fresh)
+        else:
+            fresh = []
         if writes.stale_provenance:
             conn.execute(
                 query("sources/upsert_provenance"),
                 _provenance_rows(writes.provenance[d.source_key] for d in writes.stale_provenance),
             )
-    writes.changed, writes.stale_provenance, writes.provenance = [], [], {}
+        read = [d for d in (*fresh, *writes.stale_provenance, *writes.fingerprint_only) if d.read_fingerprint]
+        if read:
+            conn.execute(
+                query("sources/update_scan_fingerprints"),
+                {
+                    "source": source,
+                    "keys": [d.source_key for d in read],
+                    "fingerprints": [d.read_fingerprint for d in read],
+                },
+            )
+    writes.changed, writes.stale_provenance, writes.fingerprint_only, writes.provenance = [], [], [], {}
 
 
 def _same_metadata(stored: str, scanned: str) -> bool:
@@ -453,10 +611,11 @@ def sync_documents(
     """
     defaults = provenance_defaults or {}
     stats = SyncStats()
-    scans: list[tuple[str, ScanResult | None]] = [
-        ("local", scan_markdown(content_dir, max_file_bytes, stats))
-    ]
     with engine.connect() as conn, ExitStack() as cursors:
+        stored = StoredFingerprints.of(conn, "local", defaults)
+        scans: list[tuple[str, ScanResult | None]] = [
+            ("local", scan_markdown(content_dir, max_file_bytes, stats, stored))
+        ]
         for spec in tables:
             with conn.begin():
                 table = scan_table(conn, spec, stats)
@@ -465,7 +624,7 @@ def sync_documents(
             scans.append((f"table:{spec.table}", table))
         for source, scanned in scans:
             if scanned is not None:
-                _apply_source(conn, source, *scanned, stats, defaults)
+                _apply_source(conn, source, *scanned, stats, defaults, stored if source == "local" else None)
         with conn.begin():
             record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
     return stats

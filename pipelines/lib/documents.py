@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import itertools
 import json
@@ -31,6 +32,8 @@ class ParsedDocument:
     title: str | None
     content: str
     metadata: dict = field(default_factory=dict)
+    # What the item hashed to as read (bytes and reading rules), where its source has one: markdown files.
+    read_fingerprint: str | None = None
 
     @property
     def content_sha256(self) -> str:
@@ -177,21 +180,36 @@ def read_markdown_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     root: str | os.PathLike[str] | None = None,
 ) -> ParsedDocument:
-    """Read one regular file. A link is followed only to a regular file inside `root`: a link to the
+    return parse_markdown(read_item_bytes(path, max_bytes, root), source_key)
+
+
+def read_item_bytes(
+    path: str | os.PathLike[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    root: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The bytes of one regular file. A link is followed only to a regular file inside `root`: a link to the
     password file would otherwise be ingested and sent to the embeddings API, a named pipe would hang
     the run and a device such as /dev/zero would be read until memory ran out."""
     target = os.fspath(path)
-    if os.path.islink(target):
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a link fails with ELOOP and is
+    # resolved below, so that the common case (no link) costs no lstat of its own.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP or not os.path.islink(target):
+            raise SourceItemError(f"cannot open: {exc.strerror}") from None
         target = os.path.realpath(target)
         if root is not None:
             real_root = os.path.realpath(root)
             if os.path.commonpath([real_root, target]) != real_root:
-                raise SourceItemError("symbolic link leads outside the content directory")
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the resolved path is final.
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise SourceItemError(f"cannot open: {exc.strerror}") from None
+                raise SourceItemError("symbolic link leads outside the content directory") from None
+        try:
+            # The resolved path is final: a link swapped in meanwhile fails here rather than being followed.
+            fd = os.open(target, flags)
+        except OSError as again:
+            raise SourceItemError(f"cannot open: {again.strerror}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -204,7 +222,7 @@ def read_markdown_file(
         os.close(fd)
     if len(raw) > max_bytes:
         raise SourceItemError(f"file grew past the {max_bytes:,}-byte limit while it was read")
-    return parse_markdown(raw, source_key)
+    return raw
 
 
 def _read_capped(fd: int, size: int, max_bytes: int) -> bytes:
@@ -220,6 +238,10 @@ def _read_capped(fd: int, size: int, max_bytes: int) -> bytes:
             break
         parts.append(chunk)
         total += len(chunk)
+        if total == size and len(parts) == 1:
+            # All of the file fstat saw, in one read: a read for its end would find what an append after
+            # this one would, and costs a system call per file on an unchanged re-run.
+            break
         want = min(max_bytes + 1 - total, 1 << 20)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -240,6 +262,8 @@ def _file_kind(mode: int) -> str:
 def printable_file_name(name: str) -> str:
     """A name from the file system as text that can be shown and stored: bytes that are not UTF-8
     (os.walk hands them over as surrogate escapes) become \\xNN."""
+    if name.isascii():
+        return name  # nothing to escape, and most names are
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
