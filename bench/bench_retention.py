@@ -102,8 +102,16 @@ class Round:
         return self.baseline_s / self.sweep_s
 
 
+def _checkpoint(conn: sa.Connection) -> None:
+    """Untimed: each side starts from a fresh checkpoint, so neither alone pays a checkpoint that the other's
+    writes triggered, nor the full-page images that follow one."""
+    conn.execute(sa.text("CHECKPOINT"))
+    conn.commit()
+
+
 def _baseline(postgres: PostgresResource, source: str, left_after: int) -> float:
     with postgres.connect() as conn:
+        _checkpoint(conn)
         started = time.perf_counter()
         deleted = conn.execute(
             sa.text("DELETE FROM source_documents WHERE source = :s"), {"s": source}
@@ -118,6 +126,7 @@ def _baseline(postgres: PostgresResource, source: str, left_after: int) -> float
 
 def _sweep(postgres: PostgresResource, left_after: int, into: Round) -> None:
     with postgres.connect() as conn:
+        _checkpoint(conn)
         started = time.perf_counter()
         result = sweep_expired(conn, batch_size=DEFAULT_BATCH_SIZE, as_of=dt.datetime.now(dt.UTC))
         into.sweep_s = time.perf_counter() - started
