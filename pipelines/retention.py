@@ -102,9 +102,9 @@ def sweep_expired(
             with conn.begin():
                 conn.execute(query("retention/set_synchronous_commit"), {"mode": caller_commit_mode})
     with conn.begin():
-        # Taking a transaction id makes this transaction's commit wait, in the caller's commit mode, for the
-        # WAL up to it to be flushed: every batch is durable once the sweep returns.
-        conn.execute(query("retention/select_transaction_id"))
+        # Makes this commit wait, in the caller's commit mode, for the WAL of every batch to be flushed: each
+        # batch is durable once the sweep returns.
+        conn.execute(query("retention/emit_sweep_marker"), {"sweep_id": result.sweep_id})
         result.held_by_legal_hold = conn.execute(
             query("retention/count_held_documents"), {"as_of": as_of}
         ).scalar_one()
