@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -89,10 +90,27 @@ def _rows_left(conn: sa.Connection) -> tuple[int, int]:
     return int(left[0]), int(left[1])
 
 
+def _cpu_s(conn: sa.Connection) -> float:
+    """CPU seconds the connection's server process has used so far, from /proc (the throwaway server is
+    local); 0 where there is no /proc. A run's wall time counts every wait for a core on a shared host, the
+    CPU it used does not: the steadier figure beside the goal's."""
+    pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    conn.commit()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime: the 14th and 15th fields, counting the pid and the command as the first two.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Round:
     sweep_s: float = 0.0
     baseline_s: float = 0.0
+    # Server CPU plus, for the sweep, its own client's (the DELETE's client only waits).
+    sweep_cpu_s: float = 0.0
+    baseline_cpu_s: float = 0.0
     longest_lock_s: float = 0.0
     batches: int = 0
 
@@ -100,6 +118,10 @@ class Round:
     def ratio(self) -> float:
         """Sweep speed over DELETE speed on the same number of documents."""
         return self.baseline_s / self.sweep_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.baseline_cpu_s / self.sweep_cpu_s if self.sweep_cpu_s else 0.0
 
 
 def _checkpoint(conn: sa.Connection) -> None:
@@ -109,27 +131,30 @@ def _checkpoint(conn: sa.Connection) -> None:
     conn.commit()
 
 
-def _baseline(postgres: PostgresResource, source: str, left_after: int) -> float:
+def _baseline(postgres: PostgresResource, source: str, left_after: int, into: Round) -> None:
     with postgres.connect() as conn:
         _checkpoint(conn)
+        cpu = _cpu_s(conn)
         started = time.perf_counter()
         deleted = conn.execute(
             sa.text("DELETE FROM source_documents WHERE source = :s"), {"s": source}
         ).rowcount
         conn.commit()
-        elapsed = time.perf_counter() - started
+        into.baseline_s = time.perf_counter() - started
+        into.baseline_cpu_s = _cpu_s(conn) - cpu
         left = _rows_left(conn)
     # The cascade really removed the deleted documents' chunks and embeddings, and nothing else.
     assert deleted == DOCUMENTS and left == (left_after, left_after), (deleted, left)
-    return elapsed
 
 
 def _sweep(postgres: PostgresResource, left_after: int, into: Round) -> None:
     with postgres.connect() as conn:
         _checkpoint(conn)
+        cpu, own_cpu = _cpu_s(conn), time.process_time()
         started = time.perf_counter()
         result = sweep_expired(conn, batch_size=DEFAULT_BATCH_SIZE, as_of=dt.datetime.now(dt.UTC))
         into.sweep_s = time.perf_counter() - started
+        into.sweep_cpu_s = _cpu_s(conn) - cpu + time.process_time() - own_cpu
         audit_rows = conn.execute(sa.text("SELECT count(*) FROM retention_audit")).scalar_one()
         tombstones = conn.execute(sa.text("SELECT count(*) FROM retention_tombstones")).scalar_one()
         conn.commit()
@@ -208,13 +233,14 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
             if side == "sweep":
                 _sweep(postgres, left, this)
             else:
-                this.baseline_s = _baseline(postgres, f"kept-{number}", left)
+                _baseline(postgres, f"kept-{number}", left, this)
             left = 0
         rounds.append(this)
         print(
             f"{_stamp()} round {number + 1}/{ROUNDS} ({'sweep' if sweep_first else 'DELETE'} first; loaded untimed in"
             f" {load_s:.1f} s): DELETE {this.baseline_s:.2f} s, sweep {this.sweep_s:.2f} s ({this.batches} batches,"
-            f" longest lock {this.longest_lock_s * 1000:.0f} ms), ratio {this.ratio:.3f}",
+            f" longest lock {this.longest_lock_s * 1000:.0f} ms), ratio {this.ratio:.3f}; CPU: DELETE"
+            f" {this.baseline_cpu_s:.2f} s, sweep {this.sweep_cpu_s:.2f} s, ratio {this.cpu_ratio:.3f}",
             flush=True,
         )
 
@@ -244,6 +270,11 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         ratio,
         ">= 0.9",
     )
+    cpu_ratio = statistics.median(r.cpu_ratio for r in rounds)
+    print(
+        f"CPU used (server, plus the sweep's own client): DELETE {_spread([r.baseline_cpu_s for r in rounds], '.2f')} s,"
+        f" sweep {_spread([r.sweep_cpu_s for r in rounds], '.2f')} s, ratio {_spread([r.cpu_ratio for r in rounds], '.3f')}"
+    )
     report(
         "retention longest lock hold",
         longest_lock_s * 1000,
@@ -257,6 +288,7 @@ def _run(postgres: PostgresResource) -> dict[str, float]:
         "documents_per_s": sweep_rate,
         "baseline_documents_per_s": baseline_rate,
         "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
         "longest_lock_s": longest_lock_s,
         "max_longest_lock_s": max(r.longest_lock_s for r in rounds),
         "baseline_lock_s": baseline_s,
