@@ -307,6 +307,56 @@ def test_interrupted_sweep_keeps_committed_batches_consistent_and_the_rest_untou
         assert len(rows) == n and len({r.source_key for r in rows}) == n
 
 
+def test_batches_commit_without_waiting_for_the_flush_and_the_sweep_returns_with_all_of_them_flushed(db):
+    with db.begin() as conn:
+        for i in range(7):
+            add_doc(conn, f"old{i}", dt.datetime(2001, 1, 1 + i, tzinfo=UTC), 3)
+    seen = []
+
+    def between_batches(_result):
+        # Between two batch transactions: the session's own setting, and how far its WAL reached.
+        seen.append(
+            conn.execute(
+                sa.text("SELECT current_setting('synchronous_commit'), pg_current_wal_insert_lsn()")
+            ).one()
+        )
+        conn.rollback()
+
+    with db.connect() as conn:
+        # A setting of the caller's own, which the sweep must hand back.
+        conn.execute(sa.text("SET synchronous_commit = remote_write"))
+        conn.commit()
+        result = sweep_expired(conn, as_of=NOW, batch_size=2, on_batch=between_batches)
+        flushed = conn.execute(
+            sa.text("SELECT current_setting('synchronous_commit'), pg_current_wal_flush_lsn() >= :lsn"),
+            {"lsn": max(lsn for _, lsn in seen)},
+        ).one()
+        conn.rollback()
+    assert result.documents == 7 and result.batches == len(seen) == 4
+    assert {mode for mode, _ in seen} == {"off"}
+    # Back to the caller's mode, and every batch's commit record is on disk once the sweep has returned.
+    assert tuple(flushed) == ("remote_write", True)
+
+
+def test_a_failed_batch_hands_the_callers_commit_mode_back(db):
+    with db.begin() as conn:
+        add_doc(conn, "old", dt.datetime(2001, 1, 1, tzinfo=UTC), 3)
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION fail_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'injected failure'; END $$;"
+                " CREATE TRIGGER fail_delete BEFORE DELETE ON source_documents"
+                " FOR EACH ROW EXECUTE FUNCTION fail_delete()"
+            )
+        )
+    with db.connect() as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="injected failure"):
+            sweep_expired(conn, as_of=NOW)
+        assert conn.execute(sa.text("SHOW synchronous_commit")).scalar_one() == "on"
+        conn.rollback()
+        assert keys(conn) == {"old"} and audit(conn) == []
+
+
 def test_two_sweeps_started_together_delete_each_item_once(db, database_url):
     from resources.postgres import PostgresResource
 

@@ -28,10 +28,16 @@ gone_provenance AS (
     WHERE p.content_id = ANY(CAST(:ids AS bigint[]))
     RETURNING p.*
 ),
-counts AS (
-    SELECT c.document_id, count(DISTINCT c.id) AS chunks, count(e.chunk_id) AS embeddings
+-- Counted apart and by hashing: one join counting distinct chunks per document sorted every deleted chunk.
+chunk_counts AS (
+    SELECT c.document_id, count(*) AS chunks
     FROM gone_chunks c
-    LEFT JOIN gone_embeddings e ON e.chunk_id = c.id
+    GROUP BY c.document_id
+),
+embedding_counts AS (
+    SELECT c.document_id, count(*) AS embeddings
+    FROM gone_embeddings e
+    JOIN gone_chunks c ON c.id = e.chunk_id
     GROUP BY c.document_id
 ),
 deleted AS (
@@ -46,10 +52,13 @@ audit AS (
     )
     SELECT CAST(:sweep_id AS uuid), :run_id, false, x.id, x.source, x.source_key, p.source_uri, p.hash_sha256,
            p.license_type, p.rights_holder, p.acquired_at, p.retention_years, p.expires_at, now(),
-           COALESCE(n.chunks, 0), COALESCE(n.embeddings, 0)
+           COALESCE(n.chunks, 0), COALESCE(m.embeddings, 0)
     FROM deleted x
     JOIN gone_provenance p ON p.content_id = x.id
-    LEFT JOIN counts n ON n.document_id = x.id
+    LEFT JOIN chunk_counts n ON n.document_id = x.id
+    LEFT JOIN embedding_counts m ON m.document_id = x.id
+    -- Audit ids follow the sweep's order, whatever order the joins produce.
+    ORDER BY p.expires_at, x.id
     RETURNING content_id, chunks_deleted, embeddings_deleted
 ),
 tombstones AS (
