@@ -31,29 +31,33 @@ ALTER TABLE chunk_embeddings DROP CONSTRAINT chunk_embeddings_model_fkey;
 CREATE FUNCTION check_chunk_embedding_models() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    models  text[];
     missing text;
 BEGIN
-    -- The distinct models by the index, one probe each (a loose index scan); the rows locked are those
-    -- found, and a model deleted by a transaction that committed while this one waited is not found.
-    WITH RECURSIVE models(name) AS (
-        SELECT min(model) FROM chunk_embeddings
-        UNION ALL
-        SELECT (SELECT min(e.model) FROM chunk_embeddings e WHERE e.model > models.name)
-        FROM models WHERE models.name IS NOT NULL
-    )
+    -- The distinct models by the index, one probe each (a loose index scan).
+    models := ARRAY(
+        WITH RECURSIVE walk(name) AS (
+            SELECT min(model) FROM chunk_embeddings
+            UNION ALL
+            SELECT (SELECT min(e.model) FROM chunk_embeddings e WHERE e.model > walk.name)
+            FROM walk WHERE walk.name IS NOT NULL
+        )
+        SELECT name FROM walk WHERE name IS NOT NULL
+    );
+    -- ARRAY(...) runs its locking query to the end before the comparison, so every model found is locked
+    -- (a join could stop reading it early); a model deleted by a transaction that committed while this one
+    -- waited for its lock is not found.
     SELECT u.name INTO missing
-    FROM models u
-    LEFT JOIN (
-        SELECT m.name FROM embedding_models m
-        WHERE m.name = ANY(ARRAY(SELECT name FROM models WHERE name IS NOT NULL))
-        FOR KEY SHARE OF m
-    ) found ON found.name = u.name
-    WHERE u.name IS NOT NULL AND found.name IS NULL
+    FROM unnest(models) AS u(name)
+    WHERE u.name <> ALL(ARRAY(
+        SELECT m.name FROM embedding_models m WHERE m.name = ANY(models) FOR KEY SHARE OF m
+    ))
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'foreign_key_violation',
-            MESSAGE = 'chunk_embeddings: model ' || quote_literal(missing) || ' is not registered in embedding_models',
+            MESSAGE = 'chunk_embeddings: model ' || quote_literal(missing)
+                || ' is not registered in embedding_models',
             HINT = 'register the model before writing its vectors';
     END IF;
     RETURN NULL;
