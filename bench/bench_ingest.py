@@ -72,7 +72,7 @@ def _settle(conn: sa.Connection) -> None:
 
 def bench_write_path(postgres, rng, reps: int = 5) -> None:
     """write_embeddings against a raw binary COPY of the same rows into a copy of the table without its foreign
-    keys, alternated `reps` times on emptied tables (medians): the host is shared, single runs are noisy."""
+    keys or triggers, alternated `reps` times on emptied tables (medians): the host is shared, single runs are noisy."""
     with postgres.connect() as conn:
         conn.execute(
             sa.text(

@@ -29,7 +29,7 @@ from pipelines.lib.batching import minimum_requests_for, pack_batches
 from pipelines.lib.redact import redact
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.models import register_model
-from pipelines.sql import load_sql, query
+from pipelines.sql import composed, execute_composed, load_sql, query
 
 # Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
 _INPUT_ERROR_STATUSES = {400, 413, 422}
@@ -95,15 +95,15 @@ def write_embeddings(
 
     Returns the rows written: chunks deleted or rewritten since their text was read are skipped (a
     retention sweep or a new chunking may run beside an embedding run)."""
-    kept = set(
-        conn.execute(
-            query("embeddings/prepare_embedding_write"),
+    left_out = set(
+        execute_composed(
+            conn,
+            composed("embeddings/prepare_embedding_write"),
             {"model": model, "chunk_ids": list(chunk_ids), "content_sha256s": list(shas)},
         ).scalars()
     )
-    keep = [i for i, cid in enumerate(chunk_ids) if cid in kept]
-    ids = [chunk_ids[i] for i in keep]
-    if not ids:
+    keep = [i for i, cid in enumerate(chunk_ids) if cid not in left_out]
+    if not keep:
         return 0
     driver = conn.connection.driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
@@ -112,7 +112,7 @@ def write_embeddings(
         copy.set_types(["int8", "text", "vector", "text", "int4"])
         for i in keep:
             copy.write_row((chunk_ids[i], model, vectors[i], shas[i], tokens[i]))
-    return len(ids)
+    return len(keep)
 
 
 def record_failures(
