@@ -142,7 +142,7 @@ def _reading_rules() -> bytes:
 class StoredFingerprints:
     """Which items of one source are stored exactly as ingesting them again would write them. An item's
     read fingerprint hashes its bytes with the reading rules and the source's provenance defaults; the
-    database holds it with a hash of the rows written from it (migration 0015), so a match means the
+    database holds it with a hash of the rows written from it (migration 0014), so a match means the
     same input, the same rules and rows nobody changed since.
 
     The same reads find the stored keys the scan did not see: a scan asks for consecutive key ranges that

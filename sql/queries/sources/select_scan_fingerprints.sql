@@ -1,5 +1,5 @@
 -- One source's document keys after :after up to :last (NULL: to the end), in byte order, each with its
--- read fingerprint where its rows still hold the state they were fingerprinted with (migration 0015), else
+-- read fingerprint where its rows still hold the state they were fingerprinted with (migration 0014), else
 -- NULL: a scanned item with that read fingerprint would be written exactly as stored.
 SELECT d.source_key,
        CASE WHEN split_part(d.scan_fingerprint, ':', 2) = ingested_state(
