@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 from psycopg import sql
 
-from bench.common import report, throwaway_postgres
+from bench.common import register_building_model, report, throwaway_postgres
 from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import (
     DEFAULT_BUILD_WORKERS,
@@ -126,17 +126,6 @@ def _seed_chunks(conn: sa.Connection, n: int) -> list[int]:
     return list(
         conn.execute(sa.text("SELECT id FROM document_chunks ORDER BY id LIMIT :n"), {"n": n}).scalars()
     )
-
-
-def _register(conn: sa.Connection, name: str) -> None:
-    conn.execute(
-        sa.text(
-            "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
-            " VALUES (:n, 'local', :n, :d, 'building')"
-        ),
-        {"n": name, "d": DIMS},
-    )
-    conn.commit()
 
 
 def _load(conn: sa.Connection, model: str, ids: list[int], start: int, stop: int, *, uniform: bool) -> None:
@@ -286,7 +275,7 @@ def _uniform(postgres: PostgresResource, ids: list[int]) -> None:
     """Recall on uniformly random vectors (no topics at all): at the chosen ef_search and a wider one."""
     engine = postgres.engine
     with postgres.connect() as conn:
-        _register(conn, UNIFORM)
+        register_building_model(conn, UNIFORM, DIMS)
         _load(conn, UNIFORM, ids, 0, UNIFORM_N, uniform=True)
     queries = _queries(uniform=True)
     truth = _truth(ids, UNIFORM_N, queries, uniform=True)
@@ -332,7 +321,7 @@ def run() -> None:
         engine = postgres.engine
         with postgres.connect() as conn:
             ids = _seed_chunks(conn, max(sizes[-1], UNIFORM_N))
-            _register(conn, MODEL)
+            register_building_model(conn, MODEL, DIMS)
         _uniform(postgres, ids)
         queries = _queries(uniform=False)
         table: list[tuple[int, float, float, float]] = []

@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 import sqlalchemy as sa
 
-from bench.common import report, throwaway_postgres, tldr_corpus
+from bench.common import register_building_model, report, throwaway_postgres, tldr_corpus
 from bench.dagster_runs import (
     RunTiming,
     current_rss_mb,
@@ -74,13 +74,7 @@ def bench_write_path(postgres, rng, reps: int = 5) -> None:
     """write_embeddings against a raw binary COPY of the same rows into a copy of the table without its foreign
     keys or triggers, alternated `reps` times on emptied tables (medians): the host is shared, single runs are noisy."""
     with postgres.connect() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
-                " VALUES ('bench', 'local', 'bench', :d, 'building')"
-            ),
-            {"d": DIMS},
-        )
+        register_building_model(conn, "bench", DIMS)
         conn.execute(
             sa.text("CREATE TABLE bench_raw (LIKE chunk_embeddings INCLUDING DEFAULTS INCLUDING INDEXES)")
         )

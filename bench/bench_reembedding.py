@@ -12,7 +12,7 @@ import time
 import numpy as np
 import sqlalchemy as sa
 
-from bench.common import report, throwaway_postgres
+from bench.common import register_building_model, report, throwaway_postgres
 from pipelines.embeddings import embed_pending, write_embeddings
 from pipelines.hnsw import DEFAULT_MAINTENANCE_WORK_MEM, ensure_hnsw_index
 from pipelines.models import switch_active_model
@@ -143,17 +143,6 @@ def _load(conn, model: str, ids, vectors) -> float:
     return time.perf_counter() - started
 
 
-def _register(conn, name: str) -> None:
-    conn.execute(
-        sa.text(
-            "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
-            " VALUES (:n, 'local', :n, :d, 'building')"
-        ),
-        {"n": name, "d": DIMS},
-    )
-    conn.commit()
-
-
 def bench_hnsw_build(postgres, vectors: np.ndarray, first_index_s: float) -> None:
     """The per-10k build time (measured on the first embedding's 10,000 vectors) beside a plain bulk load of
     the same vectors; then, on a smaller slice to keep the run short, building after the load vs loading
@@ -161,7 +150,7 @@ def bench_hnsw_build(postgres, vectors: np.ndarray, first_index_s: float) -> Non
     plain, after, before = f"bench-plain@{DIMS}", f"bench-after@{DIMS}", f"bench-before@{DIMS}"
     with postgres.connect() as conn:
         for name in (plain, after, before):
-            _register(conn, name)
+            register_building_model(conn, name, DIMS)
         ids = (
             conn.execute(sa.text("SELECT id FROM document_chunks ORDER BY id"))
             .scalars()

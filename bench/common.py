@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from resources.postgres import PostgresResource
 from testing.corpus import TLDR_FULL, TLDR_SAMPLE
 
@@ -40,3 +42,15 @@ def report(
     print(
         f"{name:<46} {value:>12.3f} {unit:<10} baseline ({baseline_label}) {baseline:>10.3f}  ratio {ratio:>7.3f}  goal {goal}"
     )
+
+
+def register_building_model(conn: sa.Connection, name: str, dims: int) -> None:
+    """A model in the registry as `building`, for vectors written straight through the write path. Commits."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+            " VALUES (:n, 'local', :n, :d, 'building')"
+        ),
+        {"n": name, "d": dims},
+    )
+    conn.commit()

@@ -47,7 +47,7 @@ from pipelines.lib.batch_files import (
     parse_result_line,
     request_line,
 )
-from pipelines.lib.batching import pack_batches
+from pipelines.lib.batching import pack_batches, starts_new_group
 from pipelines.lib.redact import redact
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.sql import query
@@ -296,9 +296,8 @@ def submit_batches(
                 raise BatchFileError(
                     f"request line {i} is {len(line)} bytes, over the {limits.max_file_bytes}-byte file limit"
                 )
-            if current is not None and (
-                current.requests == limits.max_requests_per_file
-                or current.size + len(line) > limits.max_file_bytes
+            if current is not None and starts_new_group(
+                current.requests, current.size, len(line), limits.max_requests_per_file, limits.max_file_bytes
             ):
                 full, current = current, None
                 submitted.append(_submit_file(conn, client, spec, full, limits, log))

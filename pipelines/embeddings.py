@@ -151,18 +151,6 @@ def record_oversize(
     record_failures(conn, model, oversize, reason, "token counts are estimates; split the source text")
 
 
-def collect_pending(rows: Iterable[Any]) -> list[PendingText]:
-    """Group chunks by text so identical texts cost one input."""
-    by_sha: dict[str, PendingText] = {}
-    for r in rows:
-        item = by_sha.get(r.content_sha256)
-        if item is None:
-            by_sha[r.content_sha256] = PendingText(r.content, r.content_sha256, r.token_count, [r.id])
-        else:
-            item.chunk_ids.append(r.id)
-    return list(by_sha.values())
-
-
 def iter_pending(
     conn: sa.Connection,
     model: str,

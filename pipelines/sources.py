@@ -189,11 +189,11 @@ class StoredFingerprints:
 
 
 def scan_markdown(
-    root: Path, max_file_bytes: int, stats: SyncStats, stored: StoredFingerprints | None = None
+    root: Path, max_file_bytes: int, stats: SyncStats, stored: StoredFingerprints
 ) -> ScanResult | None:
     """Documents (read lazily) and every key seen (including ones that failed), or None if the scan is
-    impossible. With `stored`, an item stored exactly as it would be written again is not parsed: the
-    scan yields UNCHANGED for it."""
+    impossible. An item `stored` exactly as it would be written again is not parsed: the scan yields
+    UNCHANGED for it."""
     if not root.is_dir():
         stats.errors.append(("local", str(root), "content directory does not exist"))
         return None
@@ -216,7 +216,7 @@ def _read_markdown(
     files: list[tuple[str, str]],
     max_file_bytes: int,
     stats: SyncStats,
-    stored: StoredFingerprints | None,
+    stored: StoredFingerprints,
     seen: set[str],
 ) -> Iterator[ParsedDocument | _Unchanged]:
     """The files' documents, read a group of files at a time as the consumer asks (at most READ_GROUP_FILES
@@ -234,19 +234,17 @@ def _read_markdown(
             except (SourceItemError, OSError) as exc:
                 reads.append((key, None, str(exc)))
             else:
-                reads.append((key, raw, stored.fingerprint(raw) if stored else ""))
+                reads.append((key, raw, stored.fingerprint(raw)))
                 held += len(raw)
             if len(reads) >= READ_GROUP_FILES or held >= READ_GROUP_BYTES:
                 break
         start += len(reads)
-        same: set[str] = set()
-        if stored is not None:
-            # The last group's range runs to the end, so that keys after the last file are found vanished.
-            last = reads[-1][0] if reads and start < len(files) else None
-            same = stored.unchanged(
-                {key: fingerprint for key, data, fingerprint in reads if data is not None}, after, last, seen
-            )
-            after = last or after
+        # The last group's range runs to the end, so that keys after the last file are found vanished.
+        last = reads[-1][0] if reads and start < len(files) else None
+        same = stored.unchanged(
+            {key: fingerprint for key, data, fingerprint in reads if data is not None}, after, last, seen
+        )
+        after = last or after
         while reads:  # popped, so that the group's bytes are let go as its documents are consumed
             key, data, fingerprint = reads.popleft()
             if data is None:
@@ -259,7 +257,7 @@ def _read_markdown(
                 except SourceItemError as exc:
                     stats.errors.append(("local", key, str(exc)))
                     continue
-                yield replace(doc, read_fingerprint=fingerprint) if stored else doc
+                yield replace(doc, read_fingerprint=fingerprint)
         if start >= len(files):
             return
 

@@ -10,7 +10,6 @@ from pipelines.lib.batch_files import (
     BatchFileError,
     batch_cost_usd,
     next_poll_delay_s,
-    pack_files,
     parse_result_line,
     request_line,
     use_batch_api,
@@ -28,17 +27,6 @@ def test_request_line_is_one_json_request_to_the_embeddings_endpoint():
         "body": {"model": "text-embedding-3-small", "input": ["a", "ü"], "encoding_format": "base64"},
     }
     assert json.loads(request_line("r", "m", ["a"], 256))["body"]["dimensions"] == 256
-
-
-def test_files_respect_both_limits_and_keep_order():
-    sizes = [10, 10, 10, 50, 10, 10, 10]
-    files = pack_files(sizes, max_requests=3, max_bytes=60)
-    assert [i for f in files for i in f] == list(range(len(sizes)))
-    for f in files:
-        assert len(f) <= 3 and sum(sizes[i] for i in f) <= 60
-    assert files == [[0, 1, 2], [3, 4], [5, 6]]
-    with pytest.raises(BatchFileError, match="request line 1 is 61 bytes"):
-        pack_files([1, 61], max_requests=10, max_bytes=60)
 
 
 @pytest.mark.parametrize(

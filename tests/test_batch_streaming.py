@@ -9,11 +9,18 @@ from collections import Counter
 from typing import Any
 
 import openai
+import pytest
 import sqlalchemy as sa
 
 import pipelines.batch_embeddings as batch_module
 import pipelines.embeddings as embeddings_module
-from pipelines.batch_embeddings import BatchLimits, iter_texts_to_submit, plan_batch_embedding, submit_batches
+from pipelines.batch_embeddings import (
+    BatchFileError,
+    BatchLimits,
+    iter_texts_to_submit,
+    plan_batch_embedding,
+    submit_batches,
+)
 from pipelines.lib.tokens import estimate_tokens
 from pipelines.models import register_model
 from resources.embedders import EmbedderResource
@@ -132,6 +139,32 @@ def _peak_while_submitting(
             tracemalloc.stop()
     assert plan.stats.unique_texts == pending == sum(b.texts for b in submitted)
     return peak, submitted
+
+
+def test_request_files_stay_within_the_byte_limit_and_a_line_over_it_is_refused(postgres):
+    engine = postgres.engine
+    texts = chunk_texts(20, seed=7)
+    with FakeOpenAIBatch() as fake, engine.connect() as conn:
+        add_chunks(conn, texts)
+        # One text per request: each request line is a few hundred bytes, so a file holds only a few.
+        limits = BatchLimits(max_batch_inputs=1, max_file_bytes=1_000, poll_initial_s=0)
+        plan_and_submit(conn, spec_for("text-embedding-3-small", fake.base_url), limits, fake.base_url)
+        bodies = [f["content"] for f in fake.files.values()]
+        assert len(bodies) > 1
+        assert all(len(body) <= 1_000 for body in bodies)
+        assert Counter(
+            t for b in bodies for line in b.splitlines() for t in json.loads(line)["body"]["input"]
+        ) == Counter(texts)
+
+        with pytest.raises(
+            BatchFileError, match=r"request line 0 is [0-9]+ bytes, over the 100-byte file limit"
+        ):
+            plan_and_submit(
+                conn,
+                spec_for("text-embedding-3-large", fake.base_url),
+                BatchLimits(max_file_bytes=100, poll_initial_s=0),
+                fake.base_url,
+            )
 
 
 def test_submitting_four_times_the_texts_does_not_raise_peak_memory(postgres, monkeypatch):

@@ -97,6 +97,16 @@ def test_token_limit_alone_reaches_minimum():
     assert len(plan_batches(counts, 2048, 300_000)) == 3 == minimum_requests(counts, 2048, 300_000)
 
 
+def test_groups_respect_both_limits_and_keep_order():
+    # The rule request files follow too, with bytes for tokens.
+    sizes = [10, 10, 10, 50, 10, 10, 10]
+    groups = plan_batches(sizes, 3, 60)
+    assert [i for g in groups for i in g] == list(range(len(sizes)))
+    for g in groups:
+        assert len(g) <= 3 and sum(sizes[i] for i in g) <= 60
+    assert groups == [[0, 1, 2], [3, 4], [5, 6]]
+
+
 def test_oversized_input_is_a_caller_error():
     with pytest.raises(ValueError, match="input 1 has 301 tokens"):
         plan_batches([1, 301], 10, 300)

@@ -7,7 +7,7 @@ from pipelines.lib.documents import (
     SourceItemError,
     decode_text,
     parse_markdown,
-    read_markdown_file,
+    read_item_bytes,
     row_document,
     split_frontmatter,
 )
@@ -55,7 +55,7 @@ def test_huge_file_is_refused_without_reading_it(tmp_path):
     with big.open("wb") as f:
         f.truncate(50 * 1024 * 1024)  # sparse: 50 MB on paper, nothing on disk
     with pytest.raises(SourceItemError, match="52,428,800 bytes, over the 5,242,880-byte limit"):
-        read_markdown_file(big, "huge.md")
+        parse_markdown(read_item_bytes(big), "huge.md")
 
 
 def _fstat_reporting(monkeypatch, size: int) -> list[int]:
@@ -82,14 +82,17 @@ def _fstat_reporting(monkeypatch, size: int) -> list[int]:
 def test_a_file_is_read_whole_whatever_its_size(tmp_path, size):
     body = b"# T\n\n" + b"x" * (size - 5) + b"\n"
     (tmp_path / "a.md").write_bytes(body)
-    assert read_markdown_file(tmp_path / "a.md", "a.md", max_bytes=len(body)).content == body.decode()
+    assert (
+        parse_markdown(read_item_bytes(tmp_path / "a.md", max_bytes=len(body)), "a.md").content
+        == body.decode()
+    )
 
 
 def test_a_file_that_grew_after_fstat_is_read_whole_under_the_limit(tmp_path, monkeypatch):
     body = b"# T\n\n" + b"y" * 3_000_000 + b"\n"
     (tmp_path / "a.md").write_bytes(body)
     asked = _fstat_reporting(monkeypatch, 10)
-    assert read_markdown_file(tmp_path / "a.md", "a.md").content == body.decode()
+    assert parse_markdown(read_item_bytes(tmp_path / "a.md"), "a.md").content == body.decode()
     assert max(asked) <= 1 << 20  # past what fstat said, a bounded piece at a time
 
 
@@ -97,7 +100,7 @@ def test_a_file_that_grew_past_the_limit_after_fstat_is_refused_unread(tmp_path,
     (tmp_path / "a.md").write_bytes(b"# T\n\n" + b"z" * 2_000_000)
     asked = _fstat_reporting(monkeypatch, 10)
     with pytest.raises(SourceItemError, match="grew past the 1,000-byte limit"):
-        read_markdown_file(tmp_path / "a.md", "a.md", max_bytes=1_000)
+        parse_markdown(read_item_bytes(tmp_path / "a.md", max_bytes=1_000), "a.md")
     assert sum(asked) <= 1_001  # never more than one byte past the limit
 
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import pipelines.embeddings as embeddings
 import pipelines.sources as sources_mod
 from pipelines.chunks import chunk_documents
-from pipelines.embeddings import collect_pending, embed_pending, iter_pending
+from pipelines.embeddings import PendingText, embed_pending, iter_pending
 from pipelines.models import register_model
 from pipelines.sources import sync_documents
 from pipelines.sql import query
@@ -39,6 +39,17 @@ def page_sizes(statement_text):
             sizes.append(cursor.rowcount)
 
     return sizes, record
+
+
+def collect_pending(rows) -> list[PendingText]:
+    """Every chunk grouped by text in one pass: the reading the pages must match."""
+    by_sha: dict[str, PendingText] = {}
+    for r in rows:
+        item = by_sha.setdefault(
+            r.content_sha256, PendingText(r.content, r.content_sha256, r.token_count, [])
+        )
+        item.chunk_ids.append(r.id)
+    return list(by_sha.values())
 
 
 def test_pending_texts_are_read_in_bounded_pages_and_match_reading_everything(postgres, tmp_path):

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.lib.batching import plan_batches
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 
 # The API's limits on one batch's input file.
@@ -41,17 +40,6 @@ def request_line(custom_id: str, model: str, texts: Sequence[str], dimensions: i
         body["dimensions"] = dimensions
     line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-
-
-def pack_files(line_sizes: Sequence[int], max_requests: int, max_bytes: int) -> list[list[int]]:
-    """Indices of request lines grouped into files of at most `max_requests` lines and `max_bytes` bytes."""
-    if max_requests < 1 or max_bytes < 1:
-        raise ValueError("max_requests and max_bytes must be positive")
-    for i, n in enumerate(line_sizes):
-        if n > max_bytes:
-            raise BatchFileError(f"request line {i} is {n} bytes, over the {max_bytes}-byte file limit")
-    # The same in-order packing as requests under the synchronous limits: bytes play the part of tokens.
-    return plan_batches(line_sizes, max_requests, max_bytes)
 
 
 def use_batch_api(mode: str, tokens: int, min_tokens: int, *, provider: str, remainder: bool) -> bool:

@@ -26,13 +26,20 @@ def pack_batches(
         tokens = tokens_of(item)
         if tokens > max_tokens:
             raise ValueError(f"input {i} has {tokens} tokens, over the per-request limit {max_tokens}")
-        if current and (len(current) == max_inputs or current_tokens + tokens > max_tokens):
+        if starts_new_group(len(current), current_tokens, tokens, max_inputs, max_tokens):
             yield current
             current, current_tokens = [], 0
         current.append(item)
         current_tokens += tokens
     if current:
         yield current
+
+
+def starts_new_group(count: int, weight: int, item_weight: int, max_items: int, max_weight: int) -> bool:
+    """Next-fit: whether an item weighing `item_weight` opens a new group after one of `count` items weighing
+    `weight` in all, under at most `max_items` items and `max_weight` per group. For a caller that writes each
+    item out as it comes (a request file on disk) rather than holding its group."""
+    return count > 0 and (count == max_items or weight + item_weight > max_weight)
 
 
 def plan_batches(token_counts: Sequence[int], max_inputs: int, max_tokens: int) -> list[list[int]]:

@@ -174,15 +174,6 @@ def parse_markdown(raw: bytes, source_key: str, source: str = "local") -> Parsed
     return ParsedDocument(source=source, source_key=source_key, title=title, content=body, metadata=meta)
 
 
-def read_markdown_file(
-    path: str | os.PathLike[str],
-    source_key: str,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    root: str | os.PathLike[str] | None = None,
-) -> ParsedDocument:
-    return parse_markdown(read_item_bytes(path, max_bytes, root), source_key)
-
-
 def read_item_bytes(
     path: str | os.PathLike[str],
     max_bytes: int = DEFAULT_MAX_BYTES,

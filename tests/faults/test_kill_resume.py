@@ -259,11 +259,8 @@ def assert_store_is_sound(engine: sa.Engine, model: str, files: int) -> None:
     np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-6)
 
 
-def ingest_in_process(
-    postgres: PostgresResource, content: Path, fake: FakeOpenAI, model: str, batch_inputs: int = BATCH_INPUTS
-) -> None:
-    """The ingestion assets in this process: the set-up of a test, or the rerun after a kill."""
-    embedder = EmbedderResource(
+def fake_embedder(fake: FakeOpenAI, model: str, batch_inputs: int = BATCH_INPUTS) -> EmbedderResource:
+    return EmbedderResource(
         provider="openai",
         model=model,
         dimensions=DIMS,
@@ -271,6 +268,13 @@ def ingest_in_process(
         base_url=fake.base_url,
         max_batch_inputs=batch_inputs,
     )
+
+
+def ingest_in_process(
+    postgres: PostgresResource, content: Path, fake: FakeOpenAI, model: str, batch_inputs: int = BATCH_INPUTS
+) -> None:
+    """The ingestion assets in this process: the set-up of a test, or the rerun after a kill."""
+    embedder = fake_embedder(fake, model, batch_inputs)
     result = dg.materialize(
         [source_documents, document_chunks, chunk_embeddings],
         resources={
@@ -426,14 +430,7 @@ def test_reembedding_killed_mid_build_leaves_no_step_behind_and_resends_only_unc
     fake.faults.clear()
     fake.reset_counts()
 
-    embedder = EmbedderResource(
-        provider="openai",
-        model=MODEL_B,
-        dimensions=DIMS,
-        api_key="sk-kill-suite-0000",
-        base_url=fake.base_url,
-        max_batch_inputs=BATCH_INPUTS,
-    )
+    embedder = fake_embedder(fake, MODEL_B)
     rerun = dg.materialize(
         [reembedding, embedding_model_switch], resources={"postgres": postgres, "embedder": embedder}
     )
