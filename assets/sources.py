@@ -1,10 +1,11 @@
 """Stage 1: source documents from markdown files and configured Postgres tables."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
-from pipelines.sources import count_documents, sync_documents
+from pipelines.sources import SyncStats, count_documents, sync_documents
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
 
@@ -44,22 +45,9 @@ def source_documents(
         total = count_documents(conn)
     for source, key, reason in stats.errors:
         context.log.warning(f"rejected {source} item {key!r}: {reason}")
-    metadata: dict[str, dg.MetadataValue] = {
-        "documents_total": dg.MetadataValue.int(total),
-        "scanned": dg.MetadataValue.int(stats.scanned),
-        "inserted_or_updated": dg.MetadataValue.int(stats.inserted_or_updated),
-        "unchanged": dg.MetadataValue.int(stats.unchanged),
-        "deleted": dg.MetadataValue.int(stats.deleted),
-        "skipped_expired": dg.MetadataValue.int(stats.skipped_expired),
-        "rejected": dg.MetadataValue.int(len(stats.errors)),
-        "per_source": dg.MetadataValue.json(stats.per_source),
-        "content_dir": dg.MetadataValue.path(str(content_sources.content_path)),
-        "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
-    }
-    if stats.errors:
-        metadata["rejected_items"] = dg.MetadataValue.md(errors_markdown(stats.errors))
+    duration = time.perf_counter() - started
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=sync_metadata(stats, total, content_sources.content_path, duration),
         check_results=[
             dg.AssetCheckResult(
                 check_name="no_rejected_items",
@@ -70,3 +58,23 @@ def source_documents(
             )
         ],
     )
+
+
+def sync_metadata(
+    stats: SyncStats, total: int, content_dir: Path, duration_s: float
+) -> dict[str, dg.MetadataValue]:
+    metadata: dict[str, dg.MetadataValue] = {
+        "documents_total": dg.MetadataValue.int(total),
+        "scanned": dg.MetadataValue.int(stats.scanned),
+        "inserted_or_updated": dg.MetadataValue.int(stats.inserted_or_updated),
+        "unchanged": dg.MetadataValue.int(stats.unchanged),
+        "deleted": dg.MetadataValue.int(stats.deleted),
+        "skipped_expired": dg.MetadataValue.int(stats.skipped_expired),
+        "rejected": dg.MetadataValue.int(len(stats.errors)),
+        "per_source": dg.MetadataValue.json(stats.per_source),
+        "content_dir": dg.MetadataValue.path(str(content_dir)),
+        "duration_s": dg.MetadataValue.float(round(duration_s, 3)),
+    }
+    if stats.errors:
+        metadata["rejected_items"] = dg.MetadataValue.md(errors_markdown(stats.errors))
+    return metadata

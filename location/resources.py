@@ -10,7 +10,7 @@ import dagster as dg
 from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
 from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
-from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
+from pipelines.lib.alerts import DEFAULT_UI_URL, checked_format
 from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.migrations import DEFAULT_SETTINGS
@@ -48,10 +48,7 @@ def role_settings() -> dict[str, str]:
 
 
 def _alert_format() -> str:
-    fmt = (os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return fmt
+    return checked_format((os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower())
 
 
 def batch_api_settings() -> BatchApiSettings:
@@ -67,6 +64,9 @@ def batch_api_settings() -> BatchApiSettings:
             "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, d.max_requests_per_file, positive=True
         ),
         max_file_bytes=env_number("EMBEDDING_BATCH_MAX_FILE_BYTES", int, d.max_file_bytes, positive=True),
+        max_inputs_per_file=env_number(
+            "EMBEDDING_BATCH_MAX_INPUTS_PER_FILE", int, d.max_inputs_per_file, positive=True
+        ),
         poll_initial_s=env_number("EMBEDDING_BATCH_POLL_S", float, d.poll_initial_s, minimum=0),
         poll_max_s=env_number("EMBEDDING_BATCH_POLL_MAX_S", float, d.poll_max_s, minimum=0),
     )

@@ -21,15 +21,14 @@ import sqlalchemy as sa
 import yaml
 from psycopg import sql
 
-import pipelines.lib.documents
 import pipelines.lib.provenance
+import pipelines.lib.readers
 import pipelines.lib.timezone
 from pipelines.lib.documents import (
     DEFAULT_MAX_BYTES,
     ParsedDocument,
     SourceItemError,
     metadata_json,
-    parse_markdown,
     printable_file_name,
     read_item_bytes,
     table_documents,
@@ -41,6 +40,7 @@ from pipelines.lib.provenance import (
     defaults_for,
     resolve_provenance,
 )
+from pipelines.lib.readers import parse_item, reader_for, reader_modules
 from pipelines.locks import Lock, xact_lock
 from pipelines.sql import composed, execute_composed, load_sql, query
 
@@ -89,9 +89,6 @@ UNCHANGED = _Unchanged()
 ScanResult = tuple[Iterable[ParsedDocument | _Unchanged], set[str]]
 
 
-MARKDOWN_SUFFIXES = (".md", ".markdown")
-
-
 @dataclass
 class SyncStats:
     scanned: int = 0
@@ -112,8 +109,7 @@ def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
     prefix = len(str(root)) + 1
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
-            # Not splitext: it sees no suffix in a name like "..md" (tldr's page for `..`).
-            if name.lower().endswith(MARKDOWN_SUFFIXES):
+            if reader_for(name) is not None:
                 path = os.path.join(dirpath, name)
                 key = path[prefix:].replace(os.sep, "/")
                 shown = printable_file_name(key)
@@ -130,7 +126,8 @@ def _reading_rules() -> bytes:
     """A digest of everything that turns an item's bytes into rows besides the bytes: the code and SQL that
     parse, resolve provenance and write them. A change to any of it re-reads every item fully once."""
     digest = hashlib.sha256(f"yaml {yaml.__version__}\0".encode())
-    for module in (pipelines.lib.documents, pipelines.lib.provenance, pipelines.lib.timezone):
+    modules = (*reader_modules(), pipelines.lib.readers, pipelines.lib.provenance, pipelines.lib.timezone)
+    for module in dict.fromkeys(modules):
         digest.update(Path(module.__file__ or "").read_bytes() + b"\0")
     digest.update(Path(__file__).read_bytes() + b"\0")
     for name in ("sources/upsert_source_documents", "sources/upsert_provenance"):
@@ -253,7 +250,7 @@ def _read_markdown(
                 yield UNCHANGED
             else:
                 try:
-                    doc = parse_markdown(data, key)
+                    doc = parse_item(data, key)
                 except SourceItemError as exc:
                     stats.errors.append(("local", key, str(exc)))
                     continue

@@ -4,10 +4,10 @@ values the work layer takes (`pipelines.embedders`)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 
-import dagster as dg
 import sqlalchemy as sa
 
 from pipelines.embedders import (
@@ -20,12 +20,13 @@ from pipelines.embedders import (
 )
 from pipelines.rate_limiter import PostgresRateLimiter
 from resources.batch_api import BatchApiSettings
+from resources.fieldwise import FieldwiseConfigResource
 
 _DEFAULT_LIMITS = EmbedLimits()
 _DEFAULT_FACTORY = EmbedderFactory()
 
 
-class EmbedderResource(dg.ConfigurableResource):
+class EmbedderResource(FieldwiseConfigResource):
     """The configured embedding model. `provider="auto"` uses OpenAI when an API key is set, else `local`."""
 
     provider: str = "auto"
@@ -57,13 +58,17 @@ class EmbedderResource(dg.ConfigurableResource):
         )
 
     def limits(self) -> EmbedLimits:
-        return EmbedLimits(
-            max_batch_inputs=self.max_batch_inputs,
-            max_batch_tokens=self.max_batch_tokens,
-            max_input_tokens=self.max_input_tokens,
-            concurrency=self.concurrency,
-            budget_usd=self.budget_usd,
-        )
+        """The one limits object, from this resource's fields and its Batch API settings."""
+        values = {}
+        for source in (self, self.batch_api):
+            values.update(
+                {
+                    f.name: getattr(source, f.name)
+                    for f in dataclasses.fields(EmbedLimits)
+                    if f.name in type(source).model_fields
+                }
+            )
+        return EmbedLimits(**values)
 
     def factory(self, engine: sa.Engine | None = None) -> EmbedderFactory:
         """`engine`: the database that holds the shared request/token budget; without it (or without

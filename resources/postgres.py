@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
@@ -16,9 +15,10 @@ from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask
 from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
+from resources.fieldwise import FieldwiseConfigResource
 
 
-class PostgresResource(dg.ConfigurableResource):
+class PostgresResource(FieldwiseConfigResource):
     """The project's database. Leave `database_url` unset to use the embedded server under `.data/`."""
 
     database_url: str | None = None

@@ -13,6 +13,7 @@ from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.lib.documents import DEFAULT_MAX_BYTES
 from pipelines.lib.provenance import ProvenanceDefaults, parse_retention_defaults
 from pipelines.sources import TableSpec
+from resources.fieldwise import FieldwiseConfigResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONTENT_DIR = PROJECT_ROOT / "demo" / "content"
@@ -48,7 +49,7 @@ def parse_table_sources(raw: str | None) -> list[TableSource]:
     return [TableSource(**item) for item in items]
 
 
-class ContentSourcesResource(dg.ConfigurableResource):
+class ContentSourcesResource(FieldwiseConfigResource):
     """Configured sources, the provenance defaults of their documents, and the chunking parameters applied
     to every document."""
 
