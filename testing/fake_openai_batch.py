@@ -210,7 +210,9 @@ class FakeOpenAIBatch(FakeOpenAI):
         script = self.scripts.popleft() if self.scripts else BatchScript()
         batch = FakeBatch(self._new_id("batch"), fid, script, int(time.time()))
         batch.states = deque(script.states)
-        batch.inputs = sum(len(_inputs(json.loads(line))) for line in self.files[fid]["content"].splitlines() if line)
+        batch.inputs = sum(
+            len(_inputs(json.loads(line))) for line in self.files[fid]["content"].splitlines() if line
+        )
         if batch.inputs > self.max_batch_inputs:
             batch.states = deque(["validating", "failed"])
             batch.refusal = (
