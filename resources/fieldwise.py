@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._config import Field, Shape
+from dagster._config.pythonic_config.conversion_utils import _apply_defaults_to_schema_field
 from dagster._core.definitions.definition_config_schema import DefinitionConfigSchema
 
 
@@ -41,5 +42,10 @@ class FieldwiseConfigResource(dg.ConfigurableResource):
     def __init__(self, **data: Any):
         super().__init__(**data)
         state = self._state__internal__
-        schema = DefinitionConfigSchema(_fieldwise(state.schema, state.resolved_config_dict))
+        # Each value the default of its own field, and (as Dagster does) all of them the default of the whole
+        # config, which is what a run without resource config resolves its environment variables from.
+        values = state.resolved_config_dict
+        schema = DefinitionConfigSchema(
+            _apply_defaults_to_schema_field(_fieldwise(state.schema, values), values)
+        )
         self._state__internal__ = state._replace(config_schema=schema)

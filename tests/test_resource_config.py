@@ -1,8 +1,15 @@
 """Run config over the environment-built resources: field by field, never a silent fall-back (issue 21
 item 4). Real Dagster runs with run_config, as the UI launchpad sends it."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings
 from location.resources import build_resources
@@ -10,6 +17,7 @@ from testing.chunk_seed import add_chunks, chunk_texts
 from testing.fake_openai import FakeOpenAI
 
 KEY = "sk-test-partial-config-1234"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -59,3 +67,34 @@ def test_a_field_run_config_sets_explicitly_wins_over_the_environment(postgres, 
     meta = _embed(postgres, {"provider": "local", "model": None, "dimensions": 32})
     assert (meta["provider"], meta["model"]) == ("local", "local-hash-v1@32")
     assert openai_env.requests == []
+
+
+def test_a_launched_run_with_partial_resource_config_keeps_the_environment(
+    database_url, openai_env, tmp_path
+):
+    """The launchpad's path: run config stored with the run and resolved in a fresh process (Dagster's CLI),
+    where the environment's secrets are resolved from their variables at run time."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        add_chunks(conn, chunk_texts(7, seed=8))
+    engine.dispose()
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"resources": {"embedder": {"config": {"max_batch_inputs": 3}}}}))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DATABASE_URL": database_url, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "dagster", "asset", "materialize", "-m", "location.definitions"),
+            *("--select", "chunk_embeddings", "-c", str(config)),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["n_inputs"] for r in openai_env.requests] == [3, 3, 1]
+    assert {r["model"] for r in openai_env.requests} == {"text-embedding-3-large"}
+    assert KEY not in done.stdout + done.stderr
