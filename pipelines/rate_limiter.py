@@ -53,7 +53,12 @@ class PostgresRateLimiter:
     def _store(self, conn: sa.Connection, bucket: Bucket) -> None:
         conn.execute(
             query("rate_limits/update_rate_limit"),
-            {"quota": self.name, "requests": bucket.requests, "tokens": bucket.tokens, "updated_at": bucket.at},
+            {
+                "quota": self.name,
+                "requests": bucket.requests,
+                "tokens": bucket.tokens,
+                "updated_at": bucket.at,
+            },
         )
 
     def acquire(self, tokens: int) -> Grant:

@@ -35,7 +35,7 @@ class Provider:
 
     def _curves(self):
         q = self.quota
-        yield lambda tok: 1.0, q.requests
+        yield lambda _tok: 1.0, q.requests
         yield lambda tok: tok, q.tokens
 
     def fits(self, t: float, tokens: float) -> bool:

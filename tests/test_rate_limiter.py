@@ -104,8 +104,12 @@ def test_a_run_over_several_windows_of_quota_never_hits_a_429(engine: sa.Engine)
         add_chunks(conn, TEXTS)
     total = count_tokens(TEXTS)
     assert total > 3 * QUOTA.tokens  # the quota binds: the run cannot go at once
-    with FakeOpenAI(latency_s=0.02, requests_per_minute=QUOTA.requests, tokens_per_minute=QUOTA.tokens,
-                    window_s=QUOTA.window_s) as fake:
+    with FakeOpenAI(
+        latency_s=0.02,
+        requests_per_minute=QUOTA.requests,
+        tokens_per_minute=QUOTA.tokens,
+        window_s=QUOTA.window_s,
+    ) as fake:
         limiter = PostgresRateLimiter(engine, "org", QUOTA)
         stats = _run(engine, fake, limiter)
         assert fake.rate_limited == 0
@@ -127,8 +131,12 @@ def test_the_same_run_without_the_limiter_hits_429s(engine: sa.Engine) -> None:
     # The control for the test above: the quota really binds for this run.
     with engine.connect() as conn:
         add_chunks(conn, TEXTS)
-    with FakeOpenAI(latency_s=0.02, requests_per_minute=QUOTA.requests, tokens_per_minute=QUOTA.tokens,
-                    window_s=QUOTA.window_s) as fake:
+    with FakeOpenAI(
+        latency_s=0.02,
+        requests_per_minute=QUOTA.requests,
+        tokens_per_minute=QUOTA.tokens,
+        window_s=QUOTA.window_s,
+    ) as fake:
         stats = _run(engine, fake, None)
         assert fake.rate_limited > 0 and stats.chunks_failed > 0
 

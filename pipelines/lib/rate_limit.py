@@ -28,9 +28,15 @@ class Quota:
     window_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name, value in (("requests", self.requests), ("tokens", self.tokens), ("window_s", self.window_s)):
+        for name, value in (
+            ("requests", self.requests),
+            ("tokens", self.tokens),
+            ("window_s", self.window_s),
+        ):
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"a rate-limit quota's {name} must be a finite number above 0, got {value!r}")
+                raise ValueError(
+                    f"a rate-limit quota's {name} must be a finite number above 0, got {value!r}"
+                )
 
     def lowered_to(self, requests: float | None, tokens: float | None) -> Quota:
         """This quota, lowered to the provider's stated limits where they are smaller (an operator may
