@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import report, throwaway_postgres
+import sqlalchemy as sa
+
+from bench.common import edit_pages, report, throwaway_postgres
 from bench.fake_server import FakeServerProcess, fake_openai_process
 from pipelines.chunks import chunk_documents
 from pipelines.db import dispose_engine
@@ -53,15 +55,6 @@ class Corpus:
     edit: Callable[[Path], int]  # changes 1 % of the pages under the root, returns how many
 
 
-def _edit_pages(root: Path, share: float) -> int:
-    """Append an example to every k-th page: `share` of the pages change."""
-    pages = sorted(root.rglob("*.md"))
-    for path in pages[:: max(1, round(1 / share))]:
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write("\n- An edited example for the bench:\n\n`bench --changed`\n")
-    return len(pages[:: max(1, round(1 / share))])
-
-
 def make_corpus(root: Path) -> Corpus:
     """The tldr corpus when it sits beside the repository (every other page by default, all of it at full
     scale), else synthetic pages of about SYNTHETIC_TOKENS tokens."""
@@ -73,7 +66,8 @@ def make_corpus(root: Path) -> Corpus:
             shutil.copyfile(TLDR_FULL / rel, root / rel)
         which = "all" if FULL else "every other page"
         return Corpus(
-            f"tldr, {len(chosen):,} of {len(pages):,} pages ({which}) from {TLDR_FULL}", _edit_pages_1pc
+            f"tldr, {len(chosen):,} of {len(pages):,} pages ({which}) from {TLDR_FULL}",
+            lambda r: edit_pages(r, 0.01),
         )
     tokens, n = 0, 0
     while tokens < SYNTHETIC_TOKENS:
@@ -87,10 +81,6 @@ def make_corpus(root: Path) -> Corpus:
         f"synthetic, {n:,} pages of ~{SYNTHETIC_TOKENS:,} tokens (no tldr corpus at {TLDR_FULL})",
         lambda r: len(edit_corpus(r, n, 0.01)),
     )
-
-
-def _edit_pages_1pc(root: Path) -> int:
-    return _edit_pages(root, 0.01)
 
 
 def _ingest(postgres: PostgresResource, root: Path) -> None:
@@ -118,8 +108,6 @@ def _embed(postgres: PostgresResource, embedder: EmbedderResource) -> tuple[Embe
 
 def _pending_tokens(postgres: PostgresResource) -> int:
     """The fake's count of the distinct texts lacking a vector: what the next run will send."""
-    import sqlalchemy as sa
-
     with postgres.engine.connect() as conn:
         texts = conn.execute(
             sa.text("SELECT DISTINCT content FROM chunks_to_embed(:m, 3)"), {"m": MODEL}
