@@ -89,9 +89,13 @@ def _ingest(postgres: PostgresResource, root: Path) -> None:
 
 
 def _embedder(fake: FakeServerProcess, limited: bool) -> EmbedderResource:
-    quota = {"tokens_per_minute": TPM, "requests_per_minute": RPM} if limited else {}
     return EmbedderResource(
-        provider="openai", model=MODEL, api_key="sk-bench", base_url=fake.base_url, **quota
+        provider="openai",
+        model=MODEL,
+        api_key="sk-bench",
+        base_url=fake.base_url,
+        tokens_per_minute=TPM if limited else None,
+        requests_per_minute=RPM if limited else None,
     )
 
 
