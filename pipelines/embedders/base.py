@@ -100,12 +100,13 @@ class EmbedResult:
 
 
 class RateLimiter(Protocol):
-    """A budget of requests and tokens taken before each request and corrected by the provider's
-    rate-limit headers after it (pipelines.rate_limiter.PostgresRateLimiter shares it across processes)."""
+    """A budget of requests and tokens taken before each request (the estimate) and settled after it with
+    the provider's count and rate-limit headers (pipelines.rate_limiter.PostgresRateLimiter shares it across
+    processes). `acquire` returns what `settle` needs to know about the request it let through."""
 
-    def acquire(self, tokens: int) -> None: ...
+    def acquire(self, tokens: int) -> Any: ...
 
-    def observe(self, headers: Mapping[str, str], tokens: int) -> None: ...
+    def settle(self, grant: Any, headers: Mapping[str, str], used_tokens: int | None) -> None: ...
 
 
 class Embedder(Protocol):
