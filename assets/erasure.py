@@ -47,5 +47,6 @@ def erase_user_dialogue_op(
             "batches": dg.MetadataValue.int(result.batches),
             "days": dg.MetadataValue.json([d.isoformat() for d in result.days]),
             "days_recomputed": dg.MetadataValue.json([d.isoformat() for d in result.days_recomputed]),
+            "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
         },
     )

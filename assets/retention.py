@@ -88,6 +88,7 @@ def retention_sweep(
         "chunks_deleted": dg.MetadataValue.int(0 if result.dry_run else result.chunks),
         "embeddings_deleted": dg.MetadataValue.int(0 if result.dry_run else result.embeddings),
         "held_by_legal_hold": dg.MetadataValue.int(result.held_by_legal_hold),
+        "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
         f"expiring_next_{config.expiring_window_days}_days": dg.MetadataValue.int(result.expiring_count),
         "expiring_soonest": dg.MetadataValue.md(expiring_markdown(result.expiring)),
         "batches": dg.MetadataValue.int(result.batches),
