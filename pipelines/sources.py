@@ -26,6 +26,7 @@ import pipelines.lib.provenance
 import pipelines.lib.timezone
 from pipelines.lib.deletion_safety import (
     DEFAULT_DELETED_VECTOR_GRACE_DAYS,
+    SAMPLE_KEYS,
     DeletionLimits,
     MassDeletion,
     MassDeletionRefusedError,
@@ -652,11 +653,7 @@ def sync_documents(
         stored = StoredFingerprints.of(conn, "local", defaults)
         local = scan_markdown(content_dir, max_file_bytes, stats, stored)
         if local is not None:
-            # Every stored key the listing lacks will be deleted: refused here, nothing is written either.
-            fewest = before["local"] - len(local[1])
-            _check_deletions(
-                limits, [MassDeletion("local", fewest, before["local"], at_least=True)], stats, where
-            )
+            _check_listing(conn, limits, before["local"], local[1], stats, where)
         scans: list[tuple[str, ScanResult | None]] = [("local", local)]
         for spec in tables:
             with conn.begin():
@@ -683,6 +680,21 @@ def sync_documents(
             if keys:
                 _delete_missing(conn, source, keys, deleted_vector_grace_days, stats)
     return stats
+
+
+def _check_listing(
+    conn: sa.Connection, limits: DeletionLimits, stored: int, seen: set[str], stats: SyncStats, where: str
+) -> None:
+    """Refuse before anything is written when the markdown listing alone shows a mass deletion: every stored
+    key it lacks will be deleted, so at least `stored - len(seen)` go. Only then are the keys counted."""
+    if limits.allow or not limits.exceeded_by(stored - len(seen), stored):
+        return
+    with conn.begin():
+        row = conn.execute(
+            query("sources/select_missing_source_keys_summary"),
+            {"source": "local", "seen": list(seen), "sample": SAMPLE_KEYS},
+        ).one()
+    _check_deletions(limits, [MassDeletion("local", row.deleting, stored, tuple(row.sample))], stats, where)
 
 
 def _stored_counts(conn: sa.Connection, sources: list[str]) -> dict[str, int]:

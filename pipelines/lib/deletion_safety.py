@@ -44,19 +44,18 @@ class DeletionLimits:
 
 @dataclass(frozen=True)
 class MassDeletion:
-    """One source's deletion above the limits. `at_least`: counted before the scan read the source (the
-    stored documents minus the items found), so the run would delete this many or more."""
+    """One source's deletion: how many documents it would delete of how many stored, and a few of their keys."""
 
     source: str
     deleting: int
     stored: int
     sample: tuple[str, ...] = ()
-    at_least: bool = False
 
     def describe(self) -> str:
         share = 100.0 * self.deleting / self.stored if self.stored else 100.0
-        count = f"{'at least ' if self.at_least else ''}{self.deleting}"
-        text = f"{count} of the {self.stored} stored documents of source {self.source!r} ({share:.0f} %)"
+        text = (
+            f"{self.deleting} of the {self.stored} stored documents of source {self.source!r} ({share:.0f} %)"
+        )
         if self.sample:
             more = ", …" if self.deleting > len(self.sample) else ""
             text += f", e.g. {', '.join(repr(k) for k in self.sample)}{more}"
