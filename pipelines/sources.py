@@ -639,9 +639,10 @@ def sync_documents(
     Items that fail keep whatever was ingested for them before; a source that cannot be read at all
     (missing directory or table) deletes nothing. Content a retention sweep deleted is skipped, not
     re-ingested. `provenance_defaults` (per source, `*` for any) fill terms the frontmatter does not state.
-    Deletions come last, once every source is read: a source that would lose more than `limits` allow
-    raises MassDeletionRefusedError and nothing is deleted (default limits: DeletionLimits()) (when the markdown files alone show it, before
-    anything is written). Deleted chunks' vectors stay reusable for `deleted_vector_grace_days`.
+    Deletions come last, once every source is read: when a source would lose more than `limits` allow
+    (default: DeletionLimits()), MassDeletionRefusedError is raised and nothing is deleted; when the markdown
+    listing alone shows it, before anything is written. Deleted chunks' vectors stay reusable for
+    `deleted_vector_grace_days`.
     """
     defaults = provenance_defaults or {}
     limits = limits or DeletionLimits()
