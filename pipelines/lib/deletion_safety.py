@@ -57,8 +57,10 @@ class MassDeletion:
             f"{self.deleting} of the {self.stored} stored documents of source {self.source!r} ({share:.0f} %)"
         )
         if self.sample:
-            more = ", …" if self.deleting > len(self.sample) else ""
-            text += f", e.g. {', '.join(repr(k) for k in self.sample)}{more}"
+            more = self.deleting - len(self.sample)
+            text += f", e.g. {', '.join(repr(k) for k in self.sample)}" + (
+                f" and {more} more" if more > 0 else ""
+            )
         return text
 
 
