@@ -192,12 +192,11 @@ def test_swept_content_does_not_survive_in_the_cache(postgres, fake, tmp_path):
     (tmp_path / "expired.md").write_text(
         _page("Shared", body, "retention_years: 1\nacquired_at: 2020-01-01\n")
     )
-    soon = dt.datetime.now(dt.UTC).date().replace(year=dt.datetime.now(dt.UTC).year - 1) + dt.timedelta(
-        days=2
-    )
+    # One calendar year after this, on the Tokyo calendar: in two or three days (a leap day in between).
+    soon = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=363)
     (tmp_path / "soon.md").write_text(
         _page(
-            "Soon", "A page whose retention ends in two days.", f"retention_years: 1\nacquired_at: {soon}\n"
+            "Soon", "A page whose retention ends in a few days.", f"retention_years: 1\nacquired_at: {soon}\n"
         )
     )
     run(postgres, fake, in_dir(tmp_path))
@@ -222,7 +221,7 @@ def test_swept_content_does_not_survive_in_the_cache(postgres, fake, tmp_path):
     assert now.documents == 1  # expired.md, whose texts are shared.md's
     assert set(kept(engine)) == {(SMALL, h) for h in soon_texts}
     with engine.connect() as conn:
-        later = sweep_expired(conn, as_of=now.as_of + dt.timedelta(days=3))
+        later = sweep_expired(conn, as_of=now.as_of + dt.timedelta(days=4))
     assert later.documents == 0 and later.kept_vectors_purged == len(soon_texts) and kept(engine) == {}
 
     (tmp_path / "shared.md").write_text(_page("Shared", body))
