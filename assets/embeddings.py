@@ -15,7 +15,7 @@ from pipelines.embeddings import (
     embed_new_chunks,
 )
 from pipelines.hnsw import ensure_hnsw_index
-from pipelines.models import active_model
+from pipelines.models import active_model, purge_deleted_vectors
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -84,8 +84,9 @@ def chunk_embeddings(
     packed to the provider's limits and run concurrently, results land by binary COPY one request at a time;
     a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on. The model is the active
     one readers use: while a newly configured model is being built by `reembedding_job`, new chunks still get
-    the active model's vectors, so readers never miss them. Vectors of models retired longer than the grace
-    period are dropped. The model's HNSW index is `embedding_index`'s work: the vectors are searchable
+    the active model's vectors, so readers never miss them. Chunks whose text a deleted chunk had within
+    DELETED_VECTOR_GRACE_DAYS take its kept vector, and kept vectors past that period are purged. Vectors of
+    models retired longer than the grace period are dropped. The model's HNSW index is `embedding_index`'s work: the vectors are searchable
     (exactly) as soon as this step ends."""
     # Batch API hook (EMBEDDING_BATCH_API): a large first embedding is submitted and the run ends.
     batched = submit_embedding_batches(
@@ -100,11 +101,13 @@ def chunk_embeddings(
         return batched
     configured = embedder.spec()
     done = _embed_new_chunks(context, config, postgres, embedder, configured)
+    purged = purge_deleted_vectors(postgres.engine, postgres.deleted_vector_grace_days)
     metadata = {
         **embed_stats_metadata(done.stats),
         "configured_model": dg.MetadataValue.text(configured.name),
         "model_status": dg.MetadataValue.text(done.stats.model_status),
         "retired_vectors_dropped": dg.MetadataValue.int(done.retired_vectors_dropped),
+        "deleted_vectors_purged": dg.MetadataValue.int(purged),
     }
     return dg.MaterializeResult(metadata=metadata, check_results=[no_failed_chunks_result(done.stats)])
 

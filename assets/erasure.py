@@ -29,6 +29,7 @@ def erase_user_dialogue_op(
 ) -> dg.Output[None]:
     """Deletes the user's ai_dialogue_log rows in bounded batches, recomputes the rag_metrics_history days
     that lost rows and writes an erasure_audit row (run, requester, counts, days; no user identifier).
+    It first purges every kept vector of deleted chunks (docs/deletion-safety.md): nothing ties one to a user.
     A second run for the same user deletes nothing and recomputes nothing, and is audited too."""
     requested_by = config.requested_by or context.run.tags.get("requested_by")
     with postgres.connect() as conn:
@@ -52,6 +53,7 @@ def erase_user_dialogue_op(
             "batches": dg.MetadataValue.int(result.batches),
             "days": dg.MetadataValue.json([d.isoformat() for d in result.days]),
             "days_recomputed": dg.MetadataValue.json([d.isoformat() for d in result.days_recomputed]),
+            "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
         },
     )
 

@@ -66,7 +66,8 @@ def retention_sweep(
     calendar, at or before the sweep's start; retention set; no legal hold) together with its chunks and
     embeddings, in bounded batches that each take the retention advisory lock and write one `retention_audit`
     row and one `retention_tombstones` row per document in the same transaction, so ingestion never brings
-    the same content back. A dry run records what it would delete and deletes nothing. Reports what legal
+    the same content back; kept vectors of deleted chunks with the swept texts, or whose document's retention
+    ended, are purged too. A dry run records what it would delete and deletes nothing. Reports what legal
     holds kept and what expires within the next 30 days."""
     started = time.perf_counter()
     window = dt.timedelta(days=config.expiring_window_days)
@@ -101,6 +102,7 @@ def sweep_metadata(result: SweepResult, window_days: int, duration_s: float) -> 
         "chunks_deleted": dg.MetadataValue.int(0 if result.dry_run else result.chunks),
         "embeddings_deleted": dg.MetadataValue.int(0 if result.dry_run else result.embeddings),
         "held_by_legal_hold": dg.MetadataValue.int(result.held_by_legal_hold),
+        "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
         f"expiring_next_{window_days}_days": dg.MetadataValue.int(result.expiring_count),
         "expiring_soonest": dg.MetadataValue.md(expiring_markdown(result.expiring)),
         "batches": dg.MetadataValue.int(result.batches),

@@ -13,12 +13,18 @@ from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT
 from pipelines.lib.alerts import DEFAULT_UI_URL, checked_format
 from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from pipelines.lib.deletion_safety import (
+    DEFAULT_DELETED_VECTOR_GRACE_DAYS,
+    DEFAULT_MAX_DOCUMENTS,
+    DEFAULT_MAX_PERCENT,
+    DeletionLimits,
+)
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.alerts import AlertsResource
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
-from resources.env import env_number
+from resources.env import env_flag, env_number
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
@@ -37,6 +43,15 @@ def _chunk_settings() -> dict[str, int]:
             f" with CHUNK_MAX_CHARS={max_chars}"
         )
     return {"chunk_max_chars": max_chars, "chunk_overlap": overlap}
+
+
+def _deletion_limits() -> DeletionLimits:
+    """ALLOW_MASS_DELETION and the MASS_DELETION_MAX_* bounds of the mass-deletion guard."""
+    return DeletionLimits(
+        max_documents=env_number("MASS_DELETION_MAX_DOCUMENTS", int, DEFAULT_MAX_DOCUMENTS, minimum=0),
+        max_percent=env_number("MASS_DELETION_MAX_PERCENT", float, DEFAULT_MAX_PERCENT, minimum=0),
+        allow=env_flag("ALLOW_MASS_DELETION"),
+    )
 
 
 def role_settings() -> dict[str, str]:
@@ -73,10 +88,14 @@ def batch_api_settings() -> BatchApiSettings:
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    deletion = _deletion_limits()
     return {
         "postgres": PostgresResource(
             database_url=_env("DATABASE_URL"),
             retired_grace_days=env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS, minimum=0),
+            deleted_vector_grace_days=env_number(
+                "DELETED_VECTOR_GRACE_DAYS", float, DEFAULT_DELETED_VECTOR_GRACE_DAYS, minimum=0
+            ),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
             or DEFAULT_MAINTENANCE_WORK_MEM,
             hnsw_min_rows=env_number("HNSW_MIN_ROWS", int, DEFAULT_HNSW_MIN_ROWS, minimum=0),
@@ -91,6 +110,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             tables=parse_table_sources(os.environ.get("SOURCE_TABLES")),
             **_chunk_settings(),
             retention_defaults=os.environ.get("RETENTION_DEFAULTS") or None,
+            allow_mass_deletion=deletion.allow,
+            mass_deletion_max_documents=deletion.max_documents,
+            mass_deletion_max_percent=deletion.max_percent,
         ),
         "embedder": EmbedderResource(
             provider=os.environ.get("EMBEDDING_PROVIDER") or "auto",

@@ -13,6 +13,7 @@ from pydantic import PrivateAttr
 
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
 from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.lib.deletion_safety import DEFAULT_DELETED_VECTOR_GRACE_DAYS
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.fieldwise import FieldwiseConfigResource
@@ -26,6 +27,8 @@ class PostgresResource(FieldwiseConfigResource):
     # Storage policy of the vectors: how long a retired model's vectors stay (for an instant switch back)
     # and the memory an HNSW build may use.
     retired_grace_days: float = DEFAULT_RETIRED_GRACE_DAYS
+    # How long the vectors of deleted chunks stay reusable (0: not kept), so re-added content is free.
+    deleted_vector_grace_days: float = DEFAULT_DELETED_VECTOR_GRACE_DAYS
     hnsw_maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM
     # Below this many vectors a model gets no HNSW index (search is exact), and a build's parallel workers.
     hnsw_min_rows: int = DEFAULT_HNSW_MIN_ROWS
