@@ -26,9 +26,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
-	@mkdir -p $(DAGSTER_HOME)
-	cp deploy/dagster.local.yaml $@
+# The home's dagster.yaml and its storage, created once under a file lock: runs started at once on a fresh
+# home would otherwise each create Dagster's SQLite storage and can leave it unusable.
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml | $(VENV)/.installed
+	$(PY) -m location.dagster_home
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m demo.run

@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
 from demo.progress import RunOutcome, run_job  # noqa: E402
 from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
+from location.dagster_home import prepared_instance  # noqa: E402
 from location.definitions import defs  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 from resources.postgres import PostgresResource  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> None:
     with dg.build_resources({"postgres": (defs.resources or {})["postgres"]}) as resources:
         postgres = resources.postgres
         print(f"database       {postgres.display_url}")
-        instance = dg.DagsterInstance.get()
+        instance = prepared_instance()
 
         with postgres.begin() as conn:
             conn.execute(query("demo/create_demo_question_templates"))
