@@ -20,6 +20,7 @@ from demo.progress import RunOutcome, run_job  # noqa: E402
 from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
 from location.dagster_home import prepared_instance  # noqa: E402
 from location.definitions import defs  # noqa: E402
+from pipelines.migrations import MigrationError  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 from resources.postgres import PostgresResource  # noqa: E402
 
@@ -164,4 +165,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MigrationError as exc:
+        # A database the code cannot use (no pgvector, a role that may not migrate, a schema behind): the
+        # reason in one line, not the migration's SQL in a traceback.
+        raise SystemExit(f"error: {exc}") from None

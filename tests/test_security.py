@@ -431,6 +431,44 @@ def test_role_without_ddl_rights_checks_the_schema_read_only(pg_server_url, data
     owner.dispose()
 
 
+def test_make_migrate_as_the_app_role_says_this_role_cannot_migrate(
+    pg_server_url, database_url, monkeypatch, capsys
+):
+    url = _member_url(pg_server_url, database_url, APP)
+    login = sa.make_url(url).username
+    owner = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with owner.begin() as conn:  # a migration pending, as when someone runs it for a new release
+        conn.execute(
+            sa.text("DELETE FROM schema_migrations WHERE name = :n"), {"n": migrations.discover()[-1].name}
+        )
+    owner.dispose()
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert migrate_cli.main([]) == 1
+    out = capsys.readouterr().out
+    assert f"role {login} cannot migrate" in out and "make migrate" in out and "schema owner" in out, out
+    assert len(out.strip().splitlines()) == 1 and "pw" not in out
+
+
+def test_an_app_role_on_a_schema_before_0009_is_told_to_migrate(pg_server_url, tmp_path):
+    """At 0005 the application role has no grant on schema_migrations yet (0009 gives it): the cure is to
+    migrate, not to grant."""
+    url = owner_database(pg_server_url)
+    early = tmp_path / "migrations"
+    early.mkdir()
+    for m in migrations.discover()[:5]:
+        (early / m.name).write_text(m.sql, encoding="utf-8")
+    owner = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    assert migrations.apply_migrations(owner, directory=early)[-1].startswith("0005")
+    owner.dispose()
+    app = sa.create_engine(_member_url(pg_server_url, url, APP), poolclass=sa.pool.NullPool)
+    with pytest.raises(migrations.SchemaBehindError) as behind:
+        migrations.check_schema(app)
+    app.dispose()
+    message = str(behind.value)
+    assert "make migrate" in message and f"needs {migrations.discover()[-1].name[:4]}" in message, message
+    assert "grant it" not in message
+
+
 def test_unknown_migrate_on_start_is_refused(monkeypatch):
     from location.resources import build_resources
 
