@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from demo.dialogue import ingested_citation_sources, load_demo_dialogue, yesterday_jst  # noqa: E402
 from demo.progress import RunOutcome, run_job  # noqa: E402
 from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
-from location.dagster_home import prepared_instance  # noqa: E402
+from location.dagster_home import fail_dead_runs, prepared_instance  # noqa: E402
 from location.definitions import defs  # noqa: E402
 from pipelines.migrations import MigrationError  # noqa: E402
 from pipelines.sql import query  # noqa: E402
@@ -94,6 +94,8 @@ def main() -> None:
         postgres = resources.postgres
         print(f"database       {postgres.display_url}")
         instance = prepared_instance()
+        for run_id in fail_dead_runs(instance):
+            print(f"dagster run   {run_id} was left STARTED by a process that is gone: marked failed")
 
         with postgres.begin() as conn:
             conn.execute(query("demo/create_demo_question_templates"))
