@@ -106,7 +106,7 @@ def apply_migrations(
                     f"migration {m.name} needs a right role {user} does not have in database {database}:"
                     f" {exc.orig.diag.message_primary}"  # type: ignore[union-attr]
                     + (f" ({exc.orig.diag.message_hint})" if exc.orig.diag.message_hint else "")  # type: ignore[union-attr]
-                    + "; README, Security, shows the one-time setup an administrator does"
+                    + "; docs/security.md shows the one-time setup an administrator does"
                 ) from None
             applied_now.append(m.name)
     return applied_now
@@ -137,7 +137,7 @@ def require_migrator(engine: sa.Engine) -> None:
             user, database = conn.execute(query("db/select_current_role")).one()
         raise CannotMigrateError(
             f"role {user} cannot migrate database {database}: migrations are the schema owner's step; run"
-            " `make migrate` with DATABASE_URL naming the role that owns the schema (README, Security)"
+            " `make migrate` with DATABASE_URL naming the role that owns the schema (docs/security.md)"
         )
 
 
