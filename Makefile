@@ -26,9 +26,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
-	@mkdir -p $(DAGSTER_HOME)
-	cp deploy/dagster.local.yaml $@
+# The home's dagster.yaml and its storage, created once under a file lock: runs started at once on a fresh
+# home would otherwise each create Dagster's SQLite storage and can leave it unusable.
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml | $(VENV)/.installed
+	$(PY) -m location.dagster_home --replace-config
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m demo.run
@@ -38,9 +39,11 @@ stop:
 	@if [ -f .data/pg/postmaster.pid ]; then $(PY) -m demo.stop; else echo "embedded PostgreSQL is not running"; fi
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
+	@$(PY) -m location.dagster_home
 	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 metrics: install $(DAGSTER_HOME)/dagster.yaml
+	@$(PY) -m location.dagster_home
 	PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster asset materialize -m location.definitions \
 		--select rag_metrics_history --partition-range $(FROM)...$(TO)
 
@@ -48,6 +51,7 @@ metrics: install $(DAGSTER_HOME)/dagster.yaml
 # holding the user id lives only as long as the command.
 erase: install $(DAGSTER_HOME)/dagster.yaml
 	@test -n "$(USER_ID)" || { echo "usage: make erase USER_ID=<id> [REQUESTED_BY=<ticket>]" >&2; exit 2; }
+	@$(PY) -m location.dagster_home
 	@cfg=$$(mktemp --suffix=.yaml) && trap 'rm -f "$$cfg"' EXIT && \
 	  USER_ID='$(USER_ID)' REQUESTED_BY='$(REQUESTED_BY)' $(PY) -c 'import json, os; print(json.dumps({"ops": {"erase_user_dialogue_op": {"config": {"user_id": os.environ["USER_ID"], "requested_by": os.environ["REQUESTED_BY"] or None}}}}))' > "$$cfg" && \
 	  PYTHONWARNINGS='$(CLI_WARNINGS)' $(VENV)/bin/dagster job execute -m location.definitions -j erasure_job -c "$$cfg"

@@ -24,7 +24,9 @@ from demo.dialogue import (  # noqa: E402
 )
 from demo.progress import RunOutcome, run_job  # noqa: E402
 from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor  # noqa: E402
+from location.dagster_home import fail_dead_runs, prepared_instance  # noqa: E402
 from location.definitions import defs  # noqa: E402
+from pipelines.migrations import MigrationError  # noqa: E402
 from pipelines.sql import query  # noqa: E402
 from resources.postgres import PostgresResource  # noqa: E402
 
@@ -122,7 +124,9 @@ def main() -> None:
     with dg.build_resources({"postgres": (defs.resources or {})["postgres"]}) as resources:
         postgres = resources.postgres
         print(f"database       {postgres.display_url}")
-        instance = dg.DagsterInstance.get()
+        instance = prepared_instance()
+        for run_id in fail_dead_runs(instance):
+            print(f"dagster run   {run_id} was left STARTED by a process that is gone: marked failed")
 
         with postgres.begin() as conn:
             conn.execute(query("demo/create_demo_question_templates"))
@@ -200,4 +204,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MigrationError as exc:
+        # A database the code cannot use (no pgvector, a role that may not migrate, a schema behind): the
+        # reason in one line, not the migration's SQL in a traceback.
+        raise SystemExit(f"error: {exc}") from None

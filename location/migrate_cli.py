@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from location.resources import role_settings
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, mask_url, normalise_url
-from pipelines.migrations import MigrationError, apply_migrations, check_schema
+from pipelines.migrations import MigrationError, apply_migrations, check_schema, require_migrator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"{mask_url(url)}: schema at {check_schema(engine)}")
             return 0
+        require_migrator(engine)
         applied = apply_migrations(
             engine, settings={"rag.app_role": roles["app_role"], "rag.analyst_role": roles["analyst_role"]}
         )

@@ -33,6 +33,18 @@ class SchemaBehindError(MigrationError):
     """The database lacks migrations this code needs, and this connection may not (or must not) apply them."""
 
 
+class CannotMigrateError(MigrationError):
+    """The connected role may not apply migrations (it does not own the schema), or lacks a right one needs."""
+
+
+# Extensions the migrations create, with what a person does when the server has none.
+REQUIRED_EXTENSIONS: Mapping[str, str] = {
+    "vector": "install pgvector on the database server (https://github.com/pgvector/pgvector#installation,"
+    " e.g. `apt install postgresql-{major}-pgvector`; on a managed Postgres, enable it in the provider's"
+    " settings), or leave DATABASE_URL unset to use the embedded server, which has it",
+}
+
+
 @dataclass(frozen=True)
 class Migration:
     name: str
@@ -73,16 +85,60 @@ def apply_migrations(
         done: dict[str, str] = {r[0]: r[1] for r in conn.execute(query("db/select_applied_migrations"))}
         conn.commit()
         _verify_checksums(done, migrations)
-        for m in migrations:
-            if m.name in done:
-                continue
-            with conn.begin():
-                for name, value in settings.items():
-                    conn.execute(query("db/set_local_setting"), {"name": name, "value": value})
-                execute_script(conn, m.sql)
-                conn.execute(query("db/insert_applied_migration"), {"name": m.name, "checksum": m.checksum})
+        pending = [m for m in migrations if m.name not in done]
+        if pending:
+            _require_extensions(conn)
+        for m in pending:
+            try:
+                with conn.begin():
+                    for name, value in settings.items():
+                        conn.execute(query("db/set_local_setting"), {"name": name, "value": value})
+                    execute_script(conn, m.sql)
+                    conn.execute(
+                        query("db/insert_applied_migration"), {"name": m.name, "checksum": m.checksum}
+                    )
+            except sa.exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                    raise
+                # One line naming the right that is missing, rather than the migration's SQL.
+                user, database = conn.execute(query("db/select_current_role")).one()
+                raise CannotMigrateError(
+                    f"migration {m.name} needs a right role {user} does not have in database {database}:"
+                    f" {exc.orig.diag.message_primary}"  # type: ignore[union-attr]
+                    + (f" ({exc.orig.diag.message_hint})" if exc.orig.diag.message_hint else "")  # type: ignore[union-attr]
+                    + "; docs/security.md shows the one-time setup an administrator does"
+                ) from None
             applied_now.append(m.name)
     return applied_now
+
+
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _require_extensions(conn: sa.Connection) -> None:
+    """Refuse, in one line, a server that lacks an extension the migrations create: CREATE EXTENSION would
+    fail deep inside a migration."""
+    with conn.begin():
+        missing = conn.execute(
+            query("db/select_missing_extensions"), {"names": list(REQUIRED_EXTENSIONS)}
+        ).all()
+    if missing:
+        name, major = missing[0]
+        raise MigrationError(
+            f"the PostgreSQL server has no `{name}` extension (not installed in this database and not"
+            f" available to install): {REQUIRED_EXTENSIONS[name].format(major=major)}"
+        )
+
+
+def require_migrator(engine: sa.Engine) -> None:
+    """Raise CannotMigrateError unless the connected role may apply migrations (see may_migrate)."""
+    if not may_migrate(engine):
+        with engine.connect() as conn:
+            user, database = conn.execute(query("db/select_current_role")).one()
+        raise CannotMigrateError(
+            f"role {user} cannot migrate database {database}: migrations are the schema owner's step; run"
+            " `make migrate` with DATABASE_URL naming the role that owns the schema (docs/security.md)"
+        )
 
 
 def _verify_checksums(done: Mapping[str, str], migrations: list[Migration]) -> None:
@@ -113,8 +169,12 @@ def check_schema(engine: sa.Engine, directory: Path = MIGRATIONS_DIR) -> str | N
         try:
             done: dict[str, str] = {r[0]: r[1] for r in conn.execute(query("db/select_applied_migrations"))}
         except sa.exc.ProgrammingError as exc:
+            # Migration 0009 grants the application and analyst roles SELECT on it: a schema older than that
+            # is the likely reason, and migrating is the cure either way.
             raise SchemaBehindError(
-                f"cannot read schema_migrations as this role ({exc.orig.__class__.__name__}); grant it SELECT"
+                f"cannot read schema_migrations as this role ({exc.orig.__class__.__name__}): the schema is"
+                f" older than 0009, which grants it to the application and analyst roles, or this role is"
+                f" not one of them; this code needs {needed}: {hint}"
             ) from None
     _verify_checksums(done, migrations)
     latest = max(done) if done else None

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -114,8 +115,13 @@ class SyncStats:
 def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(path, source key) of every markdown file under root, in key order, and (key, reason) of names
     that cannot be keys. Plain strings and os.walk: pathlib objects cost more than reading the files on
-    an unchanged re-run. Linked directories are not descended into (os.walk's default)."""
+    an unchanged re-run. Linked directories are not descended into (os.walk's default).
+
+    A key is the path's NFC spelling: the same name typed on Linux and copied from macOS (which writes
+    NFD) is one document, whichever spelling is on disk. Two files whose paths differ only in that way
+    are refused together under their key, so that neither replaces what is stored for it."""
     found, refused = [], []
+    spellings: dict[str, list[str]] = {}
     prefix = len(str(root)) + 1
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
@@ -126,7 +132,21 @@ def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
                 if shown != key:
                     refused.append((shown, "file name is not valid UTF-8"))
                     continue
+                if not key.isascii():
+                    spelled, key = key, unicodedata.normalize("NFC", key)
+                    spellings.setdefault(key, []).append(spelled)
                 found.append((path, key))
+    collisions = {key for key, spelled in spellings.items() if len(spelled) > 1}
+    if collisions:
+        found = [item for item in found if item[1] not in collisions]
+        refused.extend(
+            (
+                key,
+                f"{len(spellings[key])} files have this name in different Unicode normalizations"
+                f" ({', '.join(sorted(map(ascii, spellings[key])))}): rename all but one",
+            )
+            for key in sorted(collisions)
+        )
     found.sort(key=lambda item: item[1])
     return found, refused
 

@@ -204,6 +204,63 @@ def test_user_inserts_only_their_own_rows_and_never_deletes(seeded):
         assert attempt(conn, new, {"u": "A"}) == DENIED
 
 
+# A row of no one, as a buggy writer or an import might leave it: what each table with a policy gets.
+BLANK_USER_ROWS = {"ai_dialogue_log": "INSERT INTO ai_dialogue_log (user_id, query) VALUES (:u, 'x')"}
+
+
+def policy_tables(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                sa.text("SELECT tablename FROM pg_policies WHERE schemaname = current_schema()")
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_an_empty_or_blank_user_id_is_no_user_on_a_pooled_connection(
+    pg_server_url, database_url, postgres, blank
+):
+    """README: without app.user_id the user sees and inserts nothing. Once a session has set it, Postgres
+    reads it back as '' in later transactions: a pooled connection must not make '' (or blank) a user."""
+    tables = policy_tables(postgres.engine)
+    assert tables == set(BLANK_USER_ROWS), "a table with a policy needs its row here"
+    with postgres.engine.begin() as conn:  # the owner is not subject to the policies
+        for statement in BLANK_USER_ROWS.values():
+            for user in ("", blank, "u1"):
+                conn.execute(sa.text(statement), {"u": user})
+    # One pooled connection, as an application's pool hands it from request to request.
+    app = sa.create_engine(
+        _member_url(pg_server_url, database_url, APP),
+        pool_size=1,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with app.connect() as conn:
+            conn.exec_driver_sql("BEGIN; SET LOCAL app.user_id = 'u1'")
+            for table in tables:  # the named user still sees exactly their own rows
+                assert conn.execute(sa.text(f'SELECT DISTINCT user_id FROM "{table}"')).scalars().all() == [
+                    "u1"
+                ]
+            conn.exec_driver_sql("COMMIT")
+        with app.connect() as conn:
+            conn.exec_driver_sql("BEGIN")
+            assert conn.execute(sa.text("SELECT current_setting('app.user_id', true)")).scalar() == ""
+            if blank:
+                conn.execute(sa.text("SELECT set_config('app.user_id', :u, true)"), {"u": blank})
+            for table, statement in BLANK_USER_ROWS.items():
+                assert conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar() == 0, table
+                assert attempt(conn, statement, {"u": blank}) == DENIED, table
+                assert attempt(conn, statement, {"u": ""}) == DENIED, table
+            conn.exec_driver_sql("ROLLBACK")
+    finally:
+        app.dispose()
+    with postgres.engine.connect() as conn:
+        for table in tables:
+            assert conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar() == 3, table
+
+
 def test_analyst_sees_aggregates_not_rows(seeded):
     with as_role(seeded, ANALYST) as conn:
         assert attempt(conn, "SELECT count(*) FROM ai_dialogue_log") == DENIED
@@ -372,6 +429,44 @@ def test_role_without_ddl_rights_checks_the_schema_read_only(pg_server_url, data
         )
     member.dispose()
     owner.dispose()
+
+
+def test_make_migrate_as_the_app_role_says_this_role_cannot_migrate(
+    pg_server_url, database_url, monkeypatch, capsys
+):
+    url = _member_url(pg_server_url, database_url, APP)
+    login = sa.make_url(url).username
+    owner = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with owner.begin() as conn:  # a migration pending, as when someone runs it for a new release
+        conn.execute(
+            sa.text("DELETE FROM schema_migrations WHERE name = :n"), {"n": migrations.discover()[-1].name}
+        )
+    owner.dispose()
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert migrate_cli.main([]) == 1
+    out = capsys.readouterr().out
+    assert f"role {login} cannot migrate" in out and "make migrate" in out and "schema owner" in out, out
+    assert len(out.strip().splitlines()) == 1 and "pw" not in out
+
+
+def test_an_app_role_on_a_schema_before_0009_is_told_to_migrate(pg_server_url, tmp_path):
+    """At 0005 the application role has no grant on schema_migrations yet (0009 gives it): the cure is to
+    migrate, not to grant."""
+    url = owner_database(pg_server_url)
+    early = tmp_path / "migrations"
+    early.mkdir()
+    for m in migrations.discover()[:5]:
+        (early / m.name).write_text(m.sql, encoding="utf-8")
+    owner = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    assert migrations.apply_migrations(owner, directory=early)[-1].startswith("0005")
+    owner.dispose()
+    app = sa.create_engine(_member_url(pg_server_url, url, APP), poolclass=sa.pool.NullPool)
+    with pytest.raises(migrations.SchemaBehindError) as behind:
+        migrations.check_schema(app)
+    app.dispose()
+    message = str(behind.value)
+    assert "make migrate" in message and f"needs {migrations.discover()[-1].name[:4]}" in message, message
+    assert "grant it" not in message
 
 
 def test_unknown_migrate_on_start_is_refused(monkeypatch):

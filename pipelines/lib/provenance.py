@@ -15,6 +15,9 @@ from pipelines.lib.timezone import BUSINESS_TIMEZONE
 # (sql/migrations/0003_provenance_retention.sql).
 RETENTION_TIMEZONE = BUSINESS_TIMEZONE
 MAX_RETENTION_YEARS = 1000
+# How far after the current time an acquired_at may lie: the author's clock, or a date written on the far side
+# of the date line, may run ahead of ours; a later one is a mistake (a typo in the year, a placeholder).
+MAX_CLOCK_SKEW = dt.timedelta(days=1)
 WILDCARD_SOURCE = "*"
 
 # Frontmatter keys read for provenance; `license` and `licence` are accepted because authors write both.
@@ -73,8 +76,24 @@ def parse_retention_years(value: object, where: str) -> int | None:
     return value
 
 
-def parse_acquired_at(value: object, tz: str = RETENTION_TIMEZONE) -> dt.datetime | None:
-    """A frontmatter date or timestamp; dates and naive timestamps are read on the `tz` wall clock."""
+def parse_acquired_at(
+    value: object, tz: str = RETENTION_TIMEZONE, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """A frontmatter date or timestamp; dates and naive timestamps are read on the `tz` wall clock. One more
+    than MAX_CLOCK_SKEW after `now` (default: the current time) is refused."""
+    parsed = _acquired_at(value, tz)
+    if parsed is not None:
+        latest = (now or dt.datetime.now(dt.UTC)) + MAX_CLOCK_SKEW
+        if parsed > latest:
+            raise ProvenanceError(
+                f"frontmatter: acquired_at {value!s} is in the future (later than"
+                f" {latest.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M %Z}, now plus {MAX_CLOCK_SKEW.days} day of"
+                " clock skew); a document cannot have been acquired yet"
+            )
+    return parsed
+
+
+def _acquired_at(value: object, tz: str) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):

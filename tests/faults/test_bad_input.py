@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import stat
+import unicodedata
 
 import dagster as dg
 import pytest
@@ -154,3 +156,78 @@ def test_long_unbroken_runs_reach_the_splitter_in_bounded_windows_with_exact_spa
 def test_ordinary_markdown_is_one_segment_so_its_chunks_do_not_change():
     text = "# Title\n\n" + "\n\n".join(f"Paragraph {i} " + "words " * 200 for i in range(20))
     assert _segments(text) == [(0, len(text))]
+
+
+def test_an_acquisition_date_in_the_future_is_refused_by_file_and_field(postgres, tmp_path):
+    """acquired_at is when the content was acquired: a date later than now plus a day of clock skew is a
+    typo or a placeholder, refused by name; an earlier version of the file is kept, and a date just inside
+    the skew (an author's clock ahead of ours) is accepted."""
+    root = tmp_path / "content"
+    root.mkdir()
+    (root / "good.md").write_text(GOOD)
+    (root / "later.md").write_text("---\nacquired_at: 2019-04-01\n---\n# Later\n\nFirst version.\n")
+    result, errors = _ingest(postgres, ContentSourcesResource(content_dir=str(root)))
+    assert result.success and errors == {}
+
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)
+    (root / "far.md").write_text("---\nacquired_at: 2999-01-01\n---\n# Far\n\nFrom the future.\n")
+    (root / "later.md").write_text(
+        "---\nacquired_at: 2999-01-01T00:00:00Z\n---\n# Later\n\nSecond version.\n"
+    )
+    (root / "soon.md").write_text(f"---\nacquired_at: {soon.isoformat()}\n---\n# Soon\n\nClock ahead.\n")
+    result, errors = _ingest(postgres, ContentSourcesResource(content_dir=str(root)))
+
+    assert result.success
+    assert set(errors) == {"far.md", "later.md"}
+    for reason in errors.values():
+        assert "acquired_at" in reason and "2999-01-01" in reason and "future" in reason, reason
+    assert _keys(postgres) == {"good.md", "later.md", "soon.md"}
+    with postgres.connect() as conn:
+        kept = conn.execute(
+            sa.text(
+                "SELECT d.content, p.acquired_at FROM source_documents d"
+                " JOIN provenance p ON p.content_id = d.id WHERE d.source_key = 'later.md'"
+            )
+        ).one()
+        stored_soon = conn.execute(
+            sa.text(
+                "SELECT p.acquired_at FROM source_documents d"
+                " JOIN provenance p ON p.content_id = d.id WHERE d.source_key = 'soon.md'"
+            )
+        ).scalar_one()
+    assert kept.content.strip().endswith("First version.")
+    assert kept.acquired_at.year == 2019
+    assert abs(stored_soon - soon) < dt.timedelta(seconds=1)
+
+
+def test_nfc_and_nfd_spellings_of_one_file_name_are_one_document(postgres, tmp_path):
+    """A name typed on one system and copied from another (macOS writes NFD) is the same name: one
+    document, keyed by its NFC spelling, whichever spelling is on disk. Two files whose names differ only
+    so are a collision, refused by both names: nothing stored under the name is replaced or deleted."""
+    nfc, nfd = unicodedata.normalize("NFC", "café.md"), unicodedata.normalize("NFD", "café.md")
+    assert nfc != nfd
+    root = tmp_path / "content"
+    root.mkdir()
+    (root / "good.md").write_text(GOOD)
+    (root / nfd).write_text("# Café\n\nWritten on a Mac.\n")
+    result, errors = _ingest(postgres, ContentSourcesResource(content_dir=str(root)))
+    assert result.success and errors == {}
+    assert _keys(postgres) == {"good.md", nfc}
+
+    (root / nfd).rename(root / nfc)  # the same file, now spelled NFC: still the one document, unchanged
+    result, errors = _ingest(postgres, ContentSourcesResource(content_dir=str(root)))
+    assert result.success and errors == {}
+    assert _keys(postgres) == {"good.md", nfc}
+    assert result.asset_materializations_for_node("source_documents")[0].metadata["deleted"].value == 0
+
+    (root / nfd).write_text("# Café\n\nA second file under the other spelling.\n")
+    result, errors = _ingest(postgres, ContentSourcesResource(content_dir=str(root)))
+    assert result.success
+    assert set(errors) == {nfc}
+    assert ascii(nfc) in errors[nfc] and ascii(nfd) in errors[nfc] and "Unicode" in errors[nfc], errors
+    assert _keys(postgres) == {"good.md", nfc}
+    with postgres.connect() as conn:
+        content = conn.execute(
+            sa.text("SELECT content FROM source_documents WHERE source_key = :k"), {"k": nfc}
+        ).scalar_one()
+    assert "Written on a Mac." in content
