@@ -120,7 +120,7 @@ def _rows(conn: Conn, text: str, params: dict[str, Any] | None = None) -> list[t
     except sa.exc.DBAPIError as exc:
         _reraise(exc.orig)
         raise
-    except psycopg.errors.DataException as exc:
+    except psycopg.DataError as exc:
         _reraise(exc)
         raise
 
@@ -128,7 +128,7 @@ def _rows(conn: Conn, text: str, params: dict[str, Any] | None = None) -> list[t
 def _reraise(exc: BaseException | None) -> None:
     # The contract's own refusals (SQLSTATE 22023) carry a message naming the argument; pgvector's refusals
     # of a malformed vector (NaN, empty) are data exceptions too.
-    if isinstance(exc, psycopg.errors.DataException):
+    if isinstance(exc, psycopg.DataError):
         raise RetrievalError(exc.diag.message_primary or str(exc)) from exc
 
 
@@ -210,7 +210,7 @@ async def search_async(
     try:
         cur = await conn.execute(load_sql("retrieval/retrieve_chunks"), params)
         rows = await cur.fetchall()
-    except psycopg.errors.DataException as exc:
+    except psycopg.DataError as exc:
         _reraise(exc)
         raise
     return [_chunk(r) for r in rows]
