@@ -1,6 +1,6 @@
 """README is a contract: every command in its ```bash blocks runs against the demo and shows what the
-`<!-- expect: regex -->` lines after the block say. A command that cannot run here is left out by a
-rule below that says why, never silently."""
+`<!-- expect: regex -->` lines after the block say; so is each page in DOCS, run after README on the same
+demo. A command that cannot run here is left out by a rule below that says why, never silently."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# Pages whose commands run after README's, against the demo README's `make run` set up.
+DOCS = [ROOT / "docs" / "querying.md"]
 
 # (command pattern, why it is not run here)
 NOT_RUN = [
@@ -85,6 +87,16 @@ def test_readme_blocks_are_found_and_every_command_is_run_or_excused():
     assert used == {p for p, _ in NOT_RUN}, "a rule for a command README no longer has"
 
 
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_docs_blocks_are_found_and_every_command_is_run(page: Path):
+    text = page.read_text()
+    blocks = readme_blocks(text)
+    assert blocks and len(blocks) == text.count("```bash")
+    for block in blocks:
+        assert block.expect, f"{page.name} line {block.line}: {block.commands} without <!-- expect -->"
+        assert not [c for c in block.commands if not_run_reason(c)], f"{page.name} line {block.line}"
+
+
 def _shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -108,22 +120,8 @@ def demo_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 def test_readme_commands_run_against_the_demo(demo_env: dict[str, str]):
     ran = []
-    for block in readme_blocks(README.read_text()):
-        output = ""
-        for command in block.commands:
-            if not_run_reason(command):
-                continue
-            result = _shell(command, demo_env)
-            assert result.returncode == 0, (
-                f"README line {block.line}: {command}\n{result.stdout}{result.stderr}"
-            )
-            output += result.stdout + result.stderr
-            ran.append(command)
-        for pattern in block.expect:
-            assert re.search(pattern, output, re.M), f"README line {block.line}: no /{pattern}/ in\n{output}"
-        if output:
-            # Dagster's superseded-CLI and beta warnings are filtered where we invoke the tools.
-            assert "Warning:" not in output, output
+    for page in [README, *DOCS]:
+        ran += _run_blocks(page, demo_env)
     assert ran[0] == "make run" and len(ran) >= 4
 
     # README: a second `make run` embeds nothing.
@@ -131,3 +129,27 @@ def test_readme_commands_run_against_the_demo(demo_env: dict[str, str]):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 embedded by this run in 0 API request(s)" in " ".join(README.read_text().split())
     assert "0 embedded by this run in 0 API request(s)" in again.stdout
+
+
+def _run_blocks(page: Path, env: dict[str, str]) -> list[str]:
+    """Run the page's commands block by block, checking each block's expect lines; returns what ran."""
+    ran = []
+    for block in readme_blocks(page.read_text()):
+        output = ""
+        for command in block.commands:
+            if not_run_reason(command):
+                continue
+            result = _shell(command, env)
+            assert result.returncode == 0, (
+                f"{page.name} line {block.line}: {command}\n{result.stdout}{result.stderr}"
+            )
+            output += result.stdout + result.stderr
+            ran.append(command)
+        for pattern in block.expect:
+            assert re.search(pattern, output, re.M), (
+                f"{page.name} line {block.line}: no /{pattern}/ in\n{output}"
+            )
+        if output:
+            # Dagster's superseded-CLI and beta warnings are filtered where we invoke the tools.
+            assert "Warning:" not in output, output
+    return ran

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -370,3 +371,14 @@ def test_a_plain_psycopg_connection_and_the_async_variant_get_the_same_answer(co
             return [h.chunk_id for h in hits]
 
     assert asyncio.run(run()) == want
+
+
+def test_the_docs_show_the_sql_and_python_their_commands_run():
+    """docs/querying.md runs docs/querying.sql and docs/querying.py; what it shows of them is in them."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    page = (docs / "querying.md").read_text()
+    for lang, ran in (("sql", docs / "querying.sql"), ("python", docs / "querying.py")):
+        blocks = re.findall(rf"```{lang}\n(.*?)```", page, re.S)
+        assert blocks, lang
+        for paragraph in "\n\n".join(blocks).split("\n\n"):
+            assert paragraph.strip() in ran.read_text(), paragraph
