@@ -56,7 +56,9 @@ FILTERS: dict[str, dict[str, Any]] = {
     "metadata ~1 %": {"metadata": {"hundredth": True}},
     "source_type table (~10 %)": {"source_type": "table"},
 }
-SEED_FILTER = {"source_type": "table"}
+SEED_FILTER: dict[str, Any] = {"source_type": "table"}
+# One client call: (its connection, the call's number).
+Work = Callable[[psycopg.Connection[Any], int], object]
 
 
 def _label_documents(conn: sa.Connection) -> None:
@@ -133,7 +135,7 @@ def _percentiles(latencies: list[float]) -> tuple[float, float, float]:
 
 
 def _clients(
-    url: str, work: Callable[[psycopg.Connection[Any], int], None], n_queries: int, pace_s: float = 0.0
+    url: str, work: Work, n_queries: int, pace_s: float = 0.0
 ) -> tuple[list[float], float, list[str]]:
     """CLIENTS threads, each on its own connection as the application's login, share `n_queries` calls of
     `work(conn, i)`; each call waits until `pace_s` after the client's previous one started. Returns the
@@ -188,20 +190,28 @@ def _vector_text(v: np.ndarray) -> str:
     return "[" + ",".join(map(repr, v.astype(np.float32).tolist())) + "]"
 
 
+def _contract(queries: np.ndarray, filters: dict[str, Any]) -> Work:
+    """The i-th call: query i (round robin), top 5 through retrieve_chunks."""
+
+    def work(conn: psycopg.Connection[Any], i: int) -> object:
+        return retrieval.search(conn, queries[i % len(queries)], 5, model=MODEL_A, **filters)
+
+    return work
+
+
+def _exact(statement: str, texts: list[str]) -> Work:
+    def work(conn: psycopg.Connection[Any], i: int) -> object:
+        return conn.execute(statement, {"q": texts[i % len(texts)]}).fetchall()
+
+    return work
+
+
 def _latency(url: str, queries: np.ndarray, exact_queries: int) -> None:
     texts = [_vector_text(q) for q in queries]
     for label, f in (("unfiltered", {}), ("source_type table", SEED_FILTER)):
-        lat, wall, errors = _clients(
-            url,
-            lambda conn, i, f=f: retrieval.search(conn, queries[i % len(queries)], 5, model=MODEL_A, **f),
-            400,
-        )
+        lat, wall, errors = _clients(url, _contract(queries, f), 400)
         statement = _exact_statement(f.get("source_type"))
-        exact_lat, exact_wall, exact_errors = _clients(
-            url,
-            lambda conn, i, s=statement: conn.execute(s, {"q": texts[i % len(texts)]}).fetchall(),
-            exact_queries,
-        )
+        exact_lat, exact_wall, exact_errors = _clients(url, _exact(statement, texts), exact_queries)
         p50, p95, p99 = _percentiles(lat)
         e50, e95, e99 = _percentiles(exact_lat)
         print(
@@ -210,16 +220,14 @@ def _latency(url: str, queries: np.ndarray, exact_queries: int) -> None:
             f" {len(exact_lat) / exact_wall:.1f} q/s ({len(exact_errors)} errors)"
         )
         report(f"read p95 {N:,} {label} 8 clients", p95, "ms", e95, "exact scan", e95 / p95, "report")
-    # The product's target load: 100 requests/min, spread over the clients.
-    lat, _wall, errors = _clients(
-        url,
-        lambda conn, i: retrieval.search(conn, queries[i % len(queries)], 5, model=MODEL_A, **SEED_FILTER),
-        100,
-        pace_s=60.0 / 100 * CLIENTS,
-    )
-    p50, p95, p99 = _percentiles(lat)
-    report(f"read p95 {N:,} source filter 100 req/min", p95, "ms", 50.0, "target", 50.0 / p95, "p95 < 50 ms")
-    print(f"   (100 req/min: p50/p99 {p50:.1f}/{p99:.1f} ms, {len(errors)} errors)")
+        # The product's target load: 100 requests/min, spread over the clients.
+        lat, _wall, errors = _clients(url, _contract(queries, f), 100, pace_s=60.0 / 100 * CLIENTS)
+        p50, p95, p99 = _percentiles(lat)
+        goal = 10.0 if not f else 50.0
+        report(
+            f"read p95 {N:,} {label} 100 req/min", p95, "ms", goal, "target", goal / p95, f"p95 < {goal:g} ms"
+        )
+        print(f"   (100 req/min: p50/p99 {p50:.1f}/{p99:.1f} ms, {len(errors)} errors)")
 
 
 def _recall(
@@ -250,7 +258,7 @@ def _load_model_b(conn: sa.Connection, ids: list[int], store_b: np.ndarray) -> N
     """The second model: every chunk's vector projected to 384 dimensions (another model's geometry)."""
     register_building_model(conn, MODEL_B, MODEL_B_DIMS)
     projection = np.random.default_rng(5).standard_normal((DIMS, MODEL_B_DIMS)).astype(np.float32)
-    shas = dict(conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks")).all())
+    shas: dict[int, str] = dict(conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks")).all())
     offset = 0
     for block in _blocks(len(ids), uniform=False):
         part = ids[offset : offset + len(block)]
