@@ -405,3 +405,23 @@ def test_the_docs_show_the_sql_and_python_their_commands_run():
         assert blocks, lang
         for paragraph in "\n\n".join(blocks).split("\n\n"):
             assert paragraph.strip() in ran.read_text(), paragraph
+
+
+def test_the_settings_are_the_functions_own_and_the_callers_stay(corpus):
+    engine, vectors, _docs = corpus
+    with engine.connect() as conn:
+        config = conn.execute(
+            sa.text("SELECT proconfig FROM pg_proc WHERE proname = 'retrieve_chunks'")
+        ).scalar_one()
+        assert {"hnsw.iterative_scan=relaxed_order", "enable_seqscan=off", "jit=off"} <= set(config)
+        assert any(c.startswith("search_path=") and c.endswith("pg_temp") for c in config)
+    with as_app(engine) as conn:
+        conn.exec_driver_sql("SELECT CAST('[1]' AS vector)")  # pgvector's settings exist once it is loaded
+        before = conn.execute(
+            sa.text("SELECT current_setting('enable_seqscan'), current_setting('hnsw.ef_search')")
+        ).one()
+        retrieval.search(conn, vectors[min(vectors)], 30, model="m-a", source_type="table")
+        after = conn.execute(
+            sa.text("SELECT current_setting('enable_seqscan'), current_setting('hnsw.ef_search')")
+        ).one()
+    assert before == after == ("on", "40")

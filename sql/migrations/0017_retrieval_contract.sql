@@ -208,15 +208,13 @@ CREATE FUNCTION retrieve_chunks(
 RETURNS SETOF retrieved_chunk
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 -- Every setting below is restored when the function returns, also those it changes inside (set_config):
--- the caller's session and transaction keep theirs. Through the index: iterative scans, so that rows a
--- filter drops are replaced by further index rows (up to hnsw.max_scan_tuples), without the plans that
--- would sort the whole model instead, and without JIT, which costs more than such a query takes.
+-- the caller's session and transaction keep theirs. Through the index without the plans that would sort
+-- the whole model instead, and without JIT, which costs more than such a query takes; pgvector's iterative
+-- scans are switched on below, where pgvector has them.
 SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_sort = off
-SET hnsw.iterative_scan = relaxed_order
-SET hnsw.max_scan_tuples = 20000
 SET hnsw.ef_search = 100
 AS $fn$
 DECLARE
@@ -274,8 +272,6 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_sort = off
-SET hnsw.iterative_scan = relaxed_order
-SET hnsw.max_scan_tuples = 20000
 SET hnsw.ef_search = 100
 AS $fn$
 DECLARE
@@ -303,6 +299,27 @@ LANGUAGE sql STABLE SECURITY DEFINER
 AS $fn$
     SELECT m.name, m.dimensions, m.provider, m.model FROM embedding_models m WHERE m.status = 'active'
 $fn$;
+
+-- Iterative index scans (pgvector 0.8): rows a filter drops are replaced by further index rows, up to
+-- hnsw.max_scan_tuples. An older pgvector knows neither setting; there a filtered query whose index pass
+-- comes up short is answered by the exact scan instead.
+DO $iterative$
+BEGIN
+    IF (SELECT CAST(regexp_match(extversion, '^(\d+)\.(\d+)') AS int[]) >= ARRAY[0, 8]
+        FROM pg_extension WHERE extname = 'vector') THEN
+        ALTER FUNCTION retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)
+            SET hnsw.iterative_scan = relaxed_order;
+        ALTER FUNCTION retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)
+            SET hnsw.max_scan_tuples = 20000;
+        ALTER FUNCTION explain_retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)
+            SET hnsw.iterative_scan = relaxed_order;
+        ALTER FUNCTION explain_retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)
+            SET hnsw.max_scan_tuples = 20000;
+    ELSE
+        RAISE NOTICE 'pgvector older than 0.8: retrieve_chunks runs without iterative index scans';
+    END IF;
+END
+$iterative$;
 
 DO $grants$
 DECLARE
