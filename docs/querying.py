@@ -1,6 +1,6 @@
 """The Python example of docs/querying.md: an application's retrieval, as the application's login.
 
-    APP_DATABASE_URL=postgresql://rag_app_login:...@host/rag python docs/querying.py "how do refunds work"
+APP_DATABASE_URL=postgresql://rag_app_login:...@host/rag python docs/querying.py "how do refunds work"
 """
 
 import os
