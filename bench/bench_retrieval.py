@@ -278,28 +278,38 @@ def _through_a_switch(engine: sa.Engine, url: str, stores: dict[str, np.ndarray]
     answered: dict[str, int] = {MODEL_A: 0, MODEL_B: 0}
     mixed: list[str] = []
     lock = threading.Lock()
+    # When the switch committed, and how many queries for A started after it (A retired: its grace period).
+    switched = [float("inf")]
+    retired_answers = [0]
 
     def work(conn: psycopg.Connection[Any], i: int) -> None:
         model = retrieval.active_model(conn)
         assert model is not None
         q = embedded[model.name][i % len(base)]
+        started = time.perf_counter()
         hits = retrieval.search(conn, q, 5, model=model.name, **SEED_FILTER)
         store = stores[model.name]
         vectors = np.asarray(store[[position[h.chunk_id] for h in hits]], dtype=np.float64)
         want = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q))
         with lock:
             answered[model.name] += 1
+            retired_answers[0] += model.name == MODEL_A and started > switched[0]
             if len(hits) != 5 or not np.allclose([h.similarity for h in hits], want, atol=1e-4):
                 mixed.append(f"query {i} answered for {model.name}: {[h.similarity for h in hits]} vs {want}")
 
-    switch_at = threading.Timer(2.0, lambda: switch_active_model(engine, MODEL_B))
+    def switch() -> None:
+        switch_active_model(engine, MODEL_B)
+        switched[0] = time.perf_counter()
+
+    switch_at = threading.Timer(2.0, switch)
     switch_at.start()
     lat, wall, errors = _clients(url, work, 1200)
     switch_at.join()
     p50, p95, p99 = _percentiles(lat)
     print(
         f"   through the switch {MODEL_A} -> {MODEL_B}: {len(lat)} queries in {wall:.1f} s"
-        f" ({answered[MODEL_A]} answered by A, {answered[MODEL_B]} by B), p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f} ms"
+        f" ({answered[MODEL_A]} answered by A, {retired_answers[0]} of them asked after A was retired;"
+        f" {answered[MODEL_B]} by B), p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f} ms"
     )
     for line in (errors + mixed)[:5]:
         print(f"     {line[:300]}")
