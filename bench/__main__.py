@@ -10,6 +10,7 @@ import warnings
 MODULES = [
     "bench.bench_ingest",
     "bench.bench_hnsw",
+    "bench.bench_retrieval",
     "bench.bench_metrics",
     "bench.bench_retention",
     "bench.bench_reembedding",

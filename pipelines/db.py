@@ -18,6 +18,7 @@ checks the schema version; `never` only checks, leaving migrations to `make migr
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from pgvector.psycopg import register_vector
 
-from pipelines.migrations import apply_migrations, check_schema, may_migrate
+from pipelines.migrations import DEFAULT_SETTINGS, apply_migrations, check_schema, may_migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +118,16 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(normalise_url(url), None)
     if engine is not None:
         engine.dispose()
+
+
+def env_engine() -> sa.Engine:
+    """The engine of DATABASE_URL (else the embedded server), prepared as MIGRATE_ON_START says, with the
+    role names of APP_ROLE / ANALYST_ROLE: what the command-line tools use without Dagster's resources."""
+    url = os.environ.get("DATABASE_URL") or embedded_server_url()
+    settings = {
+        "rag.app_role": os.environ.get("APP_ROLE") or DEFAULT_SETTINGS["rag.app_role"],
+        "rag.analyst_role": os.environ.get("ANALYST_ROLE") or DEFAULT_SETTINGS["rag.analyst_role"],
+    }
+    return get_engine(
+        normalise_url(url), migrate=os.environ.get("MIGRATE_ON_START") or "auto", settings=settings
+    )

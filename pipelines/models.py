@@ -178,6 +178,10 @@ def drop_retired_embeddings(
             query("models/select_retired_models_past_grace"), {"grace_days": grace_days}
         ).all()
     for model, dimensions in expired:
+        # Readers are refused the model before anything of it goes (retrieve_chunks checks this mark).
+        with engine.begin() as conn:
+            xact_lock(conn, Lock.REEMBEDDING)
+            conn.execute(query("models/mark_retired_embeddings_dropping"), {"model": model})
         # Without its index first, each batch below does not pay for index maintenance.
         drop_hnsw_index(engine, model, dimensions)
         deleted = 0

@@ -35,6 +35,7 @@ STAGES = (
     "batch_embeddings",
     "demo",
     "db",
+    "retrieval",
 )
 _NAME = re.compile(r"^(?P<stage>[a-z]+(_[a-z]+)*)/[a-z]+(_[a-z0-9]+)+$")
 
