@@ -21,7 +21,7 @@ OVERRIDE = Path(__file__).resolve().parent / "compose.override.yaml"
 SERVICES = ("postgres", "code-server", "webserver", "daemon")
 # Host networking: the services' ports are the host's.
 PORTS = {"postgres": 5432, "code-server": 4266, "webserver": 3000}
-LOCATION = {"repository_location_name": "rag_etl", "repository_name": "__repository__"}
+LOCATION_NAME = "rag_etl"
 
 
 class Stack:
@@ -87,7 +87,7 @@ class Stack:
     def wait_healthy(self, timeout_s: float = 300) -> dict[str, float]:
         """Seconds until each service reported healthy; a service that exits or stays unhealthy fails
         the check with its last log lines."""
-        start, healthy = time.monotonic(), {}
+        start, healthy = time.monotonic(), dict[str, float]()
         while time.monotonic() - start < timeout_s:
             for service, cid in self.containers().items():
                 state = self.inspect(cid)["State"]
@@ -113,7 +113,9 @@ class Stack:
 
     def launch(self, job: str) -> str:
         try:
-            return self.graphql().submit_job_execution(job, **LOCATION)
+            return self.graphql().submit_job_execution(
+                job, repository_location_name=LOCATION_NAME, repository_name="__repository__"
+            )
         except DagsterGraphQLClientError as error:
             raise CheckFailed(f"the webserver refused to launch {job}: {error}") from error
 
