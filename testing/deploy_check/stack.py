@@ -112,6 +112,7 @@ class Stack:
         return DagsterGraphQLClient("127.0.0.1", port_number=PORTS["webserver"])
 
     def launch(self, job: str) -> str:
+        """The run id; a refusal fails the check with the webserver's message."""
         try:
             return self.graphql().submit_job_execution(
                 job, repository_location_name=LOCATION_NAME, repository_name="__repository__"
