@@ -112,9 +112,9 @@ def check() -> None:
         work = images.scratch()
         stack_of_things.callback(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
         tags = stack_of_things.enter_context(built_images(docker, work))
-        with step("image: no build secret in the history or the filesystem"):
-            check_image_hygiene(docker, tags["app"], work, say)
         stack = stack_of_things.enter_context(running_stack(docker, tags, work))
+        with step("image: no build secret in the history or the filesystem"):
+            check_image_hygiene(stack, tags["app"], work, say)
         with step("ingestion_job through the webserver's GraphQL"):
             first = check_first_run(stack, say)
         with step("code server crash: killed, restarted by its restart policy, next run succeeds"):

