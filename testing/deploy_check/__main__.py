@@ -10,6 +10,7 @@ as it runs; on any failure the cause is printed and everything the check started
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import sys
 import time
@@ -89,10 +90,7 @@ def running_stack(docker: Docker, tags: dict[str, str], work: Path) -> Iterator[
         "DEPLOY_CHECK_POSTGRES_IMAGE": tags["postgres"],
     }
     stack = Stack(docker, PROJECT, env, password, work)
-    if busy := busy_ports():
-        raise CheckFailed(
-            f"ports already in use on this host: {', '.join(busy)} (host networking needs them)"
-        )
+    wait_ports(float(os.environ.get("DEPLOY_CHECK_PORT_WAIT_S", "0")))
     try:
         with step(
             f"compose up: deploy/compose.yaml + {OVERRIDE.relative_to(PROJECT_ROOT)}, with {stack.command[0]}"
@@ -104,6 +102,19 @@ def running_stack(docker: Docker, tags: dict[str, str], work: Path) -> Iterator[
     finally:
         stack.compose("down", "-v", "--remove-orphans")
         say("compose down -v: containers, network and volume removed")
+
+
+def wait_ports(wait_s: float) -> None:
+    """Host networking needs the stack's ports free; DEPLOY_CHECK_PORT_WAIT_S waits for another
+    stack (another check) to let go of them first."""
+    deadline = time.monotonic() + wait_s
+    while busy := busy_ports():
+        if time.monotonic() > deadline:
+            raise CheckFailed(
+                f"ports already in use on this host: {', '.join(busy)} (host networking needs them)"
+            )
+        say(f"ports in use: {', '.join(busy)}; waiting")
+        time.sleep(30)
 
 
 def check() -> None:
