@@ -95,7 +95,7 @@ def running_stack(docker: Docker, tags: dict[str, str], work: Path) -> Iterator[
         with step(
             f"compose up: deploy/compose.yaml + {OVERRIDE.relative_to(PROJECT_ROOT)}, with {stack.command[0]}"
         ):
-            stack.compose("up", "-d", "--no-build")
+            stack.up()
             healthy = stack.wait_healthy()
             say("healthy: " + ", ".join(f"{s} after {t:.0f} s" for s, t in healthy.items()))
         yield stack

@@ -62,6 +62,18 @@ class Stack:
             raise CheckFailed(f"compose {' '.join(args)} failed:\n{_tail(result.stdout + result.stderr)}")
         return result.stdout + result.stderr
 
+    def up(self) -> None:
+        """compose up; when a service does not come up, its own last lines say why."""
+        try:
+            self.compose("up", "-d", "--no-build")
+        except CheckFailed as failed:
+            unhealthy = [
+                s for s, cid in self.containers().items()
+                if self.inspect(cid)["State"].get("Health", {}).get("Status") != "healthy"
+            ]  # fmt: skip
+            logs = "\n".join(f"--- {s} (last lines)\n{self.logs(s)}" for s in unhealthy)
+            raise CheckFailed(f"{failed}\n{logs}") from failed
+
     def containers(self) -> dict[str, str]:
         """service → container id, of this project only."""
         listed = self.docker.run(

@@ -159,7 +159,7 @@ def check_down_up(stack: Stack, first_run: str, say: Say) -> None:
     if stack.containers():
         raise CheckFailed(f"containers left after compose down: {stack.containers()}")
     say("compose down: every container removed (volumes kept)")
-    stack.compose("up", "-d", "--no-build")
+    stack.up()
     healthy = stack.wait_healthy()
     say("compose up: healthy again: " + ", ".join(f"{s} after {t:.0f} s" for s, t in healthy.items()))
     after = data_counts(stack)
