@@ -144,9 +144,11 @@ def main() -> int:
         say(f"FAILED: {failure}")
         return 1
     finally:
-        if left := leftovers():
-            say(f"left behind: {', '.join(left)}")
-    say(f"PASSED in {time.monotonic() - START:.0f} s; nothing left behind")
+        left = leftovers()
+    if left:
+        say(f"FAILED: left behind: {', '.join(left)}")
+        return 1
+    say(f"PASSED in {time.monotonic() - START:.0f} s; no daemon, container, image, volume or directory left")
     return 0
 
 

@@ -14,6 +14,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+# The daemon directories this process created: what `leftovers` looks for afterwards.
+STARTED_ROOTS: list[Path] = []
+
 
 class CheckFailed(Exception):
     """A step of the deployment check failed; the message names the cause."""
@@ -77,6 +80,7 @@ def own_daemon(say) -> Iterator[str]:
     """A dockerd of our own; yields its DOCKER_HOST. On exit: the daemon (and the containerd it
     started) stopped, no mount left under its directory, the directory (every image layer) removed."""
     root = Path(tempfile.mkdtemp(prefix="rag-etl-docker-", dir="/tmp"))
+    STARTED_ROOTS.append(root)
     socket = root / "docker.sock"
     log = (root / "dockerd.log").open("w")
     command: Sequence[str] = (
@@ -136,8 +140,11 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted((m for m in mounts if m.startswith(str(root))), reverse=True)
 
 
-def leftovers(root_prefix: str = "/tmp/rag-etl-docker-") -> list[str]:
-    """What a finished check must not leave: daemon processes or directories of its own."""
-    found = [f"process {pid}" for pid in _pids_mentioning(root_prefix) if pid != os.getpid()]
-    found += [str(p) for p in Path("/tmp").glob("rag-etl-docker-*")]
+def leftovers() -> list[str]:
+    """What a finished check must not leave: a process of its daemon, its directory, a mount in it."""
+    found = []
+    for root in STARTED_ROOTS:
+        found += [f"process {pid}" for pid in _pids_mentioning(str(root))]
+        found += [f"mount {m}" for m in _mounts_under(root)]
+        found += [str(root)] if root.exists() else []
     return found
