@@ -41,7 +41,12 @@ def say(message: str) -> None:
 @contextlib.contextmanager
 def step(title: str) -> Iterator[None]:
     say(f"== {title}")
-    yield
+    try:
+        yield
+    except CheckFailed as failure:
+        # Said at once: the clean-up that follows takes minutes.
+        say(f"FAILED: {failure}\n(cleaning up)")
+        raise
 
 
 @contextlib.contextmanager
@@ -141,7 +146,7 @@ def main() -> int:
     try:
         check()
     except CheckFailed as failure:
-        say(f"FAILED: {failure}")
+        say(f"FAILED (see above): {str(failure).splitlines()[0][:200]}")
         return 1
     finally:
         left = leftovers()
