@@ -46,6 +46,7 @@ def step(title: str) -> Iterator[None]:
     except CheckFailed as failure:
         # Said at once: the clean-up that follows takes minutes.
         say(f"FAILED: {failure}\n(cleaning up)")
+        failure.said = True
         raise
 
 
@@ -146,7 +147,8 @@ def main() -> int:
     try:
         check()
     except CheckFailed as failure:
-        say(f"FAILED (see above): {str(failure).splitlines()[0][:200]}")
+        said = failure.said
+        say(f"FAILED (see above): {str(failure).splitlines()[0][:200]}" if said else f"FAILED: {failure}")
         return 1
     finally:
         left = leftovers()

@@ -21,6 +21,8 @@ STARTED_ROOTS: list[Path] = []
 class CheckFailed(Exception):
     """A step of the deployment check failed; the message names the cause."""
 
+    said = False  # printed already, where it happened
+
 
 def _client_binary() -> str:
     # Debian's docker.io client (20.10) builds with its built-in BuildKit; a newer client without the
