@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -142,7 +143,15 @@ def check() -> None:
             check_no_secret_shown(stack, tags, say)
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # Stopped by Ctrl-C or a TERM (also when started in the background, where SIGINT is ignored), the
+    # check still removes what it started, through the same clean-up as a failure.
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
     say("deploy check: build the image, start the compose stack, prove it")
     try:
         check()
