@@ -96,7 +96,7 @@ class Stack:
         return "\n".join(self.docker.run("logs", cid, check=False).stdout + self.docker.run(
             "logs", cid, check=False).stderr for cid in self.containers().values())  # fmt: skip
 
-    def wait_healthy(self, timeout_s: float = 300) -> dict[str, float]:
+    def wait_healthy(self, timeout_s: float = 900) -> dict[str, float]:
         """Seconds until each service reported healthy; a service that exits or stays unhealthy fails
         the check with its last log lines."""
         start, healthy = time.monotonic(), dict[str, float]()
