@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -128,7 +129,7 @@ def check() -> None:
     with contextlib.ExitStack() as stack_of_things:
         docker = stack_of_things.enter_context(daemon())
         work = images.scratch()
-        stack_of_things.callback(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
+        stack_of_things.callback(shutil.rmtree, work, ignore_errors=True)
         tags = stack_of_things.enter_context(built_images(docker, work))
         stack = stack_of_things.enter_context(running_stack(docker, tags, work))
         with step("image: no build secret in the history or the filesystem"):
