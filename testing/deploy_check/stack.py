@@ -86,11 +86,16 @@ class Stack:
         return json.loads(self.docker.run("inspect", container).stdout)[0]
 
     def logs(self, service: str, lines: int = 30) -> str:
+        """The service's last log lines, and its last health check's verdict (e.g. a timeout)."""
         cid = self.containers().get(service)
         if not cid:
             return f"(no {service} container)"
         out = self.docker.run("logs", "--tail", str(lines), cid, check=False)
-        return (out.stdout + out.stderr).strip()
+        checks = self.inspect(cid)["State"].get("Health", {}).get("Log") or [{}]
+        verdict = (
+            f"last health check: exit {checks[-1].get('ExitCode')}: {checks[-1].get('Output', '').strip()}"
+        )
+        return (out.stdout + out.stderr).strip() + ("\n" + verdict if checks[-1] else "")
 
     def all_logs(self) -> str:
         return "\n".join(self.docker.run("logs", cid, check=False).stdout + self.docker.run(
