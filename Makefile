@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
-.PHONY: run stop ui metrics erase prod prod-stop test test-heavy typecheck bench lint install clean-db migrate
+.PHONY: run stop ui metrics erase prod prod-stop deploy-check test test-heavy typecheck bench lint install clean-db migrate
 
 # Dagster's CLI says its commands are superseded by the separate `dg` CLI, and our metrics asset uses the
 # beta `backfill_policy`, and Dagster re-creates sensors whose jobs it binds to resources with the beta
@@ -65,6 +65,15 @@ prod: install
 
 prod-stop:
 	DAGSTER_HOME=$(PROD_HOME) $(PY) -m location.deploy stop
+
+# The container deployment for real (docs/deploy.md): builds the image from ./Dockerfile, starts
+# deploy/compose.yaml, runs ingestion_job through the webserver, kills the code server, down/up; its own
+# Docker daemon when none is reachable. Needs root for apt-get and dockerd; slow, so not in `make test`.
+deploy-check: install
+	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null || \
+	  { echo "installing docker.io, docker-compose, debootstrap (apt-get)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null; }
+	PYTHONUNBUFFERED=1 $(PY) -m testing.deploy_check
 
 test: install
 	$(VENV)/bin/ruff check .

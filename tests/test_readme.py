@@ -35,6 +35,10 @@ NOT_RUN = [
         " function and submits runs to them",
     ),
     (
+        r"^make deploy-check\b",
+        "builds images and starts its own Docker daemon for minutes; run by hand (docs/deploy.md quotes a run)",
+    ),
+    (
         r"^docker build\b",
         "no Docker daemon on the test machines; test_deploy_config.py checks the Dockerfile's install and commands",
     ),
