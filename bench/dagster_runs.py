@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -65,6 +66,38 @@ def peak_rss_mb() -> tuple[float, float]:
                 own = int(line.split()[1]) / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, children
+
+
+class TreePeak:
+    """Peak resident memory (MB) of a process and all its descendants together, sampled every 0.2 s while in
+    use: a run's whole process tree (step processes, the fake server), or a database server's."""
+
+    def __init__(self, pid: int | None = None):
+        import psutil
+
+        self._psutil = psutil
+        self.root = psutil.Process(pid)
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            total = 0
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except self._psutil.Error:
+                    continue
+            self.peak = max(self.peak, total / 1e6)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def current_rss_mb() -> float:

@@ -26,10 +26,14 @@ class FakeServerProcess:
 
 
 @contextlib.contextmanager
-def fake_openai_process() -> Iterator[FakeServerProcess]:
-    """Yields the running server; it stops when the block ends."""
+def fake_openai_process(topics: int = 0) -> Iterator[FakeServerProcess]:
+    """Yields the running server (its vectors around `topics` centres, uniform with 0); it stops when the
+    block ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.fake_server", str(topics)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -44,11 +48,13 @@ def main() -> None:
     from testing.fake_openai import FakeOpenAI
 
     with FakeOpenAI() as fake:
+        fake.topics = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+        fake.keep_texts = False
         print(fake.base_url, flush=True)
         for line in sys.stdin:  # until the parent closes our stdin
             if line.strip() == INPUTS:
                 with fake.lock:
-                    print(len(fake.texts_embedded), flush=True)
+                    print(fake.inputs_answered, flush=True)
 
 
 if __name__ == "__main__":
