@@ -64,7 +64,7 @@ class IndexKind:
 INDEX_KINDS: dict[str, IndexKind] = {
     # Hamming distance on one bit per dimension ranks coarsely: more candidates, all re-ranked exactly.
     "hnsw_bq": IndexKind(
-        "hnsw_bq", "hnsw", "bit", "bit_hamming_ops", "<~>", 10, BIT_MAX_INDEX_DIMS, "hnswbq"
+        "hnsw_bq", "hnsw", "bit", "bit_hamming_ops", "<~>", 20, BIT_MAX_INDEX_DIMS, "hnswbq"
     ),
     # halfvec's rounding (~1e-3 relative) only reorders near-ties, which four times k candidates hold.
     "hnsw_halfvec": IndexKind(
@@ -159,7 +159,7 @@ def quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
-def index_name_for(model: str, dimensions: int, kind: str = "hnsw_halfvec") -> str:
+def index_name_for(model: str, dimensions: int, kind: str = DEFAULT_INDEX_KIND) -> str:
     """A stable identifier derived from the model and the kind: model names hold characters identifiers
     cannot. Above 2,000 dimensions the halfvec HNSW index was always a halfvec one and keeps its name; below,
     it is named apart from the `vector` one earlier releases built, so that neither is mistaken for the
@@ -244,7 +244,7 @@ def validate_build_workers(value: int) -> int:
     return value
 
 
-def candidates_for(k: int, kind: str = "hnsw_halfvec") -> int:
+def candidates_for(k: int, kind: str = DEFAULT_INDEX_KIND) -> int:
     """How many rows the index scan hands to the exact re-rank for a top-k search."""
     return min(MAX_CANDIDATES, max(k, k * INDEX_KINDS[kind].rerank_factor))
 
