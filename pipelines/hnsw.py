@@ -261,7 +261,7 @@ def set_local(conn: sa.Connection, settings: dict[str, str]) -> None:
 DEFAULT_EF_SEARCH = 100
 
 
-def ef_search_for(k: int, ef_search: int | None = None, kind: str = DEFAULT_INDEX_KIND) -> str:
+def ef_search_for(k: int, ef_search: int | None, kind: str) -> str:
     """hnsw.ef_search for a top-k search: at least the candidates the re-rank needs."""
     return str(min(MAX_CANDIDATES, max(ef_search or DEFAULT_EF_SEARCH, candidates_for(k, kind))))
 

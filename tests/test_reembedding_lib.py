@@ -175,3 +175,17 @@ def test_build_memory_holds_the_graph_within_the_operators_ceiling():
     # IVFFlat holds its k-means sample: 50 vectors a list, a list per 1,000 rows.
     ivf = index_plan("text-embedding-3-small", 1536, "ivfflat_halfvec")
     assert hnsw_build_memory_kb(ivf, 1_000_000, "8GB") == 1000 * 50 * 1536 * 4 * 5 // 4 // 1024
+
+
+def test_auto_picks_binary_quantization_from_1024_dimensions_and_halfvec_below():
+    assert [index_plan("m", d).kind for d in (256, 1023, 1024, 1536, 3072, 16000)] == [
+        "hnsw_halfvec",
+        "hnsw_halfvec",
+        "hnsw_bq",
+        "hnsw_bq",
+        "hnsw_bq",
+        "hnsw_bq",
+    ]
+    # An explicit kind is kept whatever the size.
+    assert index_plan("m", 256, "hnsw_bq").kind == "hnsw_bq"
+    assert index_plan("m", 1536, "ivfflat_halfvec").kind == "ivfflat_halfvec"

@@ -157,5 +157,5 @@ def test_a_bad_index_kind_is_refused_by_name(monkeypatch):
     from location.resources import build_resources
 
     monkeypatch.setenv("VECTOR_INDEX_KIND", "hnsw_pq")
-    with pytest.raises(ValueError, match="VECTOR_INDEX_KIND.*hnsw_pq"):
+    with pytest.raises(ValueError, match=r"VECTOR_INDEX_KIND.*hnsw_pq"):
         build_resources()

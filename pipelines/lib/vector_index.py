@@ -74,14 +74,27 @@ INDEX_KINDS: dict[str, IndexKind] = {
         "ivfflat_halfvec", "ivfflat", "halfvec", "halfvec_cosine_ops", "<=>", 4, 2000, "ivfflat"
     ),
 }
-# Chosen by measurement at 100,000 and 1,000,000 vectors (docs/scaling.md, `python -m bench.bench_index_kinds`).
-DEFAULT_INDEX_KIND = "hnsw_bq"
+# `auto`: binary-quantized HNSW from BQ_MIN_DIMS dimensions, halfvec HNSW below, where one bit a dimension
+# ranks too coarsely for a re-rank of 20 × k candidates to recover the true top k (at 256 dimensions it found
+# ~0.85 of them). Chosen by measurement at 100,000 and 1,000,000 vectors (docs/scaling.md).
+AUTO_INDEX_KIND = "auto"
+DEFAULT_INDEX_KIND = AUTO_INDEX_KIND
+BQ_MIN_DIMS = 1024
 
 
 def validate_index_kind(value: str) -> str:
-    if value not in INDEX_KINDS:
-        raise IndexConfigError(f"VECTOR_INDEX_KIND must be one of {', '.join(INDEX_KINDS)}, got {value!r}")
+    if value != AUTO_INDEX_KIND and value not in INDEX_KINDS:
+        raise IndexConfigError(
+            f"VECTOR_INDEX_KIND must be {AUTO_INDEX_KIND} or one of {', '.join(INDEX_KINDS)}, got {value!r}"
+        )
     return value
+
+
+def resolve_index_kind(kind: str, dimensions: int) -> str:
+    """The concrete kind `kind` means for a model of `dimensions`."""
+    if validate_index_kind(kind) != AUTO_INDEX_KIND:
+        return kind
+    return "hnsw_bq" if dimensions >= BQ_MIN_DIMS else "hnsw_halfvec"
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ class IndexPlan:
     # The index of the same model built by earlier releases (over `vector(d)` up to 2,000 dimensions), dropped
     # once the halfvec one is built; None when the name did not change.
     legacy_index_name: str | None = None
-    kind: str = DEFAULT_INDEX_KIND
+    kind: str = "hnsw_halfvec"  # a concrete kind, never `auto`
 
     @property
     def spec(self) -> IndexKind:
@@ -164,7 +177,7 @@ def index_name_for(model: str, dimensions: int, kind: str = DEFAULT_INDEX_KIND) 
     cannot. Above 2,000 dimensions the halfvec HNSW index was always a halfvec one and keeps its name; below,
     it is named apart from the `vector` one earlier releases built, so that neither is mistaken for the
     other. The other kinds carry their tag in the name."""
-    spec = INDEX_KINDS[validate_index_kind(kind)]
+    spec = INDEX_KINDS[resolve_index_kind(kind, dimensions)]
     salt = "" if dimensions > VECTOR_MAX_INDEX_DIMS else "\x00halfvec"
     digest = hashlib.sha256(f"{model}\x00{dimensions}{salt}".encode()).hexdigest()[:8]
     return f"chunk_embeddings_{spec.name_tag}_{digest}"
@@ -180,7 +193,8 @@ def _legacy_index_name(model: str, dimensions: int) -> str | None:
 def index_plan(model: str, dimensions: int, kind: str = DEFAULT_INDEX_KIND) -> IndexPlan:
     validate_model_name(model)
     validate_dimensions(dimensions)
-    spec = INDEX_KINDS[validate_index_kind(kind)]
+    kind = resolve_index_kind(kind, dimensions)
+    spec = INDEX_KINDS[kind]
     return IndexPlan(
         model=model,
         dimensions=dimensions,
@@ -244,7 +258,7 @@ def validate_build_workers(value: int) -> int:
     return value
 
 
-def candidates_for(k: int, kind: str = DEFAULT_INDEX_KIND) -> int:
+def candidates_for(k: int, kind: str) -> int:
     """How many rows the index scan hands to the exact re-rank for a top-k search."""
     return min(MAX_CANDIDATES, max(k, k * INDEX_KINDS[kind].rerank_factor))
 
