@@ -8,14 +8,14 @@ import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from pipelines.lib.hashing_embedder import embed_texts
 from pipelines.lib.redact import redact
 from pipelines.lib.tokens import estimate_tokens
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
+
+if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
+    import numpy as np
 
 LOCAL_MODEL = "local-hash-v1"
 
@@ -165,6 +165,8 @@ class LocalEmbedder:
         self.spec = spec
 
     def embed(self, texts: Sequence[str]) -> EmbedResult:
+        from pipelines.lib.hashing_embedder import embed_texts
+
         return EmbedResult(embed_texts(list(texts), self.spec.dimensions), sum(map(estimate_tokens, texts)))
 
 
