@@ -4,8 +4,14 @@ build, recall@10 against a brute-force numpy scan after the exact re-rank, and t
 application's query (pipelines.search.search_by_vector: index candidates, exact re-rank, join to the chunks).
 Ratios are against today's halfvec HNSW index measured in the same run.
 
-The vectors are bench_hnsw's: points around 500 topic centres with spread, generated block by block from fixed
-seeds (never all held at once) and written through the embedding write path.
+Two shapes of clustered vectors, generated block by block from fixed seeds (never all held at once) and written
+through the embedding write path:
+- `corpus` (default): shaped like a chunked corpus. 1,000 topics; each document's centre lies around its topic's,
+  each of its 6 chunks around the document's; queries are fresh points around stored documents. The true top 10
+  of a query are its document's chunks and the nearest documents' of the same topic.
+- `topics` (bench_hnsw's): points around 500 topic centres with isotropic spread and nothing finer. Within a topic
+  of 2,000 points (at a million) every point is nearly as far from every other: the hardest case for
+  binary quantization, whose candidates then hold the true neighbours only with many of them.
 
     python -m bench.bench_index_kinds [VECTORS ...] [--kinds hnsw_bq,ivfflat_halfvec,hnsw_halfvec] [--json OUT]
 
@@ -28,6 +34,7 @@ import sqlalchemy as sa
 from bench.bench_hnsw import DIMS, MODEL, _load, _queries, _seed_chunks, _truth
 from bench.common import register_building_model, report, throwaway_postgres
 from bench.dagster_runs import TreePeak
+from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import (
     DEFAULT_BUILD_WORKERS,
     DEFAULT_MAINTENANCE_WORK_MEM,
@@ -38,15 +45,89 @@ from pipelines.lib.vector_index import INDEX_KINDS, index_plan, recall_at_k
 from pipelines.search import search_by_vector
 
 BASELINE = "hnsw_halfvec"  # today's index
-# The baseline builds last: at a million vectors it takes longest, and the others' figures come first.
-ORDER = ["hnsw_bq", "ivfflat_halfvec", "hnsw_halfvec"]
+# The default first, then today's index (the baseline, longest to build at a million), then IVFFlat, whose build
+# grows with lists × rows.
+ORDER = ["hnsw_bq", "hnsw_halfvec", "ivfflat_halfvec"]
 SIZES = {"": [20_000], "full": [100_000], "xl": [1_000_000]}
 # Besides each kind's own re-rank factor: what other candidate counts buy in recall and cost in latency.
-FACTOR_SWEEP = {"hnsw_bq": [20, 40, 60, 100], "ivfflat_halfvec": [10], "hnsw_halfvec": []}
+FACTOR_SWEEP = {"hnsw_bq": [10, 40, 100], "ivfflat_halfvec": [10], "hnsw_halfvec": []}
 
 
 def _progress(message: str) -> None:
     print(f"   [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+CORPUS_TOPICS = 1000
+DOC_CHUNKS = 6
+CORPUS_BLOCK = 341 * DOC_CHUNKS  # whole documents per block
+DOC_SPREAD, CHUNK_SPREAD = 0.7, 0.5
+QUERIES = 30
+
+
+def _corpus_centres(seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((CORPUS_TOPICS, DIMS)).astype(np.float32)
+
+
+def _doc_centres(block: int, centres: np.ndarray, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng((seed, block, 0))
+    docs = CORPUS_BLOCK // DOC_CHUNKS
+    topics = rng.integers(0, CORPUS_TOPICS, docs)
+    return centres[topics] + DOC_SPREAD * rng.standard_normal((docs, DIMS)).astype(np.float32)
+
+
+def corpus_blocks(n: int, seed: int = 5):
+    """The first n corpus-shaped vectors, block by block; block b is the same whatever n is."""
+    centres = _corpus_centres(seed)
+    for b, start in enumerate(range(0, n, CORPUS_BLOCK)):
+        docs = np.repeat(_doc_centres(b, centres, seed), DOC_CHUNKS, axis=0)
+        noise = np.random.default_rng((seed, b, 1)).standard_normal((CORPUS_BLOCK, DIMS)).astype(np.float32)
+        yield (docs + CHUNK_SPREAD * noise)[: min(CORPUS_BLOCK, n - start)]
+
+
+def corpus_queries(n: int, seed: int = 5) -> np.ndarray:
+    """Fresh points around stored documents (a question about a document), not stored vectors."""
+    rng = np.random.default_rng(99)
+    centres = _corpus_centres(seed)
+    blocks = rng.integers(0, max(1, n // CORPUS_BLOCK), QUERIES)
+    picks = rng.integers(0, min(n, CORPUS_BLOCK) // DOC_CHUNKS, QUERIES)
+    docs = np.stack([_doc_centres(int(b), centres, seed)[p] for b, p in zip(blocks, picks, strict=True)])
+    return docs + CHUNK_SPREAD * rng.standard_normal((QUERIES, DIMS)).astype(np.float32)
+
+
+def corpus_truth(ids: list[int], n: int, queries: np.ndarray, k: int = 10) -> list[list[tuple[int, float]]]:
+    """Brute-force top k by cosine in numpy, streamed over the blocks."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    best_d = np.full((len(q), 0), np.inf)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    offset = 0
+    for block in corpus_blocks(n):
+        unit = block / np.linalg.norm(block, axis=1, keepdims=True)
+        d = 1.0 - (q @ unit.T).astype(np.float64)
+        best_d = np.concatenate([best_d, d], axis=1)
+        best_i = np.concatenate(
+            [best_i, np.broadcast_to(np.arange(offset, offset + len(block)), d.shape)], axis=1
+        )
+        keep = np.argsort(best_d, axis=1, kind="stable")[:, :k]
+        best_d, best_i = np.take_along_axis(best_d, keep, 1), np.take_along_axis(best_i, keep, 1)
+        offset += len(block)
+    return [
+        [(ids[i], float(d)) for i, d in zip(ri, rd, strict=True)]
+        for ri, rd in zip(best_i, best_d, strict=True)
+    ]
+
+
+def load_corpus(conn: sa.Connection, ids: list[int], n: int) -> None:
+    shas: dict[int, str] = dict(
+        conn.execute(
+            sa.text("SELECT id, content_sha256 FROM document_chunks WHERE id = ANY(:ids)"), {"ids": ids[:n]}
+        ).all()
+    )
+    offset = 0
+    for block in corpus_blocks(n):
+        part = ids[offset : offset + len(block)]
+        write_embeddings(conn, MODEL, part, [shas[c] for c in part], [3] * len(part), block)
+        conn.commit()
+        offset += len(block)
 
 
 def postmaster_pid(engine: sa.Engine) -> int:
@@ -182,8 +263,10 @@ def _report(n: int, results: dict[str, dict[str, float]], exact_ms: float | None
         )
 
 
-def measure(n: int, kinds: list[str], out: Path | None = None) -> dict[str, dict[str, float]]:
-    queries = _queries(uniform=False)
+def measure(
+    n: int, kinds: list[str], out: Path | None = None, shape: str = "corpus"
+) -> dict[str, dict[str, float]]:
+    queries = corpus_queries(n) if shape == "corpus" else _queries(uniform=False)
     results: dict[str, dict[str, float]] = {}
     with throwaway_postgres() as postgres:
         engine = postgres.engine
@@ -191,12 +274,15 @@ def measure(n: int, kinds: list[str], out: Path | None = None) -> dict[str, dict
         with postgres.connect() as conn:
             ids = _seed_chunks(conn, n)
             register_building_model(conn, MODEL, DIMS)
-            _load(conn, MODEL, ids, 0, n, uniform=False)
+            if shape == "corpus":
+                load_corpus(conn, ids, n)
+            else:
+                _load(conn, MODEL, ids, 0, n, uniform=False)
             conn.execute(sa.text("ANALYZE chunk_embeddings"))
             conn.commit()
         _progress(f"{n:,} clustered vectors loaded in {time.perf_counter() - started:.1f} s")
-        truth = _truth(ids, n, queries, uniform=False)
-        _progress(f"{n:,}: brute-force truth of {len(queries)} queries computed")
+        truth = corpus_truth(ids, n, queries) if shape == "corpus" else _truth(ids, n, queries, uniform=False)
+        _progress(f"{n:,} ({shape}): brute-force truth of {len(queries)} queries computed")
         exact_ms = _exact_p95(engine, queries[:10])
         _progress(f"{n:,}: exact-scan p95 {exact_ms:.1f} ms")
         for kind in kinds:
@@ -221,8 +307,14 @@ if __name__ == "__main__":
     parser.add_argument("vectors", type=int, nargs="*")
     parser.add_argument("--kinds", default=",".join(ORDER))
     parser.add_argument("--json")
+    parser.add_argument("--shape", choices=["corpus", "topics"], default="corpus")
     args = parser.parse_args()
     for kind in args.kinds.split(","):
         assert kind in INDEX_KINDS, kind
     for n in args.vectors or SIZES.get(os.environ.get("BENCH_SCALE", ""), SIZES[""]):
-        measure(n, args.kinds.split(","), Path(f"{args.json}.{n}.json") if args.json else None)
+        measure(
+            n,
+            args.kinds.split(","),
+            Path(f"{args.json}.{args.shape}.{n}.json") if args.json else None,
+            args.shape,
+        )

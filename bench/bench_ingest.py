@@ -198,7 +198,8 @@ def search_on_topics(postgres: PostgresResource, name: str, queries: int = 30) -
     from pipelines.search import search_by_vector
     from testing.fake_openai import fake_vector
 
-    latencies, kinds = [], set()
+    latencies: list[float] = []
+    kinds: set[str | None] = set()
     for i in range(queries):
         vec = fake_vector(f"bench query {i}", DIMS, XL_TOPICS)
         started = time.perf_counter()
@@ -239,32 +240,29 @@ def physical_floor(
             sent = sum(pool.map(send, ([r.content for r in part] for part in rows.partitions(WRITE_BATCH))))
         request_s = time.perf_counter() - started
     _progress(f"physical floor: {sent:,} inputs embedded in {request_s:.1f} s; raw binary COPY next")
-    with tempfile.TemporaryFile() as spool:
-        raw = postgres.engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                with cur.copy(
-                    "COPY (SELECT chunk_id, model, embedding, content_sha256, token_count FROM chunk_embeddings)"
-                    " TO STDOUT (FORMAT BINARY)"
-                ) as out:
-                    for block in out:
-                        spool.write(block)
-                cur.execute("CREATE TABLE floor_raw (LIKE chunk_embeddings INCLUDING DEFAULTS)")
-                raw.commit()
-                spool.seek(0)
-                started = time.perf_counter()
-                with cur.copy(
-                    "COPY floor_raw (chunk_id, model, embedding, content_sha256, token_count)"
-                    " FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    while block := spool.read(1 << 20):
-                        copy.write(block)
-                raw.commit()
-                copy_s = time.perf_counter() - started
-                cur.execute("DROP TABLE floor_raw")
-                raw.commit()
-        finally:
-            raw.close()
+    with tempfile.TemporaryFile() as spool, postgres.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            with cur.copy(
+                "COPY (SELECT chunk_id, model, embedding, content_sha256, token_count FROM chunk_embeddings)"
+                " TO STDOUT (FORMAT BINARY)"
+            ) as out:
+                for block in out:
+                    spool.write(block)
+            cur.execute("CREATE TABLE floor_raw (LIKE chunk_embeddings INCLUDING DEFAULTS)")
+            raw.commit()
+            spool.seek(0)
+            started = time.perf_counter()
+            with cur.copy(
+                "COPY floor_raw (chunk_id, model, embedding, content_sha256, token_count) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                while block := spool.read(1 << 20):
+                    copy.write(block)
+            raw.commit()
+            copy_s = time.perf_counter() - started
+            cur.execute("DROP TABLE floor_raw")
+            raw.commit()
     floor = request_s + copy_s
     peaks.update({"floor requests s": request_s, "floor copy s": copy_s, "first s": first_s})
     report(

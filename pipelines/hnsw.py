@@ -282,7 +282,7 @@ def nearest_in_transaction(
     *,
     exact: bool = False,
     ef_search: int | None = None,
-) -> tuple[list[Any], BuiltIndex | None]:
+) -> tuple[Sequence[Any], BuiltIndex | None]:
     """The nearest rows of `model` to `vector` through its built index (or exact when it has none, or when
     `exact`), inside a transaction of its own so that the planner settings end with it; and the index used."""
     with conn.begin():
