@@ -97,8 +97,7 @@ def test_switch_from_local_to_1536_dimensions_and_back_without_re_embedding(post
         assert checks(to_small) == {"covers_every_chunk": True, "hnsw_recall_at_10": True}
         with postgres.connect() as conn:
             assert statuses(conn) == {LOCAL: "retired", SMALL: "active"}
-            # 1,536 dimensions: VECTOR_INDEX_KIND=auto builds the binary-quantized HNSW index.
-            assert "bit(1536)" in index_def(conn, SMALL, 1536) and "bit_hamming_ops" in index_def(
+            assert "halfvec(1536)" in index_def(conn, SMALL, 1536) and "halfvec_cosine_ops" in index_def(
                 conn, SMALL, 1536
             )
             assert index_def(conn, LOCAL, 384) is not None  # kept through the grace period

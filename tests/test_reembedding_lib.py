@@ -73,7 +73,7 @@ def test_index_names_are_stable_short_identifiers_distinct_per_model_and_dimensi
     a = index_name_for("text-embedding-3-large@1024", 1024)
     assert a == index_name_for("text-embedding-3-large@1024", 1024)
     assert a != index_name_for("text-embedding-3-large", 3072)
-    assert a.startswith("chunk_embeddings_hnswbq_") and len(a) == len("chunk_embeddings_hnswbq_") + 8
+    assert a.startswith("chunk_embeddings_hnsw_") and len(a) == len("chunk_embeddings_hnsw_") + 8
     assert quote_ident(a) == f'"{a}"'
 
 
@@ -178,7 +178,7 @@ def test_build_memory_holds_the_graph_within_the_operators_ceiling():
 
 
 def test_auto_picks_binary_quantization_from_1024_dimensions_and_halfvec_below():
-    assert [index_plan("m", d).kind for d in (256, 1023, 1024, 1536, 3072, 16000)] == [
+    assert [index_plan("m", d, "auto").kind for d in (256, 1023, 1024, 1536, 3072, 16000)] == [
         "hnsw_halfvec",
         "hnsw_halfvec",
         "hnsw_bq",

@@ -62,7 +62,7 @@ def test_search_uses_the_models_partial_hnsw_index(postgres):
     assert f"Index Scan using {index_name_for(model.name, model.dimensions)}" in explain
 
 
-def test_search_above_2000_dimensions_goes_through_an_index(postgres):
+def test_search_above_2000_dimensions_goes_through_a_halfvec_index(postgres):
     with postgres.connect() as conn:
         texts = chunk_texts(40, seed=5)
         add_chunks(conn, texts)
@@ -76,8 +76,7 @@ def test_search_above_2000_dimensions_goes_through_an_index(postgres):
                 sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
                 {"n": index_name_for("text-embedding-3-large", 3072)},
             ).scalar_one()
-            # Binary quantization (auto from 1,024 dimensions) indexes what a `vector` index could not.
-            assert "binary_quantize(embedding))::bit(3072)" in indexdef and "bit_hamming_ops" in indexdef
+            assert "halfvec(3072)" in indexdef and "halfvec_cosine_ops" in indexdef
             hits = search(conn.engine, large.factory(), texts[7], k=3)
             assert hits[0].content == texts[7]
             assert measure_recall(conn.engine, "text-embedding-3-large", 3072, sample=10).recall >= 0.95
