@@ -245,7 +245,7 @@ class FakeOpenAI:
             self.inputs_answered += len(inputs)
             if self.keep_texts:
                 self.texts_embedded.extend(inputs)
-            self.model_texts.extend((model, t) for t in inputs)
+                self.model_texts.extend((model, t) for t in inputs)
         body = {
             "object": "list",
             "data": data,
