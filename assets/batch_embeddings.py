@@ -3,58 +3,80 @@ that apply finished batches and cancel open ones (launched by `batch_embedding_s
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
 from pipelines.batch_embeddings import (
     BatchApiError,
-    BatchLimits,
+    BatchPlan,
+    BatchSubmission,
     apply_batch,
     cancel_open_batches,
-    check_budget,
-    iter_texts_to_submit,
-    list_batches,
-    plan_batch_embedding,
-    record_oversize,
-    submit_batches,
+    submit_missing_to_batch_api,
 )
+from pipelines.embedders.openai_compatible import open_client
 from pipelines.embeddings import BudgetExceededError
-from pipelines.lib.batch_files import use_batch_api
-from pipelines.models import active_model
-from pipelines.reembedding import prepare_target
-from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
 
-def batch_limits(embedder: EmbedderResource, settings: BatchApiSettings) -> BatchLimits:
-    return BatchLimits(
-        max_batch_inputs=embedder.max_batch_inputs,
-        max_batch_tokens=embedder.max_batch_tokens,
-        max_input_tokens=embedder.max_input_tokens,
-        max_requests_per_file=settings.max_requests_per_file,
-        max_file_bytes=settings.max_file_bytes,
-        poll_initial_s=settings.poll_initial_s,
-        poll_max_s=settings.poll_max_s,
-    )
-
-
 @contextlib.contextmanager
 def open_batch_client(embedder: EmbedderResource) -> Iterator:
-    import openai
-
     if not embedder.api_key:
         raise dg.Failure(description="the Batch API needs OPENAI_API_KEY to be set")
-    client = openai.OpenAI(
-        api_key=embedder.api_key,
-        base_url=embedder.base_url,
-        max_retries=embedder.max_retries,
-        timeout=embedder.timeout_s,
-    )
+    client = open_client(embedder.factory())
     try:
         yield client
     finally:
         client.close()
+
+
+def plan_metadata(plan: BatchPlan, mode: str, budget_usd: float | None) -> dict[str, dg.MetadataValue]:
+    """A Batch API plan as the observation and materialization metadata show it."""
+    return {
+        "model": dg.MetadataValue.text(plan.stats.model),
+        "batch_api": dg.MetadataValue.text(mode),
+        "texts_to_embed": dg.MetadataValue.int(plan.stats.unique_texts),
+        "texts_in_open_batches": dg.MetadataValue.int(plan.in_open_batches),
+        "estimated_tokens": dg.MetadataValue.int(plan.stats.estimated_tokens),
+        "estimated_cost_usd": dg.MetadataValue.float(round(plan.batch_cost_usd, 6)),
+        "sync_cost_usd": dg.MetadataValue.float(round(plan.sync_cost_usd, 6)),
+        "saving_usd": dg.MetadataValue.float(round(plan.sync_cost_usd - plan.batch_cost_usd, 6)),
+        "budget_usd": dg.MetadataValue.float(budget_usd)
+        if budget_usd is not None
+        else dg.MetadataValue.text("none"),
+        "chunks_reused_by_hash": dg.MetadataValue.int(plan.stats.chunks_reused),
+        "chunks_failed": dg.MetadataValue.int(plan.stats.chunks_failed),
+    }
+
+
+def submission_result(
+    done: BatchSubmission, metadata: dict[str, dg.MetadataValue], check_name: str
+) -> dg.MaterializeResult:
+    """The materialization of a submission: its batches, and `check_name` failing while batches are open
+    (`covers_every_chunk`, by construction) or warning on failed texts (`no_failed_chunks`)."""
+    open_batches, failed = len(done.open_batches), done.plan.stats.chunks_failed
+    metadata["batches_submitted"] = dg.MetadataValue.text(
+        ", ".join(b.batch_id for b in done.submitted) or "none"
+    )
+    metadata["batches_open"] = dg.MetadataValue.int(open_batches)
+    metadata["requests"] = dg.MetadataValue.int(sum(b.requests for b in done.submitted))
+    coverage = check_name == "covers_every_chunk"
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=check_name,
+                passed=False if coverage else failed == 0,
+                severity=dg.AssetCheckSeverity.ERROR if coverage else dg.AssetCheckSeverity.WARN,
+                description=f"{open_batches} Batch API batches of {done.plan.stats.model} are open;"
+                " batch_embedding_sensor applies them as they finish and then re-runs reembedding_job, which"
+                " checks coverage and switches.",
+                metadata={"batches_open": open_batches, "chunks_failed": failed},
+            )
+        ],
+    )
 
 
 def submit_embedding_batches(
@@ -62,106 +84,41 @@ def submit_embedding_batches(
     postgres: PostgresResource,
     embedder: EmbedderResource,
     *,
-    max_attempts: int,
-    allow_over_budget: bool,
     check_name: str,
     first_embedding_only: bool = False,
-    retry_abandoned: bool = False,
+    **run_config: Any,
 ) -> dg.MaterializeResult | None:
-    """When EMBEDDING_BATCH_API picks the Batch API (or batches of this model are still open), submit what
-    the configured model lacks and return the materialization; otherwise None (the synchronous path runs).
+    """The Batch API hook of both embedding assets (`submit_missing_to_batch_api`, given the `run_config`):
+    the materialization when it submitted or batches are open, else None (the synchronous path runs)."""
+    settings, metadata = embedder.batch_api, {}
 
-    For `reembedding` the blocking check `check_name` fails until `batch_embedding_sensor` has applied the
-    batches and re-run the build; for `chunk_embeddings` (`first_embedding_only`) only a corpus's first
-    embedding, or one whose batches are still open, goes this way: nightly top-ups stay synchronous."""
-    settings = embedder.batch_api
-    spec = embedder.spec()
-    if settings.mode == "off" or spec.provider != "openai":
-        return None
-    limits = batch_limits(embedder, settings)
-    with postgres.connect() as conn:
-        active = active_model(conn)
-        conn.commit()
-        if first_embedding_only and active is not None:
-            open_now = [b for b in list_batches(conn, "open") if b.model == spec.name]
-            if active.name != spec.name or not open_now:
-                return None
-        prepare_target(postgres.engine, spec)
-        plan = plan_batch_embedding(
-            conn, spec, limits, max_attempts=max_attempts, retry_abandoned=retry_abandoned
-        )
-        waiting = plan.in_open_batches > 0
-        chosen = waiting or use_batch_api(
-            settings.mode,
-            plan.stats.estimated_tokens,
-            settings.min_tokens,
-            provider=spec.provider,
-            remainder=plan.remainder,
-        )
-        if not chosen:
-            return None
-        record_oversize(conn, plan)
-        metadata = {
-            "model": dg.MetadataValue.text(spec.name),
-            "batch_api": dg.MetadataValue.text(settings.mode),
-            "texts_to_embed": dg.MetadataValue.int(plan.stats.unique_texts),
-            "texts_in_open_batches": dg.MetadataValue.int(plan.in_open_batches),
-            "estimated_tokens": dg.MetadataValue.int(plan.stats.estimated_tokens),
-            "estimated_cost_usd": dg.MetadataValue.float(round(plan.batch_cost_usd, 6)),
-            "sync_cost_usd": dg.MetadataValue.float(round(plan.sync_cost_usd, 6)),
-            "saving_usd": dg.MetadataValue.float(round(plan.sync_cost_usd - plan.batch_cost_usd, 6)),
-            "budget_usd": dg.MetadataValue.float(embedder.budget_usd)
-            if embedder.budget_usd is not None
-            else dg.MetadataValue.text("none"),
-            "chunks_reused_by_hash": dg.MetadataValue.int(plan.stats.chunks_reused),
-            "chunks_failed": dg.MetadataValue.int(plan.stats.chunks_failed),
-        }
+    def publish(plan: BatchPlan) -> None:
+        metadata.update(plan_metadata(plan, settings.mode, embedder.budget_usd))
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=metadata))
-        try:
-            check_budget(plan, embedder.budget_usd, allow_over_budget)
-        except BudgetExceededError as exc:
-            raise dg.Failure(
-                description=f"{exc} (in the launchpad: ops: {context.op_execution_context.op.name}: config: allow_over_budget: true)",
-                metadata=metadata,
-            ) from None
-        submitted = []
-        if plan.stats.unique_texts:
-            with open_batch_client(embedder) as client:
-                try:
-                    submitted = submit_batches(
-                        conn,
-                        client,
-                        spec,
-                        iter_texts_to_submit(conn, plan),
-                        limits,
-                        run_id=context.run.run_id,
-                        log=context.log.info,
-                    )
-                except BatchApiError as exc:
-                    raise dg.Failure(description=str(exc)) from None
-        open_batches = [b for b in list_batches(conn, "open") if b.model == spec.name]
-    metadata["batches_submitted"] = dg.MetadataValue.text(", ".join(b.batch_id for b in submitted) or "none")
-    metadata["batches_open"] = dg.MetadataValue.int(len(open_batches))
-    metadata["requests"] = dg.MetadataValue.int(sum(b.requests for b in submitted))
-    waiting_note = (
-        f"{len(open_batches)} Batch API batches of {spec.name} are open; batch_embedding_sensor applies them as"
-        " they finish and then re-runs reembedding_job, which checks coverage and switches."
-    )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=check_name,
-                # Coverage is incomplete by construction while batches are open; failures are what they are.
-                passed=False if check_name == "covers_every_chunk" else plan.stats.chunks_failed == 0,
-                severity=dg.AssetCheckSeverity.ERROR
-                if check_name == "covers_every_chunk"
-                else dg.AssetCheckSeverity.WARN,
-                description=waiting_note,
-                metadata={"batches_open": len(open_batches), "chunks_failed": plan.stats.chunks_failed},
+
+    try:
+        with postgres.connect() as conn:
+            done = submit_missing_to_batch_api(
+                conn,
+                embedder.spec(),
+                embedder.limits(),
+                lambda: open_batch_client(embedder),
+                mode=settings.mode,
+                min_tokens=settings.min_tokens,
+                first_embedding_only=first_embedding_only,
+                run_id=context.run.run_id,
+                log=context.log.info,
+                on_plan=publish,
+                **run_config,
             )
-        ],
-    )
+    except BudgetExceededError as exc:
+        hint = (
+            f"in the launchpad: ops: {context.op_execution_context.op.name}: config: allow_over_budget: true"
+        )
+        raise dg.Failure(description=f"{exc} ({hint})", metadata=metadata) from None
+    except BatchApiError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    return None if done is None else submission_result(done, metadata, check_name)
 
 
 class ApplyBatchesConfig(dg.Config):

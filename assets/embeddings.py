@@ -1,13 +1,21 @@
 """Stage 3: embeddings of every chunk for the model readers use, deduplicated by content hash."""
 
+from typing import Any
+
 import dagster as dg
 
 from assets.batch_embeddings import submit_embedding_batches
 from assets.chunks import document_chunks
-from pipelines.embedders import EmbeddingConfigError, ModelSpec
-from pipelines.embeddings import EmbedStats, ProviderConfigError, embed_pending
+from pipelines.embedders import ModelSpec
+from pipelines.embeddings import (
+    ActiveModelError,
+    EmbedStats,
+    NewChunksResult,
+    ProviderConfigError,
+    embed_new_chunks,
+)
 from pipelines.hnsw import ensure_hnsw_index
-from pipelines.models import active_model, drop_retired_embeddings, register_model
+from pipelines.models import active_model, purge_deleted_vectors
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -21,6 +29,14 @@ class EmbeddingRunConfig(dg.Config):
     max_attempts: int = 3
     # Chunks that failed max_attempts times are skipped (and fail no_failed_chunks) until a run sets this.
     retry_abandoned: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """The run config as the work layer's keyword arguments."""
+        return {
+            "max_attempts": self.max_attempts,
+            "allow_over_budget": self.allow_over_budget,
+            "retry_abandoned": self.retry_abandoned,
+        }
 
 
 def embed_stats_metadata(stats: EmbedStats) -> dict[str, dg.MetadataValue]:
@@ -68,88 +84,63 @@ def chunk_embeddings(
     packed to the provider's limits and run concurrently, results land by binary COPY one request at a time;
     a chunk that cannot be embedded goes to `embedding_errors` and the rest carry on. The model is the active
     one readers use: while a newly configured model is being built by `reembedding_job`, new chunks still get
-    the active model's vectors, so readers never miss them. Vectors of models retired longer than the grace
-    period are dropped. The model's HNSW index is `embedding_index`'s work: the vectors are searchable
+    the active model's vectors, so readers never miss them. Chunks whose text a deleted chunk had within
+    DELETED_VECTOR_GRACE_DAYS take its kept vector, and kept vectors past that period are purged. Vectors of
+    models retired longer than the grace period are dropped. The model's HNSW index is `embedding_index`'s work: the vectors are searchable
     (exactly) as soon as this step ends."""
     # Batch API hook (EMBEDDING_BATCH_API): a large first embedding is submitted and the run ends.
     batched = submit_embedding_batches(
         context,
         postgres,
         embedder,
-        max_attempts=config.max_attempts,
-        allow_over_budget=config.allow_over_budget,
         check_name="no_failed_chunks",
         first_embedding_only=True,
-        retry_abandoned=config.retry_abandoned,
+        **config.options(),
     )
     if batched is not None:
         return batched
     configured = embedder.spec()
-    engine = postgres.engine
-    with engine.begin() as conn:
-        active = active_model(conn)
-        target = configured
-        if active is not None and active.name != configured.name:
-            register_model(conn, configured)
-            context.log.info(
-                f"the configured model {configured.name} is not active yet: embedding new chunks for the active"
-                f" {active.name}; reembedding_job builds {configured.name} and switches"
-            )
-            target = active.spec()
-
-    def embed(spec: ModelSpec) -> EmbedStats:
-        try:
-            return embed_pending(
-                engine,
-                spec,
-                embedder.limits(),
-                embedder.factory(postgres.engine),
-                max_attempts=config.max_attempts,
-                allow_over_budget=config.allow_over_budget,
-                retry_abandoned=config.retry_abandoned,
-                log=context.log.info,
-            )
-        except ProviderConfigError as exc:
-            raise dg.Failure(description=str(exc)) from None
-
-    try:
-        stats = embed(target)
-    except EmbeddingConfigError as exc:
-        if active is None or target is configured:
-            raise
-        raise dg.Failure(
-            description=f"new chunks need vectors of the active model {active.name} until reembedding_job"
-            f" switches readers to {configured.name}: {exc}"
-        ) from None
-    if target is not configured:
-        with engine.begin() as conn:
-            now_active = active_model(conn)
-        if now_active is not None and now_active.name == configured.name:
-            # reembedding_job switched readers while this run embedded for the old model: the chunks this
-            # run wrote meanwhile need the new active model's vectors too, or readers would miss them.
-            context.log.info(
-                f"readers switched to {configured.name} during this run: embedding its new chunks"
-            )
-            stats = embed(configured)
-    cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
+    done = _embed_new_chunks(context, config, postgres, embedder, configured)
+    purged = purge_deleted_vectors(postgres.engine, postgres.deleted_vector_grace_days)
     metadata = {
-        **embed_stats_metadata(stats),
+        **embed_stats_metadata(done.stats),
         "configured_model": dg.MetadataValue.text(configured.name),
-        "model_status": dg.MetadataValue.text(stats.model_status),
-        "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
+        "model_status": dg.MetadataValue.text(done.stats.model_status),
+        "retired_vectors_dropped": dg.MetadataValue.int(done.retired_vectors_dropped),
+        "deleted_vectors_purged": dg.MetadataValue.int(purged),
     }
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="no_failed_chunks",
-                passed=stats.chunks_failed == 0 and stats.chunks_abandoned == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"chunks_failed": stats.chunks_failed, "chunks_abandoned": stats.chunks_abandoned},
-                description="Every chunk sent this run was embedded and none is abandoned after max_attempts"
-                " failures (failures are in embedding_errors; run config retry_abandoned: true retries them).",
-            )
-        ],
+    return dg.MaterializeResult(metadata=metadata, check_results=[no_failed_chunks_result(done.stats)])
+
+
+def _embed_new_chunks(
+    context: dg.AssetExecutionContext,
+    config: EmbeddingRunConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+    configured: ModelSpec,
+) -> NewChunksResult:
+    try:
+        return embed_new_chunks(
+            postgres.engine,
+            configured,
+            embedder.limits(),
+            embedder.factory(postgres.engine),
+            retired_grace_days=postgres.retired_grace_days,
+            log=context.log.info,
+            **config.options(),
+        )
+    except (ProviderConfigError, ActiveModelError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
+def no_failed_chunks_result(stats: EmbedStats) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="no_failed_chunks",
+        passed=stats.chunks_failed == 0 and stats.chunks_abandoned == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"chunks_failed": stats.chunks_failed, "chunks_abandoned": stats.chunks_abandoned},
+        description="Every chunk sent this run was embedded and none is abandoned after max_attempts"
+        " failures (failures are in embedding_errors; run config retry_abandoned: true retries them).",
     )
 
 

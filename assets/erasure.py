@@ -3,9 +3,13 @@
 # No `from __future__ import annotations` here: Dagster resolves the config and resource parameter
 # annotations of the op function at definition time.
 
+import datetime as dt
+
 import dagster as dg
 
+from assets.metrics import day_metadata
 from pipelines.erasure import DEFAULT_BATCH_SIZE, erase_user_dialogue
+from pipelines.metrics import stored_metrics_days
 from resources.postgres import PostgresResource
 
 
@@ -25,6 +29,7 @@ def erase_user_dialogue_op(
 ) -> dg.Output[None]:
     """Deletes the user's ai_dialogue_log rows in bounded batches, recomputes the rag_metrics_history days
     that lost rows and writes an erasure_audit row (run, requester, counts, days; no user identifier).
+    It first purges every kept vector of deleted chunks (docs/deletion-safety.md): nothing ties one to a user.
     A second run for the same user deletes nothing and recomputes nothing, and is audited too."""
     requested_by = config.requested_by or context.run.tags.get("requested_by")
     with postgres.connect() as conn:
@@ -35,6 +40,7 @@ def erase_user_dialogue_op(
             run_id=context.run.run_id,
             requested_by=requested_by,
         )
+    record_recomputed_days(context, postgres, result.days_recomputed)
     context.log.info(
         f"erasure {result.erasure_id}: deleted {result.rows_deleted} dialogue row(s) in {result.batches}"
         f" batch(es) over {len(result.days)} day(s); recomputed {len(result.days_recomputed)} metrics day(s)"
@@ -47,5 +53,24 @@ def erase_user_dialogue_op(
             "batches": dg.MetadataValue.int(result.batches),
             "days": dg.MetadataValue.json([d.isoformat() for d in result.days]),
             "days_recomputed": dg.MetadataValue.json([d.isoformat() for d in result.days_recomputed]),
+            "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
         },
     )
+
+
+def record_recomputed_days(
+    context: dg.OpExecutionContext, postgres: PostgresResource, days: list[dt.date]
+) -> None:
+    """A new materialization of each rag_metrics_history day the erasure recomputed, with that day's numbers:
+    the UI shows (and plots) a partition's latest one, which would otherwise still count the erased rows."""
+    with postgres.begin() as conn:
+        rows = stored_metrics_days(conn, days)
+    for row in rows:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="rag_metrics_history",
+                partition=str(row["date"]),
+                description="recomputed by erasure_job after the erased rows were deleted",
+                metadata=day_metadata(row),
+            )
+        )

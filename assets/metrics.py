@@ -108,7 +108,8 @@ def materialization_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, dg.
         }
     missed = [str(r["date"]) for r in rows if r["slo_compliance"]["overallMet"] is False]
     return {
-        "days": dg.MetadataValue.int(len(rows)),
+        # Text, not a number: a run's own constant, which the UI would otherwise plot.
+        "days": dg.MetadataValue.text(str(len(rows))),
         "first_day": dg.MetadataValue.text(str(rows[0]["date"])),
         "last_day": dg.MetadataValue.text(str(rows[-1]["date"])),
         "total_queries": dg.MetadataValue.int(sum(int(r["total_queries"]) for r in rows)),
@@ -125,8 +126,9 @@ def _rounded(value: Any, digits: int) -> float | None:
 def day_metadata(row: Mapping[str, Any]) -> dict[str, dg.MetadataValue]:
     """One day's numbers for that day's own partition event, so that the asset page plots each day of a
     backfill at its partition. Rounded for display (latency to 0.1 ms, JPY to 0.01); the table keeps
-    full precision. The range summary's counters are restated for the one day, so that `days` and
-    `days_missing_slo` plot as 1 / 0-or-1 per day rather than as the range's totals."""
+    full precision. The range summary's counters are restated for the one day, so that
+    `days_missing_slo` plots as 0-or-1 per day rather than as the range's total, and `days` (1, text, so
+    that it is not plotted) does not show the range's."""
     met = _overall_met(row)
     queries = int(row["total_queries"])
     numbers = {
@@ -140,7 +142,7 @@ def day_metadata(row: Mapping[str, Any]) -> dict[str, dg.MetadataValue]:
     }
     return {
         "date": dg.MetadataValue.text(str(row["date"])),
-        "days": dg.MetadataValue.int(1),
+        "days": dg.MetadataValue.text("1"),
         "total_queries": dg.MetadataValue.int(queries),
         # A day without data has no point for that metric (the UI leaves a gap), rather than a 0.
         **{k: dg.MetadataValue.float(v) for k, v in numbers.items() if v is not None},
@@ -159,6 +161,10 @@ def check_result(outcome: slo.ThresholdOutcome) -> dg.AssetCheckResult:
             "threshold": dg.MetadataValue.text(outcome.threshold.describe()),
             "days_checked": dg.MetadataValue.int(outcome.days_checked),
             "days_breaching": dg.MetadataValue.int(len(outcome.breaches)),
+            # The checks are not partitioned: the UI shows "Partition —", so the days are named here.
+            "breaching_days": dg.MetadataValue.text(
+                ", ".join(f"{b['date']} ({b['severity']})" for b in outcome.breaches) or "none"
+            ),
             "days_without_data": dg.MetadataValue.int(len(outcome.days_without_data)),
             "breaches": dg.MetadataValue.json(outcome.breaches),
             # The levels judged, so that the alert sensor names the same thresholds as the check.

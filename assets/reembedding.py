@@ -1,20 +1,15 @@
 """Stage 3b: blue/green re-embedding after a change of the configured embedding model."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from assets.batch_embeddings import submit_embedding_batches
 from assets.embeddings import EmbeddingRunConfig, chunk_embeddings, embed_stats_metadata
 from pipelines.embeddings import BudgetExceededError, EmbedStats
-from pipelines.hnsw import ensure_hnsw_index, measure_recall
-from pipelines.models import (
-    CoverageError,
-    active_model,
-    coverage,
-    drop_retired_embeddings,
-    retire_abandoned_builds,
-    switch_active_model,
-)
-from pipelines.reembedding import TOP_UP_ROUNDS, build_model, top_up
+from pipelines.hnsw import RecallResult
+from pipelines.models import Coverage, CoverageError
+from pipelines.reembedding import BuildResult, build_model, switch_to_configured_model
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -66,27 +61,12 @@ def reembedding(
     embedding (resumable: finished requests are committed), and its HNSW index is built after the bulk load."""
     # Batch API hook (EMBEDDING_BATCH_API): submits and ends; batch_embedding_sensor takes it from there.
     batched = submit_embedding_batches(
-        context,
-        postgres,
-        embedder,
-        max_attempts=config.max_attempts,
-        allow_over_budget=config.allow_over_budget,
-        check_name="covers_every_chunk",
-        retry_abandoned=config.retry_abandoned,
+        context, postgres, embedder, check_name="covers_every_chunk", **config.options()
     )
     if batched is not None:
         return batched
     estimate: dict[str, dg.MetadataValue] = {}
     limits = embedder.limits()
-
-    def publish_estimate(stats: EmbedStats) -> None:
-        estimate.update(_estimate_metadata(stats, limits.budget_usd))
-        context.log.info(
-            f"{stats.model}: {stats.unique_texts} texts to embed, ~{stats.estimated_tokens:,} tokens,"
-            f" ~${stats.estimated_cost_usd:.4f}"
-        )
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=estimate))
-
     try:
         result = build_model(
             postgres.engine,
@@ -94,46 +74,62 @@ def reembedding(
             limits,
             embedder.factory(postgres.engine),
             **postgres.hnsw_options(),
-            max_attempts=config.max_attempts,
-            allow_over_budget=config.allow_over_budget,
-            retry_abandoned=config.retry_abandoned,
+            **config.options(),
             log=context.log.info,
-            on_estimate=publish_estimate,
+            on_estimate=_estimate_publisher(context, estimate, limits.budget_usd),
         )
     except BudgetExceededError as exc:
         raise dg.Failure(
             description=f"{exc} (in reembedding_job's launchpad: ops: reembedding: config: allow_over_budget: true)",
             metadata=estimate,
         ) from None
-    stats, cov = result.stats, result.coverage
+    return dg.MaterializeResult(
+        metadata=_build_metadata(result, limits.budget_usd), check_results=[_coverage_result(result.coverage)]
+    )
+
+
+def _estimate_publisher(
+    context: dg.AssetExecutionContext, estimate: dict[str, dg.MetadataValue], budget_usd: float | None
+) -> Callable[[EmbedStats], None]:
+    """Publishes the build's estimate as an observation before any request, and keeps it in `estimate`."""
+
+    def publish(stats: EmbedStats) -> None:
+        estimate.update(_estimate_metadata(stats, budget_usd))
+        context.log.info(
+            f"{stats.model}: {stats.unique_texts} texts to embed, ~{stats.estimated_tokens:,} tokens,"
+            f" ~${stats.estimated_cost_usd:.4f}"
+        )
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=estimate))
+
+    return publish
+
+
+def _build_metadata(result: BuildResult, budget_usd: float | None) -> dict[str, dg.MetadataValue]:
     metadata = {
-        **embed_stats_metadata(stats),
-        **_estimate_metadata(stats, limits.budget_usd),
+        **embed_stats_metadata(result.stats),
+        **_estimate_metadata(result.stats, budget_usd),
         "previous_active_model": dg.MetadataValue.text(result.previous_active or "none"),
         "status_before": dg.MetadataValue.text(result.status_before or "unregistered"),
         "reopened_retired_model": dg.MetadataValue.bool(result.reopened),
         # Coverage of the current chunks, re-counted after the build (chunks may have changed meanwhile).
-        "chunks_total": dg.MetadataValue.int(cov.total_chunks),
-        "chunks_missing": dg.MetadataValue.int(cov.missing),
+        "chunks_total": dg.MetadataValue.int(result.coverage.total_chunks),
+        "chunks_missing": dg.MetadataValue.int(result.coverage.missing),
     }
     if result.index is not None:
         metadata["hnsw_index"] = dg.MetadataValue.text(f"{result.index.index_name} ({result.index.note})")
         metadata["hnsw_build_s"] = dg.MetadataValue.float(round(result.index.seconds, 3))
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="covers_every_chunk",
-                passed=cov.complete,
-                metadata={
-                    "chunks_total": cov.total_chunks,
-                    "chunks_missing": cov.missing,
-                    "sample_missing_chunk_ids": dg.MetadataValue.text(
-                        ", ".join(map(str, cov.sample_missing)) or "-"
-                    ),
-                },
-            )
-        ],
+    return metadata
+
+
+def _coverage_result(cov: Coverage) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="covers_every_chunk",
+        passed=cov.complete,
+        metadata={
+            "chunks_total": cov.total_chunks,
+            "chunks_missing": cov.missing,
+            "sample_missing_chunk_ids": dg.MetadataValue.text(", ".join(map(str, cov.sample_missing)) or "-"),
+        },
     )
 
 
@@ -158,62 +154,49 @@ def embedding_model_switch(
     coverage under a lock, so readers of `active_chunk_embeddings` see one complete model before and after;
     builds abandoned by a later configuration change are retired, the vectors of models retired longer than
     RETIRED_GRACE_DAYS are dropped with their index, and the active index's recall@10 against exact search
-    is measured."""
-    target = embedder.spec().name
-    engine = postgres.engine
-    spec = embedder.spec()
-    for attempt in range(TOP_UP_ROUNDS + 1):
-        try:
-            switch = switch_active_model(engine, target, run_id=context.run.run_id)
-            break
-        except CoverageError as exc:
-            # Chunks an ingestion run wrote after the build's check: embed them, then switch or fail.
-            if attempt == TOP_UP_ROUNDS or not top_up(
-                engine, spec, embedder.limits(), embedder.factory(engine), log=context.log.info
-            ):
-                raise dg.Failure(description=str(exc)) from None
-    if switch.switched:
-        context.log.info(f"switched readers from {switch.previous} to {target}")
-    abandoned = retire_abandoned_builds(engine, keep=target)
-    if abandoned:
-        context.log.info(
-            f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period"
+    is measured (`switch_to_configured_model`)."""
+    try:
+        done = switch_to_configured_model(
+            postgres.engine,
+            embedder.spec(),
+            embedder.limits(),
+            embedder.factory(postgres.engine),
+            **postgres.hnsw_options(),
+            retired_grace_days=postgres.retired_grace_days,
+            recall_sample=RECALL_SAMPLE,
+            run_id=context.run.run_id,
+            log=context.log.info,
         )
-    with engine.begin() as conn:
-        active = active_model(conn)
-    if active is None:
-        raise dg.Failure(description=f"no active embedding model after switching to {target}")
-    index = ensure_hnsw_index(engine, active.name, active.dimensions, **postgres.hnsw_options())
-    cleanup = drop_retired_embeddings(engine, postgres.retired_grace_days, log=context.log.info)
-    recall = measure_recall(engine, active.name, active.dimensions, sample=RECALL_SAMPLE)
-    with engine.begin() as conn:
-        cov = coverage(conn, active.name)
+    except CoverageError as exc:
+        raise dg.Failure(description=str(exc)) from None
     return dg.MaterializeResult(
         metadata={
-            "active_model": dg.MetadataValue.text(active.name),
-            "previous_model": dg.MetadataValue.text(switch.previous or "none"),
-            "switched": dg.MetadataValue.bool(switch.switched),
-            "chunks_covered": dg.MetadataValue.int(cov.total_chunks - cov.missing),
-            "hnsw_index": dg.MetadataValue.text(f"{index.index_name} ({index.note})"),
-            "retired_vectors_dropped": dg.MetadataValue.int(cleanup.total),
-            "abandoned_builds_retired": dg.MetadataValue.text(", ".join(abandoned) or "none"),
+            "active_model": dg.MetadataValue.text(done.active.name),
+            "previous_model": dg.MetadataValue.text(done.switch.previous or "none"),
+            "switched": dg.MetadataValue.bool(done.switch.switched),
+            "chunks_covered": dg.MetadataValue.int(done.coverage.total_chunks - done.coverage.missing),
+            "hnsw_index": dg.MetadataValue.text(f"{done.index.index_name} ({done.index.note})"),
+            "retired_vectors_dropped": dg.MetadataValue.int(done.retired_vectors_dropped),
+            "abandoned_builds_retired": dg.MetadataValue.text(", ".join(done.abandoned) or "none"),
             "retired_grace_days": dg.MetadataValue.float(float(postgres.retired_grace_days)),
-            "recall_at_10": dg.MetadataValue.float(round(recall.recall, 4)),
+            "recall_at_10": dg.MetadataValue.float(round(done.recall.recall, 4)),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="hnsw_recall_at_10",
-                passed=recall.recall >= RECALL_WARN_BELOW,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "recall_at_10": recall.recall,
-                    "queries": recall.queries,
-                    "threshold": RECALL_WARN_BELOW,
-                    "model": dg.MetadataValue.text(recall.model),
-                    "search": dg.MetadataValue.text(
-                        "HNSW index" if recall.via_index else "exact (no HNSW index below HNSW_MIN_ROWS)"
-                    ),
-                },
-            )
-        ],
+        check_results=[_recall_result(done.recall)],
+    )
+
+
+def _recall_result(recall: RecallResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="hnsw_recall_at_10",
+        passed=recall.recall >= RECALL_WARN_BELOW,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "recall_at_10": recall.recall,
+            "queries": recall.queries,
+            "threshold": RECALL_WARN_BELOW,
+            "model": dg.MetadataValue.text(recall.model),
+            "search": dg.MetadataValue.text(
+                "HNSW index" if recall.via_index else "exact (no HNSW index below HNSW_MIN_ROWS)"
+            ),
+        },
     )

@@ -8,7 +8,13 @@ import time
 
 import dagster as dg
 
-from pipelines.retention import DEFAULT_BATCH_SIZE, ExpiringItem, count_expired_unprotected, sweep_expired
+from pipelines.retention import (
+    DEFAULT_BATCH_SIZE,
+    ExpiringItem,
+    SweepResult,
+    count_expired_unprotected,
+    sweep_expired,
+)
 from resources.postgres import PostgresResource
 
 GROUP = "retention"
@@ -60,7 +66,8 @@ def retention_sweep(
     calendar, at or before the sweep's start; retention set; no legal hold) together with its chunks and
     embeddings, in bounded batches that each take the retention advisory lock and write one `retention_audit`
     row and one `retention_tombstones` row per document in the same transaction, so ingestion never brings
-    the same content back. A dry run records what it would delete and deletes nothing. Reports what legal
+    the same content back; kept vectors of deleted chunks with the swept texts, or whose document's retention
+    ended, are purged too. A dry run records what it would delete and deletes nothing. Reports what legal
     holds kept and what expires within the next 30 days."""
     started = time.perf_counter()
     window = dt.timedelta(days=config.expiring_window_days)
@@ -80,6 +87,13 @@ def retention_sweep(
         f"retention sweep {result.sweep_id}: {verb} {result.documents} document(s), {result.chunks} chunk(s),"
         f" {result.embeddings} embedding(s) in {result.batches} batch(es); {result.held_by_legal_hold} held"
     )
+    return dg.MaterializeResult(
+        metadata=sweep_metadata(result, config.expiring_window_days, duration),
+        check_results=[remaining_check_result(result, remaining)],
+    )
+
+
+def sweep_metadata(result: SweepResult, window_days: int, duration_s: float) -> dict[str, dg.MetadataValue]:
     metadata: dict[str, dg.MetadataValue] = {
         "dry_run": dg.MetadataValue.bool(result.dry_run),
         "sweep_id": dg.MetadataValue.text(result.sweep_id),
@@ -88,28 +102,28 @@ def retention_sweep(
         "chunks_deleted": dg.MetadataValue.int(0 if result.dry_run else result.chunks),
         "embeddings_deleted": dg.MetadataValue.int(0 if result.dry_run else result.embeddings),
         "held_by_legal_hold": dg.MetadataValue.int(result.held_by_legal_hold),
-        f"expiring_next_{config.expiring_window_days}_days": dg.MetadataValue.int(result.expiring_count),
+        "kept_vectors_purged": dg.MetadataValue.int(result.kept_vectors_purged),
+        f"expiring_next_{window_days}_days": dg.MetadataValue.int(result.expiring_count),
         "expiring_soonest": dg.MetadataValue.md(expiring_markdown(result.expiring)),
         "batches": dg.MetadataValue.int(result.batches),
         "longest_lock_ms": dg.MetadataValue.float(round(result.longest_lock_s * 1000, 1)),
-        "duration_s": dg.MetadataValue.float(round(duration, 3)),
+        "duration_s": dg.MetadataValue.float(round(duration_s, 3)),
     }
     if result.dry_run:
         metadata["would_delete"] = dg.MetadataValue.int(result.documents)
         metadata["would_delete_chunks"] = dg.MetadataValue.int(result.chunks)
         metadata["would_delete_embeddings"] = dg.MetadataValue.int(result.embeddings)
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHECK_NAME,
-                passed=remaining == 0,
-                # A dry run leaves expired content by design: worth a look, not an alarm.
-                severity=dg.AssetCheckSeverity.WARN if result.dry_run else dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "expired_unprotected_remaining": dg.MetadataValue.int(remaining),
-                    "as_of": dg.MetadataValue.timestamp(result.as_of),
-                },
-            )
-        ],
+    return metadata
+
+
+def remaining_check_result(result: SweepResult, remaining: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=remaining == 0,
+        # A dry run leaves expired content by design: worth a look, not an alarm.
+        severity=dg.AssetCheckSeverity.WARN if result.dry_run else dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "expired_unprotected_remaining": dg.MetadataValue.int(remaining),
+            "as_of": dg.MetadataValue.timestamp(result.as_of),
+        },
     )

@@ -20,6 +20,7 @@ MODULES = [
     "bench.bench_retention",
     "bench.bench_reembedding",
     "bench.bench_batch_embeddings",
+    "bench.bench_deletion_guard",
     "bench.bench_rate_limit",
 ]
 

@@ -12,13 +12,13 @@ import openai
 
 from bench.common import report, throwaway_postgres
 from pipelines.batch_embeddings import (
-    BatchLimits,
     apply_batch,
     iter_texts_to_submit,
     plan_batch_embedding,
     poll_batches,
     submit_batches,
 )
+from pipelines.embedders import EmbedLimits
 from pipelines.embeddings import embed_pending
 from pipelines.models import register_model
 from resources.embedders import EmbedderResource
@@ -51,7 +51,7 @@ def run() -> None:
         spec = _embedder(fake, BATCH_MODEL).spec()
         register_model(conn, spec)
         conn.commit()
-        limits = BatchLimits(poll_initial_s=0)
+        limits = EmbedLimits(poll_initial_s=0)
         client = openai.OpenAI(api_key="sk-bench", base_url=fake.base_url, max_retries=0)
         plan = plan_batch_embedding(conn, spec, limits)
         (batch,) = submit_batches(conn, client, spec, iter_texts_to_submit(conn, plan), limits)

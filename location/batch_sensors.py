@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.batch_embeddings import batch_embedding_apply_job, batch_limits, open_batch_client
+from assets.batch_embeddings import batch_embedding_apply_job, open_batch_client
 from location.jobs import reembedding_job
 from pipelines.batch_embeddings import list_batches, poll_batches, resume_key
 from pipelines.models import coverage, get_model
@@ -25,7 +25,7 @@ def batch_embedding_sensor(
     requests: list[dg.RunRequest] = []
     with postgres.connect() as conn:
         if list_batches(conn, "open"):
-            limits = batch_limits(embedder, embedder.batch_api)
+            limits = embedder.limits()
             with open_batch_client(embedder) as client:
                 for batch_id, status in poll_batches(conn, client, limits, log=context.log.info):
                     context.log.info(f"batch {batch_id} is {status}")

@@ -15,16 +15,22 @@ from pipelines.hnsw import (
     DEFAULT_INDEX_KIND,
     DEFAULT_MAINTENANCE_WORK_MEM,
 )
-from pipelines.lib.alerts import DEFAULT_UI_URL, FORMATS
+from pipelines.lib.alerts import DEFAULT_UI_URL, checked_format
 from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from pipelines.lib.deletion_safety import (
+    DEFAULT_DELETED_VECTOR_GRACE_DAYS,
+    DEFAULT_MAX_DOCUMENTS,
+    DEFAULT_MAX_PERCENT,
+    DeletionLimits,
+)
 from pipelines.lib.vector_index import validate_index_kind
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.alerts import AlertsResource
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
-from resources.env import env_number
+from resources.env import env_flag, env_number
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
@@ -45,6 +51,15 @@ def _chunk_settings() -> dict[str, int]:
     return {"chunk_max_chars": max_chars, "chunk_overlap": overlap}
 
 
+def _deletion_limits() -> DeletionLimits:
+    """ALLOW_MASS_DELETION and the MASS_DELETION_MAX_* bounds of the mass-deletion guard."""
+    return DeletionLimits(
+        max_documents=env_number("MASS_DELETION_MAX_DOCUMENTS", int, DEFAULT_MAX_DOCUMENTS, minimum=0),
+        max_percent=env_number("MASS_DELETION_MAX_PERCENT", float, DEFAULT_MAX_PERCENT, minimum=0),
+        allow=env_flag("ALLOW_MASS_DELETION"),
+    )
+
+
 def role_settings() -> dict[str, str]:
     """APP_ROLE / ANALYST_ROLE: the role names the security migration creates and grants to."""
     return {
@@ -54,10 +69,7 @@ def role_settings() -> dict[str, str]:
 
 
 def _alert_format() -> str:
-    fmt = (os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return fmt
+    return checked_format((os.environ.get("ALERT_WEBHOOK_FORMAT") or "slack").strip().lower())
 
 
 def batch_api_settings() -> BatchApiSettings:
@@ -73,16 +85,23 @@ def batch_api_settings() -> BatchApiSettings:
             "EMBEDDING_BATCH_MAX_REQUESTS_PER_FILE", int, d.max_requests_per_file, positive=True
         ),
         max_file_bytes=env_number("EMBEDDING_BATCH_MAX_FILE_BYTES", int, d.max_file_bytes, positive=True),
+        max_inputs_per_file=env_number(
+            "EMBEDDING_BATCH_MAX_INPUTS_PER_FILE", int, d.max_inputs_per_file, positive=True
+        ),
         poll_initial_s=env_number("EMBEDDING_BATCH_POLL_S", float, d.poll_initial_s, minimum=0),
         poll_max_s=env_number("EMBEDDING_BATCH_POLL_MAX_S", float, d.poll_max_s, minimum=0),
     )
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    deletion = _deletion_limits()
     return {
         "postgres": PostgresResource(
             database_url=_env("DATABASE_URL"),
             retired_grace_days=env_number("RETIRED_GRACE_DAYS", float, DEFAULT_RETIRED_GRACE_DAYS, minimum=0),
+            deleted_vector_grace_days=env_number(
+                "DELETED_VECTOR_GRACE_DAYS", float, DEFAULT_DELETED_VECTOR_GRACE_DAYS, minimum=0
+            ),
             hnsw_maintenance_work_mem=os.environ.get("HNSW_MAINTENANCE_WORK_MEM")
             or DEFAULT_MAINTENANCE_WORK_MEM,
             hnsw_min_rows=env_number("HNSW_MIN_ROWS", int, DEFAULT_HNSW_MIN_ROWS, minimum=0),
@@ -100,6 +119,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             tables=parse_table_sources(os.environ.get("SOURCE_TABLES")),
             **_chunk_settings(),
             retention_defaults=os.environ.get("RETENTION_DEFAULTS") or None,
+            allow_mass_deletion=deletion.allow,
+            mass_deletion_max_documents=deletion.max_documents,
+            mass_deletion_max_percent=deletion.max_percent,
         ),
         "embedder": EmbedderResource(
             provider=os.environ.get("EMBEDDING_PROVIDER") or "auto",

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from pipelines.lib.alerts import Alert, payload, redact
+from pipelines.lib.alerts import Alert, checked_format, payload
+from pipelines.lib.redact import redact
 from pipelines.sql import query
 
 
@@ -40,10 +41,8 @@ class WebhookNotifier:
         if not url.startswith(("http://", "https://")):
             # Not quoting the value: it is a secret, and a mistyped one is still mostly the token.
             raise ValueError("ALERT_WEBHOOK_URL must be an http:// or https:// URL")
-        if format not in ("slack", "json"):
-            raise ValueError(f"ALERT_WEBHOOK_FORMAT must be slack or json, got {format!r}")
         self._url = url
-        self.format = format
+        self.format = checked_format(format)
         self.timeout_s = timeout_s
 
     def __repr__(self) -> str:
@@ -72,10 +71,10 @@ class WebhookNotifier:
             detail = (
                 reason.strerror if isinstance(reason, OSError) and reason.strerror else type(reason).__name__
             )
-            raise DeliveryError(redact(f"cannot reach the receiver: {detail}", self._url)) from None
+            raise DeliveryError(redact(f"cannot reach the receiver: {detail}", [self._url])) from None
         except OSError as exc:
             raise DeliveryError(
-                redact(f"connection failed: {exc.strerror or type(exc).__name__}", self._url)
+                redact(f"connection failed: {exc.strerror or type(exc).__name__}", [self._url])
             ) from None
 
     def secret(self) -> str:

@@ -18,9 +18,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pipelines.embedders import KNOWN_MODELS, EmbedLimits, ModelSpec
+from pipelines.embedders import EmbedLimits, ModelSpec, get_provider, native_dimensions
+from pipelines.embedders.openai_compatible import CONFIG_ERROR_STATUSES
 from pipelines.embeddings import (
-    CONFIG_ERROR_STATUSES,
     PAGE_TEXTS,
     BudgetExceededError,
     EmbedStats,
@@ -35,8 +35,6 @@ from pipelines.lib.batch_files import (
     BATCH_PRICE_FACTOR,
     COMPLETION_WINDOW,
     ENDPOINT,
-    MAX_FILE_BYTES,
-    MAX_REQUESTS_PER_FILE,
     OPEN_STATUSES,
     TERMINAL_STATUSES,
     BatchFileError,
@@ -45,11 +43,14 @@ from pipelines.lib.batch_files import (
     next_poll_delay_s,
     parse_result_line,
     request_line,
+    use_batch_api,
 )
 from pipelines.lib.batching import pack_batches, starts_new_group
 from pipelines.lib.redact import redact
 from pipelines.lib.vectors import as_matrix
 from pipelines.locks import embedding_lock_key, session_lock
+from pipelines.models import active_model
+from pipelines.reembedding import prepare_target
 from pipelines.sql import query
 
 if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
@@ -74,24 +75,6 @@ class BatchConfigError(BatchApiError):
 
 class BatchNotReadyError(RuntimeError):
     pass
-
-
-_SYNC_LIMITS = EmbedLimits()
-# How often an open batch is polled: from a minute, doubling up to half an hour.
-DEFAULT_POLL_INITIAL_S = 60.0
-DEFAULT_POLL_MAX_S = 1800.0
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    # The requests inside a batch file obey the same per-request limits as the synchronous endpoint.
-    max_batch_inputs: int = _SYNC_LIMITS.max_batch_inputs
-    max_batch_tokens: int = _SYNC_LIMITS.max_batch_tokens
-    max_input_tokens: int = _SYNC_LIMITS.max_input_tokens
-    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
-    max_file_bytes: int = MAX_FILE_BYTES
-    poll_initial_s: float = DEFAULT_POLL_INITIAL_S
-    poll_max_s: float = DEFAULT_POLL_MAX_S
 
 
 @dataclass
@@ -143,14 +126,13 @@ class ApplyResult:
 
 def send_dimensions(spec: ModelSpec) -> int | None:
     """The `dimensions` request parameter: only when it differs from the model's native one."""
-    native = KNOWN_MODELS.get(spec.model, (None, 0))[0]
-    return spec.dimensions if spec.dimensions != native else None
+    return spec.dimensions if spec.dimensions != native_dimensions(spec.model) else None
 
 
 def plan_batch_embedding(
     conn: sa.Connection,
     spec: ModelSpec,
-    limits: BatchLimits,
+    limits: EmbedLimits,
     *,
     max_attempts: int = 3,
     retry_abandoned: bool = False,
@@ -273,7 +255,7 @@ def submit_batches(
     client,
     spec: ModelSpec,
     pending: Iterable[PendingText],
-    limits: BatchLimits,
+    limits: EmbedLimits,
     *,
     run_id: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
@@ -291,7 +273,10 @@ def submit_batches(
     submitted: list[SubmittedBatch] = []
     current: _RequestFile | None = None
     try:
-        requests = pack_batches(pending, lambda p: p.tokens, limits.max_batch_inputs, limits.max_batch_tokens)
+        # The requests inside a batch file obey the synchronous endpoint's per-request limits, and no one
+        # request may carry more inputs than a whole batch may.
+        per_request = min(limits.max_batch_inputs, limits.max_inputs_per_file)
+        requests = pack_batches(pending, lambda p: p.tokens, per_request, limits.max_batch_tokens)
         # custom_ids are unique within a batch; the mapping is keyed by (batch row, custom_id).
         for i, request in enumerate(requests):
             line = request_line(f"r{i}", spec.model, [p.text for p in request], dims)
@@ -299,8 +284,15 @@ def submit_batches(
                 raise BatchFileError(
                     f"request line {i} is {len(line)} bytes, over the {limits.max_file_bytes}-byte file limit"
                 )
-            if current is not None and starts_new_group(
-                current.requests, current.size, len(line), limits.max_requests_per_file, limits.max_file_bytes
+            if current is not None and (
+                starts_new_group(
+                    current.requests,
+                    current.size,
+                    len(line),
+                    limits.max_requests_per_file,
+                    limits.max_file_bytes,
+                )
+                or current.texts + len(request) > limits.max_inputs_per_file
             ):
                 full, current = current, None
                 submitted.append(_submit_file(conn, client, spec, full, limits, log))
@@ -388,7 +380,7 @@ def _submit_file(
     client: Any,
     spec: ModelSpec,
     f: _RequestFile,
-    limits: BatchLimits,
+    limits: EmbedLimits,
     log: Callable[[str], None],
 ) -> SubmittedBatch:
     sync_cost = spec.cost_usd(f.tokens)
@@ -471,7 +463,7 @@ def _raise_if_config_error(exc: BaseException, client: Any, model: str | None = 
 
 
 def poll_batches(
-    conn: sa.Connection, client, limits: BatchLimits, log: Callable[[str], None] = lambda _msg: None
+    conn: sa.Connection, client, limits: EmbedLimits, log: Callable[[str], None] = lambda _msg: None
 ) -> list[tuple[str, str]]:
     """Retrieve the status of every open batch that is due, with exponential backoff between polls of
     one batch; returns the (batch id, status) of those whose status changed."""
@@ -744,3 +736,64 @@ def resume_key(conn: sa.Connection, model: str) -> str | None:
     if not r.batches or r.open or r.latest_status == "cancelled":
         return None
     return f"resume-{model}-{r.latest}"
+
+
+@dataclass
+class BatchSubmission:
+    """What `submit_missing_to_batch_api` did: its plan, the batches it submitted and the model's open ones."""
+
+    plan: BatchPlan
+    submitted: list[SubmittedBatch]
+    open_batches: list
+
+
+def submit_missing_to_batch_api(
+    conn: sa.Connection,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    open_client: Callable[[], contextlib.AbstractContextManager[Any]],
+    *,
+    mode: str,
+    min_tokens: int,
+    max_attempts: int,
+    allow_over_budget: bool,
+    first_embedding_only: bool = False,
+    retry_abandoned: bool = False,
+    run_id: str | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+    on_plan: Callable[[BatchPlan], None] = lambda _plan: None,
+) -> BatchSubmission | None:
+    """When `mode` (EMBEDDING_BATCH_API) picks the Batch API for what `spec`'s model lacks, or batches of the
+    model are still open: plan, publish the plan (`on_plan`), check the budget (BudgetExceededError), and
+    submit; otherwise None, and the synchronous path runs. With `first_embedding_only` only a corpus's
+    first embedding, or one whose batches are still open, goes this way: nightly top-ups stay synchronous."""
+    if mode == "off" or not get_provider(spec.provider).batch_api:
+        return None
+    active = active_model(conn)
+    conn.commit()
+    if first_embedding_only and active is not None:
+        open_now = [b for b in list_batches(conn, "open") if b.model == spec.name]
+        if active.name != spec.name or not open_now:
+            return None
+    prepare_target(conn.engine, spec)
+    plan = plan_batch_embedding(
+        conn, spec, limits, max_attempts=max_attempts, retry_abandoned=retry_abandoned
+    )
+    waiting = plan.in_open_batches > 0
+    if not (
+        waiting
+        or use_batch_api(
+            mode, plan.stats.estimated_tokens, min_tokens, has_batch_api=True, remainder=plan.remainder
+        )
+    ):
+        return None
+    record_oversize(conn, plan)
+    on_plan(plan)
+    check_budget(plan, limits.budget_usd, allow_over_budget)
+    submitted = []
+    if plan.stats.unique_texts:
+        with open_client() as client:
+            texts = iter_texts_to_submit(conn, plan)
+            submitted = submit_batches(conn, client, spec, texts, limits, run_id=run_id, log=log)
+    open_batches = [b for b in list_batches(conn, "open") if b.model == spec.name]
+    return BatchSubmission(plan, submitted, open_batches)

@@ -23,23 +23,19 @@ from pipelines.embedders import (
     EmbedLimits,
     EmbedResult,
     ModelSpec,
+    get_provider,
 )
 from pipelines.lib.batching import minimum_requests_for, pack_batches
 from pipelines.lib.redact import redact
 from pipelines.lib.vectors import as_matrix
 from pipelines.locks import embedding_lock_key, session_lock
-from pipelines.models import register_model
+from pipelines.models import active_model, drop_retired_embeddings, register_model
 from pipelines.sql import composed, execute_composed, load_sql, query
-
-# Statuses that blame the inputs rather than the service: worth bisecting to isolate the bad input.
-_INPUT_ERROR_STATUSES = {400, 413, 422}
-# Statuses that blame the configuration (key, permissions, model or endpoint): every request would fail the
-# same way, so the run fails and the texts are not charged an attempt.
-CONFIG_ERROR_STATUSES = {401, 403, 404}
 
 
 class ProviderConfigError(EmbeddingConfigError):
-    """The provider refused the configuration itself (HTTP 401/403/404); nothing is recorded against texts."""
+    """The provider refused the configuration itself (key, permissions, model or endpoint): every request
+    would fail the same way, so the run fails and nothing is recorded against texts."""
 
 
 # Texts read per transaction while embedding (each with all its chunks): with the requests in flight, all
@@ -316,7 +312,7 @@ def _run_batches(
 ) -> None:
     """Send the batches concurrently, at most two per worker in flight and taken from `batches` only as
     requests finish; each finished request is written in a transaction of its own."""
-    workers = max(1, limits.concurrency) if spec.provider != "local" else 1
+    workers = max(1, limits.concurrency) if get_provider(spec.provider).concurrent else 1
     with embedders.open(spec) as client, ThreadPoolExecutor(max_workers=workers) as pool:
         inflight: dict[Future[EmbedResult], list[PendingText]] = {}
         # Halves of a refused request go first, then the planned batches as they are read.
@@ -338,7 +334,7 @@ def _run_batches(
                 try:
                     result = fut.result()
                 except EmbeddingError as exc:
-                    if exc.status in CONFIG_ERROR_STATUSES:
+                    if exc.blames == "configuration":
                         queue.clear()
                         pool.shutdown(wait=False, cancel_futures=True)
                         raise ProviderConfigError(
@@ -346,7 +342,7 @@ def _run_batches(
                             f" OPENAI_API_KEY, OPENAI_BASE_URL and EMBEDDING_MODEL={spec.model!r});"
                             " no chunk was charged an attempt"
                         ) from None
-                    if exc.status in _INPUT_ERROR_STATUSES and len(batch) > 1:
+                    if exc.blames == "inputs" and len(batch) > 1:
                         # Split to find the offending input; the rest of the batch still gets embedded.
                         mid = len(batch) // 2
                         queue.extendleft([batch[mid:], batch[:mid]])
@@ -373,3 +369,72 @@ def _run_batches(
                 stats.chunks_embedded += written
                 stats.chunks_vanished += len(ids) - written
             submit_more()
+
+
+class ActiveModelError(EmbeddingConfigError):
+    """New chunks need vectors of the active model, which the current configuration cannot embed."""
+
+
+@dataclass
+class NewChunksResult:
+    stats: EmbedStats
+    retired_vectors_dropped: int
+
+
+def embed_new_chunks(
+    engine: sa.Engine,
+    configured: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
+    *,
+    retired_grace_days: float,
+    max_attempts: int = 3,
+    allow_over_budget: bool = False,
+    retry_abandoned: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> NewChunksResult:
+    """Nightly embedding: vectors of the active model readers use for chunks that lack one. While a newly
+    configured model is being built by re-embedding, new chunks still get the active model's vectors, so
+    readers never miss them; should readers switch to the configured model meanwhile, its new chunks are
+    embedded too. Vectors of models retired longer than `retired_grace_days` are dropped."""
+    with engine.begin() as conn:
+        active = active_model(conn)
+        target = configured
+        if active is not None and active.name != configured.name:
+            register_model(conn, configured)
+            log(
+                f"the configured model {configured.name} is not active yet: embedding new chunks for the active"
+                f" {active.name}; reembedding_job builds {configured.name} and switches"
+            )
+            target = active.spec()
+
+    options: dict[str, Any] = {
+        "max_attempts": max_attempts,
+        "allow_over_budget": allow_over_budget,
+        "retry_abandoned": retry_abandoned,
+    }
+
+    def embed(spec: ModelSpec) -> EmbedStats:
+        return embed_pending(engine, spec, limits, embedders, log=log, **options)
+
+    try:
+        stats = embed(target)
+    except ProviderConfigError:
+        raise
+    except EmbeddingConfigError as exc:
+        if active is None or target is configured:
+            raise
+        raise ActiveModelError(
+            f"new chunks need vectors of the active model {active.name} until reembedding_job"
+            f" switches readers to {configured.name}: {exc}"
+        ) from None
+    if target is not configured:
+        with engine.begin() as conn:
+            now_active = active_model(conn)
+        if now_active is not None and now_active.name == configured.name:
+            # reembedding_job switched readers while this run embedded for the old model: the chunks this
+            # run wrote meanwhile need the new active model's vectors too, or readers would miss them.
+            log(f"readers switched to {configured.name} during this run: embedding its new chunks")
+            stats = embed(configured)
+    cleanup = drop_retired_embeddings(engine, retired_grace_days, log=log)
+    return NewChunksResult(stats, cleanup.total)

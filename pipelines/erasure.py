@@ -45,6 +45,7 @@ class ErasureResult:
     batches: int = 0
     days: list[dt.date] = field(default_factory=list)
     days_recomputed: list[dt.date] = field(default_factory=list)
+    kept_vectors_purged: int = 0  # deleted chunks' vectors kept for reuse: an erasure keeps none
 
 
 def targets_of(slo_compliance: dict[str, Any] | None) -> slo.SloTargets:
@@ -94,6 +95,7 @@ def erase_user_dialogue(
             query("erasure/start_erasure_audit"),
             {"erasure_id": result.erasure_id, "run_id": run_id, "requested_by": requested_by},
         )
+        result.kept_vectors_purged = conn.execute(query("erasure/purge_deleted_vectors")).rowcount
     while True:
         with conn.begin():
             # Before the deletion: a metrics run computing a day from rows read before this batch commits

@@ -58,3 +58,10 @@ def refresh_rag_metrics(
         {"rows": json.dumps(rows, default=_json_default), "run_id": run_id},
     )
     return rows
+
+
+def stored_metrics_days(conn: sa.Connection, days: list[dt.date]) -> list[dict[str, Any]]:
+    """The stored rows of `days`, as `refresh_rag_metrics` returns them."""
+    return [
+        dict(r) for r in conn.execute(query("metrics/select_rag_metrics_days"), {"days": days}).mappings()
+    ]

@@ -191,12 +191,25 @@ def drop_retired_embeddings(
                     ).rowcount
                     if n == 0:
                         conn.execute(query("models/mark_retired_embeddings_dropped"), {"model": model})
+                        conn.execute(query("models/purge_model_deleted_vectors"), {"model": model})
                 deleted += n
                 if n == 0:
                     break
         log(f"dropped {deleted} vectors of {model}, retired past the {grace_days:g}-day grace period")
         result.deleted[model] = deleted
     return result
+
+
+def purge_deleted_vectors(engine: sa.Engine, grace_days: float) -> int:
+    """Delete the kept vectors of deleted chunks whose grace period is over, in a transaction of its own;
+    returns how many."""
+    if grace_days < 0:
+        raise ValueError(f"DELETED_VECTOR_GRACE_DAYS must be zero or more, got {grace_days}")
+    with engine.begin() as conn:
+        purged: int = conn.execute(
+            query("embeddings/purge_deleted_vectors"), {"grace_days": grace_days}
+        ).rowcount
+    return purged
 
 
 def register_model(conn: sa.Connection, spec: ModelSpec) -> str:

@@ -10,9 +10,28 @@ import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory, EmbedLimits, ModelSpec
 from pipelines.embeddings import EmbedStats, embed_pending
-from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_INDEX_KIND, IndexResult, ensure_hnsw_index
+from pipelines.hnsw import (
+    DEFAULT_BUILD_WORKERS,
+    DEFAULT_INDEX_KIND,
+    IndexResult,
+    RecallResult,
+    ensure_hnsw_index,
+    measure_recall,
+)
 from pipelines.locks import Lock, xact_lock
-from pipelines.models import Coverage, active_model, coverage, get_model, register_model
+from pipelines.models import (
+    Coverage,
+    CoverageError,
+    RegisteredModel,
+    SwitchResult,
+    active_model,
+    coverage,
+    drop_retired_embeddings,
+    get_model,
+    register_model,
+    retire_abandoned_builds,
+    switch_active_model,
+)
 from pipelines.sql import query
 
 # Rounds of top-up for chunks written beside the build; a corpus that keeps changing faster than that
@@ -163,3 +182,61 @@ def build_model(
         coverage=cov,
         index=index,
     )
+
+
+@dataclass
+class ModelSwitch:
+    """What `switch_to_configured_model` did, step by step."""
+
+    switch: SwitchResult
+    abandoned: list[str]
+    active: RegisteredModel
+    index: IndexResult
+    retired_vectors_dropped: int
+    recall: RecallResult
+    coverage: Coverage
+
+
+def switch_to_configured_model(
+    engine: sa.Engine,
+    spec: ModelSpec,
+    limits: EmbedLimits,
+    embedders: EmbedderFactory,
+    *,
+    maintenance_work_mem: str,
+    min_rows: int = 0,
+    workers: int = DEFAULT_BUILD_WORKERS,
+    retired_grace_days: float,
+    recall_sample: int = 50,
+    run_id: str | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> ModelSwitch:
+    """The switch sequence after a build: top up chunks written since its coverage check and switch readers
+    to `spec`'s model (CoverageError when chunks keep arriving faster than TOP_UP_ROUNDS), retire builds a
+    later configuration change abandoned, make sure the active model's index exists, drop the vectors of
+    models retired longer than `retired_grace_days`, and measure the index's recall against exact search."""
+    for attempt in range(TOP_UP_ROUNDS + 1):
+        try:
+            switch = switch_active_model(engine, spec.name, run_id=run_id)
+            break
+        except CoverageError:
+            # Chunks an ingestion run wrote after the build's check: embed them, then switch or fail.
+            if attempt == TOP_UP_ROUNDS or not top_up(engine, spec, limits, embedders, log=log):
+                raise
+    if switch.switched:
+        log(f"switched readers from {switch.previous} to {spec.name}")
+    abandoned = retire_abandoned_builds(engine, keep=spec.name)
+    if abandoned:
+        log(f"retired abandoned builds {', '.join(abandoned)}; their vectors go after the grace period")
+    with engine.begin() as conn:
+        active = active_model(conn)
+    if active is None:
+        raise CoverageError(f"no active embedding model after switching to {spec.name}")
+    index = ensure_hnsw_index(
+        engine, active.name, active.dimensions, maintenance_work_mem, min_rows=min_rows, workers=workers
+    )
+    cleanup = drop_retired_embeddings(engine, retired_grace_days, log=log)
+    recall = measure_recall(engine, active.name, active.dimensions, sample=recall_sample)
+    with engine.begin() as conn:
+        cov = coverage(conn, active.name)
+    return ModelSwitch(switch, abandoned, active, index, cleanup.total, recall, cov)

@@ -48,6 +48,7 @@ class SweepResult:
     # Per batch transaction: from taking the advisory lock (row locks come after it) to the commit.
     longest_lock_s: float = 0.0
     held_by_legal_hold: int = 0
+    kept_vectors_purged: int = 0  # of deleted documents whose retention ended meanwhile
     expiring_count: int = 0
     expiring: list[ExpiringItem] = field(default_factory=list)
 
@@ -105,6 +106,12 @@ def sweep_expired(
         # Makes this commit wait, in the caller's commit mode, for the WAL of every batch to be flushed: each
         # batch is durable once the sweep returns.
         conn.execute(query("retention/emit_sweep_marker"), {"sweep_id": result.sweep_id})
+        if not dry_run:
+            # Vectors kept from documents deleted from their source before they expired (each batch above
+            # purges those of the texts it sweeps).
+            result.kept_vectors_purged = conn.execute(
+                query("retention/purge_expired_deleted_vectors"), {"as_of": as_of}
+            ).rowcount
         result.held_by_legal_hold = conn.execute(
             query("retention/count_held_documents"), {"as_of": as_of}
         ).scalar_one()

@@ -21,15 +21,22 @@ import sqlalchemy as sa
 import yaml
 from psycopg import sql
 
-import pipelines.lib.documents
 import pipelines.lib.provenance
+import pipelines.lib.readers
 import pipelines.lib.timezone
+from pipelines.lib.deletion_safety import (
+    DEFAULT_DELETED_VECTOR_GRACE_DAYS,
+    SAMPLE_KEYS,
+    DeletionLimits,
+    MassDeletion,
+    MassDeletionRefusedError,
+    sample_keys,
+)
 from pipelines.lib.documents import (
     DEFAULT_MAX_BYTES,
     ParsedDocument,
     SourceItemError,
     metadata_json,
-    parse_markdown,
     printable_file_name,
     read_item_bytes,
     table_documents,
@@ -41,6 +48,7 @@ from pipelines.lib.provenance import (
     defaults_for,
     resolve_provenance,
 )
+from pipelines.lib.readers import parse_item, reader_for, reader_modules
 from pipelines.locks import Lock, xact_lock
 from pipelines.sql import composed, execute_composed, load_sql, query
 
@@ -89,9 +97,6 @@ UNCHANGED = _Unchanged()
 ScanResult = tuple[Iterable[ParsedDocument | _Unchanged], set[str]]
 
 
-MARKDOWN_SUFFIXES = (".md", ".markdown")
-
-
 @dataclass
 class SyncStats:
     scanned: int = 0
@@ -100,6 +105,8 @@ class SyncStats:
     deleted: int = 0
     # Items a retention sweep deleted whose unchanged content is still at the source: never ingested again.
     skipped_expired: int = 0
+    vectors_kept: int = 0  # of deleted chunks, reusable for the grace period
+    mass_deletions_allowed: list[MassDeletion] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, key, reason)
     per_source: dict[str, int] = field(default_factory=dict)
 
@@ -112,8 +119,7 @@ def _markdown_files(root: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
     prefix = len(str(root)) + 1
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
-            # Not splitext: it sees no suffix in a name like "..md" (tldr's page for `..`).
-            if name.lower().endswith(MARKDOWN_SUFFIXES):
+            if reader_for(name) is not None:
                 path = os.path.join(dirpath, name)
                 key = path[prefix:].replace(os.sep, "/")
                 shown = printable_file_name(key)
@@ -130,7 +136,8 @@ def _reading_rules() -> bytes:
     """A digest of everything that turns an item's bytes into rows besides the bytes: the code and SQL that
     parse, resolve provenance and write them. A change to any of it re-reads every item fully once."""
     digest = hashlib.sha256(f"yaml {yaml.__version__}\0".encode())
-    for module in (pipelines.lib.documents, pipelines.lib.provenance, pipelines.lib.timezone):
+    modules = (*reader_modules(), pipelines.lib.readers, pipelines.lib.provenance, pipelines.lib.timezone)
+    for module in dict.fromkeys(modules):
         digest.update(Path(module.__file__ or "").read_bytes() + b"\0")
     digest.update(Path(__file__).read_bytes() + b"\0")
     for name in ("sources/upsert_source_documents", "sources/upsert_provenance"):
@@ -253,7 +260,7 @@ def _read_markdown(
                 yield UNCHANGED
             else:
                 try:
-                    doc = parse_markdown(data, key)
+                    doc = parse_item(data, key)
                 except SourceItemError as exc:
                     stats.errors.append(("local", key, str(exc)))
                     continue
@@ -427,10 +434,11 @@ def _apply_source(
     stats: SyncStats,
     defaults: Mapping[str, ProvenanceDefaults],
     stored: StoredFingerprints | None = None,
-) -> None:
+) -> list[str]:
     """Upsert one source's documents and provenance: read and compared a batch of UPSERT_BATCH documents at
     a time, written a transaction per UPSERT_BATCH writes: memory holds a batch or two, never the source.
-    The documents gone from the source are deleted: those `stored` found while the scan read, if it did."""
+    Returns the keys of the documents gone from the source, for the caller to delete: those `stored` found
+    while the scan read, if it did."""
     scanned = 0
     batch: list[ParsedDocument] = []
     writes = _Writes()
@@ -446,16 +454,36 @@ def _apply_source(
     if batch:
         _apply_batch(conn, source, batch, stats, defaults, writes)
     _write(conn, source, writes, stats)
-    gone = (
-        stored.vanished if stored is not None and stored.complete else list(_missing_keys(conn, source, seen))
-    )
-    if gone:
-        with conn.begin():
-            stats.deleted += conn.execute(
-                query("sources/delete_missing_source_documents"), {"source": source, "keys": gone}
-            ).rowcount
     stats.scanned += scanned
     stats.per_source[source] = scanned
+    # Keys only, never documents: what the deletion guard counts before anything is deleted.
+    return (
+        stored.vanished if stored is not None and stored.complete else list(_missing_keys(conn, source, seen))
+    )
+
+
+def _delete_missing(
+    conn: sa.Connection, source: str, keys: list[str], grace_days: float, stats: SyncStats
+) -> None:
+    """Delete the source's documents gone from it, keeping their vectors for `grace_days` (see the SQL)."""
+    with conn.begin():
+        done = conn.execute(
+            query("sources/delete_missing_source_documents"),
+            {"source": source, "keys": keys, "grace_days": grace_days},
+        ).one()
+    stats.deleted += done.documents
+    stats.vectors_kept += done.vectors_kept
+
+
+def _check_deletions(
+    limits: DeletionLimits, deletions: Iterable[MassDeletion], stats: SyncStats, where: str
+) -> None:
+    """Refuse the run, before anything is deleted, when a source would lose more than the limits allow; an
+    allowed mass deletion is remembered so that the run says it happened."""
+    over = [d for d in deletions if limits.exceeded_by(d.deleting, d.stored)]
+    if over and not limits.allow:
+        raise MassDeletionRefusedError(over, limits, where)
+    stats.mass_deletions_allowed = over
 
 
 def _apply_batch(
@@ -599,6 +627,8 @@ def sync_documents(
     provenance_defaults: Mapping[str, ProvenanceDefaults] | None = None,
     *,
     max_file_bytes: int = DEFAULT_MAX_BYTES,
+    limits: DeletionLimits | None = None,
+    deleted_vector_grace_days: float = DEFAULT_DELETED_VECTOR_GRACE_DAYS,
 ) -> SyncStats:
     """Bring `source_documents` and their `provenance` in line with the markdown files under `content_dir`
     and the rows of `tables`; one transaction per batch.
@@ -606,26 +636,70 @@ def sync_documents(
     Items that fail keep whatever was ingested for them before; a source that cannot be read at all
     (missing directory or table) deletes nothing. Content a retention sweep deleted is skipped, not
     re-ingested. `provenance_defaults` (per source, `*` for any) fill terms the frontmatter does not state.
+    Deletions come last, once every source is read: when a source would lose more than `limits` allow
+    (default: DeletionLimits()), MassDeletionRefusedError is raised and nothing is deleted; when the markdown
+    listing alone shows it, before anything is written. Deleted chunks' vectors stay reusable for
+    `deleted_vector_grace_days`.
     """
     defaults = provenance_defaults or {}
+    limits = limits or DeletionLimits()
     stats = SyncStats()
+    where = str(content_dir)
     with engine.connect() as conn, ExitStack() as cursors:
+        with conn.begin():
+            before = _stored_counts(conn, ["local", *(f"table:{spec.table}" for spec in tables)])
         stored = StoredFingerprints.of(conn, "local", defaults)
-        scans: list[tuple[str, ScanResult | None]] = [
-            ("local", scan_markdown(content_dir, max_file_bytes, stats, stored))
-        ]
+        local = scan_markdown(content_dir, max_file_bytes, stats, stored)
+        if local is not None:
+            _check_listing(conn, limits, before["local"], local[1], stats, where)
+        scans: list[tuple[str, ScanResult | None]] = [("local", local)]
         for spec in tables:
             with conn.begin():
                 table = scan_table(conn, spec, stats)
             if table is not None:
                 cursors.callback(table[0].close)
             scans.append((f"table:{spec.table}", table))
-        for source, scanned in scans:
-            if scanned is not None:
-                _apply_source(conn, source, *scanned, stats, defaults, stored if source == "local" else None)
+        gone = {
+            source: _apply_source(
+                conn, source, *scanned, stats, defaults, stored if source == "local" else None
+            )
+            for source, scanned in scans
+            if scanned is not None
+        }
         with conn.begin():
             record_ingestion_errors(conn, [s for s, _ in scans], stats.errors)
+        _check_deletions(
+            limits,
+            [MassDeletion(s, len(keys), before[s], sample_keys(keys)) for s, keys in gone.items()],
+            stats,
+            where,
+        )
+        for source, keys in gone.items():
+            if keys:
+                _delete_missing(conn, source, keys, deleted_vector_grace_days, stats)
     return stats
+
+
+def _check_listing(
+    conn: sa.Connection, limits: DeletionLimits, stored: int, seen: set[str], stats: SyncStats, where: str
+) -> None:
+    """Refuse before anything is written when the markdown listing alone shows a mass deletion: every stored
+    key it lacks will be deleted, so at least `stored - len(seen)` go. Only then are the keys counted."""
+    if limits.allow or not limits.exceeded_by(stored - len(seen), stored):
+        return
+    with conn.begin():
+        row = conn.execute(
+            query("sources/select_missing_source_keys_summary"),
+            {"source": "local", "seen": list(seen), "sample": SAMPLE_KEYS},
+        ).one()
+    _check_deletions(limits, [MassDeletion("local", row.deleting, stored, tuple(row.sample))], stats, where)
+
+
+def _stored_counts(conn: sa.Connection, sources: list[str]) -> dict[str, int]:
+    counts = dict.fromkeys(sources, 0)
+    for source, documents in conn.execute(query("sources/count_documents_by_source"), {"sources": sources}):
+        counts[source] = documents
+    return counts
 
 
 def record_ingestion_errors(

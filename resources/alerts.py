@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dagster as dg
-
 from pipelines.alerts import RetryPolicy, WebhookNotifier
 from pipelines.lib.alerts import DEFAULT_UI_URL
+from resources.fieldwise import FieldwiseConfigResource
 
 
-class AlertsResource(dg.ConfigurableResource):
+class AlertsResource(FieldwiseConfigResource):
     """Leave `webhook_url` unset to send nothing (the default): alerts are then neither sent nor recorded."""
 
     webhook_url: str | None = None

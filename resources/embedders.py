@@ -4,10 +4,10 @@ values the work layer takes (`pipelines.embedders`)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 
-import dagster as dg
 import sqlalchemy as sa
 
 from pipelines.embedders import (
@@ -21,12 +21,13 @@ from pipelines.embedders import (
 from pipelines.lib.rate_limit import Quota, request_token_cap
 from pipelines.rate_limiter import PostgresRateLimiter
 from resources.batch_api import BatchApiSettings
+from resources.fieldwise import FieldwiseConfigResource
 
 _DEFAULT_LIMITS = EmbedLimits()
 _DEFAULT_FACTORY = EmbedderFactory()
 
 
-class EmbedderResource(dg.ConfigurableResource):
+class EmbedderResource(FieldwiseConfigResource):
     """The configured embedding model. `provider="auto"` uses OpenAI when an API key is set, else `local`."""
 
     provider: str = "auto"
@@ -72,16 +73,21 @@ class EmbedderResource(dg.ConfigurableResource):
         return Quota(self.requests_per_minute or 1e9, self.tokens_per_minute or 1e12)
 
     def limits(self) -> EmbedLimits:
+        """The one limits object, from this resource's fields and its Batch API settings."""
+        values = {}
+        for source in (self, self.batch_api):
+            values.update(
+                {
+                    f.name: getattr(source, f.name)
+                    for f in dataclasses.fields(EmbedLimits)
+                    if f.name in type(source).model_fields
+                }
+            )
         quota = self.quota()
         # Under a quota, requests small enough to follow its refill (pipelines/lib/rate_limit.py).
         cap = request_token_cap(quota) if quota is not None else self.max_batch_tokens
-        return EmbedLimits(
-            max_batch_inputs=self.max_batch_inputs,
-            max_batch_tokens=min(self.max_batch_tokens, max(cap, self.max_input_tokens)),
-            max_input_tokens=self.max_input_tokens,
-            concurrency=self.concurrency,
-            budget_usd=self.budget_usd,
-        )
+        values["max_batch_tokens"] = min(self.max_batch_tokens, max(cap, self.max_input_tokens))
+        return EmbedLimits(**values)
 
     def factory(self, engine: sa.Engine | None = None) -> EmbedderFactory:
         """`engine`: the database that holds the shared request/token budget; without it (or without

@@ -1,4 +1,4 @@
-"""Numbers from the environment, refused by name when they are not what a setting needs."""
+"""Numbers and switches from the environment, refused by name when they are not what a setting needs."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def env_number(
     if positive and value <= 0:
         raise ValueError(f"{name} must be greater than 0, got {raw!r}")
     return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """The variable as a switch (1/true/yes/on or 0/false/no/off, any case), or `default` when unset or
+    empty; anything else is refused by name rather than read as either."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise ValueError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {os.environ[name]!r}")

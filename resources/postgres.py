@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
@@ -19,11 +18,13 @@ from pipelines.hnsw import (
     DEFAULT_INDEX_KIND,
     DEFAULT_MAINTENANCE_WORK_MEM,
 )
+from pipelines.lib.deletion_safety import DEFAULT_DELETED_VECTOR_GRACE_DAYS
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
+from resources.fieldwise import FieldwiseConfigResource
 
 
-class PostgresResource(dg.ConfigurableResource):
+class PostgresResource(FieldwiseConfigResource):
     """The project's database. Leave `database_url` unset to use the embedded server under `.data/`."""
 
     database_url: str | None = None
@@ -31,6 +32,8 @@ class PostgresResource(dg.ConfigurableResource):
     # Storage policy of the vectors: how long a retired model's vectors stay (for an instant switch back)
     # and the memory an HNSW build may use.
     retired_grace_days: float = DEFAULT_RETIRED_GRACE_DAYS
+    # How long the vectors of deleted chunks stay reusable (0: not kept), so re-added content is free.
+    deleted_vector_grace_days: float = DEFAULT_DELETED_VECTOR_GRACE_DAYS
     hnsw_maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM
     # Below this many vectors a model gets no HNSW index (search is exact), and a build's parallel workers.
     hnsw_min_rows: int = DEFAULT_HNSW_MIN_ROWS

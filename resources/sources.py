@@ -10,9 +10,11 @@ import dagster as dg
 from pydantic import Field
 
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from pipelines.lib.deletion_safety import DEFAULT_MAX_DOCUMENTS, DEFAULT_MAX_PERCENT, DeletionLimits
 from pipelines.lib.documents import DEFAULT_MAX_BYTES
 from pipelines.lib.provenance import ProvenanceDefaults, parse_retention_defaults
 from pipelines.sources import TableSpec
+from resources.fieldwise import FieldwiseConfigResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONTENT_DIR = PROJECT_ROOT / "demo" / "content"
@@ -48,7 +50,7 @@ def parse_table_sources(raw: str | None) -> list[TableSource]:
     return [TableSource(**item) for item in items]
 
 
-class ContentSourcesResource(dg.ConfigurableResource):
+class ContentSourcesResource(FieldwiseConfigResource):
     """Configured sources, the provenance defaults of their documents, and the chunking parameters applied
     to every document."""
 
@@ -60,6 +62,22 @@ class ContentSourcesResource(dg.ConfigurableResource):
     # The `RETENTION_DEFAULTS` JSON; parsed when a run uses it, so a malformed value fails that run with
     # its reason rather than the whole code location.
     retention_defaults: str | None = None
+    # The mass-deletion guard (docs/deletion-safety.md), from ALLOW_MASS_DELETION and MASS_DELETION_MAX_*.
+    allow_mass_deletion: bool = Field(
+        default=False,
+        description="ALLOW_MASS_DELETION: let every run delete any share of a source's documents. To allow"
+        " one run, set the source_documents asset's config allow_mass_deletion instead.",
+    )
+    mass_deletion_max_documents: int = Field(
+        default=DEFAULT_MAX_DOCUMENTS,
+        description="MASS_DELETION_MAX_DOCUMENTS: a run deleting more documents than this and more than"
+        " mass_deletion_max_percent of a source is refused.",
+    )
+    mass_deletion_max_percent: float = Field(
+        default=DEFAULT_MAX_PERCENT,
+        description="MASS_DELETION_MAX_PERCENT: the share (0-100) of a source's documents a run may delete"
+        " when that is more than mass_deletion_max_documents.",
+    )
 
     @property
     def content_path(self) -> Path:
@@ -67,6 +85,14 @@ class ContentSourcesResource(dg.ConfigurableResource):
 
     def table_specs(self) -> tuple[TableSpec, ...]:
         return tuple(t.spec() for t in self.tables)
+
+    def deletion_limits(self, allow: bool = False) -> DeletionLimits:
+        """The guard's bounds; `allow` (a run's config) or ALLOW_MASS_DELETION lifts them."""
+        return DeletionLimits(
+            max_documents=self.mass_deletion_max_documents,
+            max_percent=self.mass_deletion_max_percent,
+            allow=allow or self.allow_mass_deletion,
+        )
 
     def provenance_defaults(self) -> dict[str, ProvenanceDefaults]:
         """Unset or empty means no defaults: retention null (keep forever) and built-in terms."""

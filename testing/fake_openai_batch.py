@@ -5,6 +5,8 @@ Each batch walks scripted states, one per retrieve (validating â†’ in_progress â
 default). Vectors are `fake_vector(text, dimensions)`, the same as the synchronous endpoint's, so a batch
 and a synchronous run produce identical vectors. Inputs containing `poison` come back as 400 lines of the
 error file; a script can also fail or expire the batch, corrupt, repeat or mis-dimension an output line.
+As the real API does, a batch whose requests carry more than `max_batch_inputs` embedding inputs in all
+(50,000) fails validation.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class FakeBatch:
     error_file_id: str | None = None
     errors: dict | None = None
     retrieves: int = 0
+    inputs: int = 0  # embedding inputs across all of its requests
+    refusal: str = "scripted validation failure"
 
     def as_json(self) -> dict:
         return {
@@ -83,6 +87,8 @@ class FakeOpenAIBatch(FakeOpenAI):
         # (status, message) every files/batches request gets while set; "{key}" in the message is replaced
         # by the key the request carried, as providers that quote the rejected key do.
         self.refusal: tuple[int, str] | None = None
+        # The API's cap on embedding inputs across all requests of one /v1/embeddings batch.
+        self.max_batch_inputs = 50_000
         self._ids = itertools.count(1)
 
     def script(self, *scripts: BatchScript) -> None:
@@ -204,6 +210,15 @@ class FakeOpenAIBatch(FakeOpenAI):
         script = self.scripts.popleft() if self.scripts else BatchScript()
         batch = FakeBatch(self._new_id("batch"), fid, script, int(time.time()))
         batch.states = deque(script.states)
+        batch.inputs = sum(
+            len(_inputs(json.loads(line))) for line in self.files[fid]["content"].splitlines() if line
+        )
+        if batch.inputs > self.max_batch_inputs:
+            batch.states = deque(["validating", "failed"])
+            batch.refusal = (
+                f"the batch has {batch.inputs} embedding inputs, over the limit of {self.max_batch_inputs}"
+                " across all requests of an /v1/embeddings batch"
+            )
         batch.status = batch.states.popleft()
         self.batches[batch.id] = batch
         return self._json(handler, 200, batch.as_json())
@@ -217,7 +232,7 @@ class FakeOpenAIBatch(FakeOpenAI):
         if batch.status == "failed":
             batch.errors = {
                 "object": "list",
-                "data": [{"code": "invalid_request", "message": "scripted validation failure", "line": 1}],
+                "data": [{"code": "invalid_request", "message": batch.refusal, "line": 1}],
             }
         elif batch.status in ("completed", "expired", "cancelled"):
             self._produce_results(batch)
@@ -232,8 +247,7 @@ class FakeOpenAIBatch(FakeOpenAI):
         out_lines: list[bytes] = []
         err_lines: list[bytes] = []
         for req in requests:
-            inputs = req["body"]["input"]
-            inputs = [inputs] if isinstance(inputs, str) else inputs
+            inputs = _inputs(req)
             self.batch_texts.extend(inputs)
             line_id = self._new_id("batch_req")
             if any(POISON in t for t in inputs):
@@ -282,6 +296,11 @@ class FakeOpenAIBatch(FakeOpenAI):
             "error": None,
         }
         return json.dumps(doc).encode() + b"\n"
+
+
+def _inputs(request: dict) -> list[str]:
+    inputs = request["body"]["input"]
+    return [inputs] if isinstance(inputs, str) else inputs
 
 
 def _serve_until_told(pipe: Connection, kw: dict) -> None:

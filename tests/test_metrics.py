@@ -431,7 +431,9 @@ def test_range_metadata_is_a_table_of_the_days(postgres):
     by_day = {m.partition: m.metadata for m in mats}
     assert [by_day[d]["total_queries"].value for d in sorted(by_day)] == [1, 0, 1]
     assert [by_day[d]["days_without_queries"].value for d in sorted(by_day)] == [0, 1, 0]
-    assert {by_day[d]["days"].value for d in by_day} == {1}
+    # `days` is each day's constant 1, as text so that the UI does not plot it.
+    assert {by_day[d]["days"].value for d in by_day} == {"1"}
+    assert all(isinstance(by_day[d]["days"], dg.TextMetadataValue) for d in by_day)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -469,6 +471,10 @@ def test_checks_fire_with_the_right_severity_on_breaching_days(postgres):
         assert not checks[name].passed and checks[name].severity == dg.AssetCheckSeverity.ERROR
     breaches = checks["citation_rate"].metadata["breaches"].value
     assert [(b["date"], b["severity"]) for b in breaches] == [("2025-06-25", "WARN"), ("2025-06-26", "ERROR")]
+    # The UI shows a check's metadata as fields: the days are named in one, not only inside the JSON.
+    named = checks["citation_rate"].metadata["breaching_days"]
+    assert isinstance(named, dg.TextMetadataValue)
+    assert named.value == "2025-06-25 (WARN), 2025-06-26 (ERROR)"
     assert checks["citation_rate"].metadata["days_checked"].value == 5
     assert checks["citation_rate"].metadata["days_without_data"].value == 1  # 2025-06-28 had no queries
     assert [b["date"] for b in checks["latency_p95"].metadata["breaches"].value] == [

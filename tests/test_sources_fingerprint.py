@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 import pipelines.sources as sources_mod
 from pipelines.db import dispose_engine
+from pipelines.lib import readers
 from pipelines.lib.documents import parse_markdown
 from pipelines.lib.provenance import ProvenanceDefaults
 from pipelines.sources import sync_documents
@@ -39,7 +40,7 @@ def parsed(monkeypatch) -> list[str]:
         keys.append(source_key)
         return parse_markdown(raw, source_key, source)
 
-    monkeypatch.setattr(sources_mod, "parse_markdown", counting)
+    monkeypatch.setattr(readers, "READERS", (readers.Reader(readers.suffixes(), counting),))
     return keys
 
 

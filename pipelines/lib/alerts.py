@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -27,7 +27,6 @@ AlertSeverity = Literal["warning", "critical"]
 WARNING: AlertSeverity = "warning"
 CRITICAL: AlertSeverity = "critical"
 Kind = Literal["metric", "job_failure", "embedding_failures"]
-FORMATS = ("slack", "json")
 # A run whose failed share of the chunks it tried exceeds this is critical (strictly greater).
 EMBEDDING_FAILURE_CRITICAL_SHARE = 0.05
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
@@ -281,17 +280,20 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     return {"text": f"rag-etl {alert.severity}: {alert.summary}", "blocks": blocks}
 
 
+# The registry of webhook bodies (ALERT_WEBHOOK_FORMAT): adding one is a function above and a line here.
+PAYLOADS: dict[str, Callable[[Alert], dict[str, Any]]] = {
+    "slack": slack_payload,
+    "json": json_payload,
+}
+FORMATS = tuple(PAYLOADS)
+
+
+def checked_format(fmt: str) -> str:
+    """`fmt` when it is a registered format, else a clear error naming the ones there are."""
+    if fmt not in PAYLOADS:
+        raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
 def payload(alert: Alert, fmt: str) -> dict[str, Any]:
-    if fmt == "slack":
-        return slack_payload(alert)
-    if fmt == "json":
-        return json_payload(alert)
-    raise ValueError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """`text` with every secret replaced, for errors that might quote what they were given."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return PAYLOADS[checked_format(fmt)](alert)

@@ -18,9 +18,6 @@ if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not whe
 
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 
-# The API's limits on one batch's input file.
-MAX_REQUESTS_PER_FILE = 50_000
-MAX_FILE_BYTES = 200 * 1024 * 1024
 ENDPOINT = "/v1/embeddings"
 COMPLETION_WINDOW = "24h"
 # The Batch API bills half the synchronous list price.
@@ -44,16 +41,16 @@ def request_line(custom_id: str, model: str, texts: Sequence[str], dimensions: i
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def use_batch_api(mode: str, tokens: int, min_tokens: int, *, provider: str, remainder: bool) -> bool:
+def use_batch_api(mode: str, tokens: int, min_tokens: int, *, has_batch_api: bool, remainder: bool) -> bool:
     """Whether to send `tokens` of pending input through the Batch API.
 
     `on` sends everything through it except the remainder of an earlier batch round (retries of failed
     lines) below `min_tokens`, which the synchronous path finishes in minutes instead of hours; `auto`
-    uses it only at `min_tokens` and above. The local provider has no Batch API.
+    uses it only at `min_tokens` and above; never for a provider without one (`has_batch_api`).
     """
     if mode not in MODES:
         raise BatchFileError(f"EMBEDDING_BATCH_API must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "off" or provider != "openai" or tokens <= 0:
+    if mode == "off" or not has_batch_api or tokens <= 0:
         return False
     if tokens >= min_tokens:
         return True

@@ -28,6 +28,16 @@ BAD = [
     ("CHUNK_MAX_CHARS", "many"),
     ("CHUNK_OVERLAP", "-1"),
     ("CHUNK_OVERLAP", "5000"),
+    # The mass-deletion guard: a typo must not switch it off, a bound must be a real bound.
+    ("ALLOW_MASS_DELETION", "maybe"),
+    ("ALLOW_MASS_DELETION", "2"),
+    ("MASS_DELETION_MAX_DOCUMENTS", "-1"),
+    ("MASS_DELETION_MAX_DOCUMENTS", "ten"),
+    ("MASS_DELETION_MAX_PERCENT", "150"),
+    ("MASS_DELETION_MAX_PERCENT", "-5"),
+    ("MASS_DELETION_MAX_PERCENT", "nan"),
+    ("DELETED_VECTOR_GRACE_DAYS", "-1"),
+    ("DELETED_VECTOR_GRACE_DAYS", "inf"),
 ]
 
 
@@ -56,6 +66,10 @@ def test_good_settings_still_build(monkeypatch):
         "EMBEDDING_TPM": "1000",
         "CHUNK_MAX_CHARS": "300",
         "CHUNK_OVERLAP": "299",
+        "ALLOW_MASS_DELETION": "yes",
+        "MASS_DELETION_MAX_DOCUMENTS": "0",
+        "MASS_DELETION_MAX_PERCENT": "2.5",
+        "DELETED_VECTOR_GRACE_DAYS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     res = build_resources()
@@ -64,6 +78,9 @@ def test_good_settings_still_build(monkeypatch):
     assert embedder.spec().dimensions == 256 and embedder.limits().budget_usd == 0.0
     assert embedder.factory() is not None
     assert (res["content_sources"].chunk_max_chars, res["content_sources"].chunk_overlap) == (300, 299)
+    limits = res["content_sources"].deletion_limits()
+    assert (limits.allow, limits.max_documents, limits.max_percent) == (True, 0, 2.5)
+    assert res["postgres"].deleted_vector_grace_days == 0
 
 
 # The same values reaching the resource by other routes (run config, a YAML launchpad) are refused too.

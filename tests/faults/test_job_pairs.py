@@ -8,6 +8,7 @@ finished batch to apply and one open batch to cancel."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -23,10 +24,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.batch_embeddings import (
-    batch_limits,
-    open_batch_client,
-)
+from assets.batch_embeddings import open_batch_client
 from location.definitions import ASSETS
 from location.definitions import JOBS as LOCATION_JOBS
 from pipelines.batch_embeddings import (
@@ -41,7 +39,6 @@ from pipelines.erasure import erase_user_dialogue
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
 from pipelines.metrics import refresh_rag_metrics
 from pipelines.reembedding import prepare_target
-from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 from resources.sources import ContentSourcesResource
@@ -140,7 +137,7 @@ def _fresh(pg_server_url: str, template: str, label: str) -> Database:
 def _add_batches(db: Database, fake: FakeOpenAIBatch, embedder: EmbedderResource) -> None:
     """One finished batch (ready to apply) and one still in progress (to cancel), of the configured model."""
     spec = embedder.spec()
-    limits = batch_limits(embedder, BatchApiSettings(poll_initial_s=0))
+    limits = dataclasses.replace(embedder.limits(), poll_initial_s=0)
     prepare_target(db.postgres.engine, spec)
     with db.postgres.connect() as conn, open_batch_client(embedder) as client:
         pending = list(iter_texts_to_submit(conn, plan_batch_embedding(conn, spec, limits)))

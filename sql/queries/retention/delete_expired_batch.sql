@@ -9,7 +9,7 @@
 WITH gone_chunks AS (
     DELETE FROM document_chunks c
     WHERE c.document_id = ANY(CAST(:ids AS bigint[]))
-    RETURNING c.id, c.document_id
+    RETURNING c.id, c.document_id, c.content_sha256
 ),
 chunk_ids AS (
     SELECT ARRAY(SELECT id FROM gone_chunks) AS ids
@@ -18,6 +18,12 @@ gone_embeddings AS (
     DELETE FROM chunk_embeddings e
     WHERE e.chunk_id = ANY(CAST((SELECT ids FROM chunk_ids) AS bigint[]))
     RETURNING e.chunk_id
+),
+-- Vectors of the same texts kept from documents deleted earlier (deleted_chunk_vectors), whatever the model:
+-- swept content survives nowhere. The swept chunks' own vectors never go there.
+gone_kept_vectors AS (
+    DELETE FROM deleted_chunk_vectors k
+    WHERE k.content_sha256 IN (SELECT content_sha256 FROM gone_chunks)
 ),
 gone_errors AS (
     DELETE FROM embedding_errors x

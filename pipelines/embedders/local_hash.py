@@ -1,0 +1,37 @@
+"""The `local` provider: the offline hashing embedder (no network, no key, no cost)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+from pipelines.embedders.base import Embedder, EmbedResult, Endpoint, ModelSpec, Provider
+from pipelines.lib.hashing_embedder import embed_texts
+from pipelines.lib.tokens import estimate_tokens
+
+NAME = "local"
+LOCAL_MODEL = "local-hash-v1"
+LOCAL_DEFAULT_DIMENSIONS = 384
+
+
+class LocalEmbedder:
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        return EmbedResult(embed_texts(list(texts), self.spec.dimensions), sum(map(estimate_tokens, texts)))
+
+
+@contextlib.contextmanager
+def open_embedder(spec: ModelSpec, _endpoint: Endpoint) -> Iterator[Embedder]:
+    yield LocalEmbedder(spec)
+
+
+PROVIDER = Provider(
+    name=NAME,
+    default_model=LOCAL_MODEL,
+    models={LOCAL_MODEL: (LOCAL_DEFAULT_DIMENSIONS, 0.0)},
+    open=open_embedder,
+    # One process's CPU: parallel requests would only contend for it.
+    concurrent=False,
+)
