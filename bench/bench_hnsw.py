@@ -52,6 +52,8 @@ UNIFORM_N = 10_000
 WIDE_EF = 400
 TOPICS = 500
 LEGACY_EF_SEARCH = 40  # what the former index searched with
+# This bench weighs halfvec HNSW against the former `vector` one; bench_index_kinds weighs the kinds.
+KIND = "hnsw_halfvec"
 
 
 def _progress(message: str) -> None:
@@ -161,10 +163,12 @@ def _legacy_build(engine: sa.Engine, model: str, rows: int) -> float:
         execute_composed(
             ddl,
             composed(
-                "hnsw/create_hnsw_index",
+                "hnsw/create_vector_index",
                 index_name=sql.Identifier(plan.legacy_index_name),
-                vector_type=sql.SQL("vector({})").format(sql.Literal(DIMS)),
+                method=sql.Identifier("hnsw"),
+                index_key=sql.SQL("embedding::vector({})").format(sql.Literal(DIMS)),
                 opclass=sql.Identifier("vector_cosine_ops"),
+                options=sql.SQL(""),
                 model=sql.Literal(model),
             ),
         )
@@ -212,7 +216,7 @@ def _exact(engine: sa.Engine, model: str) -> Callable[[np.ndarray], list[tuple[i
 
 def _compare_builds(engine: sa.Engine, n: int, reps: int, queries: np.ndarray, truth) -> float:
     """Former `vector` index vs the halfvec one, builds alternated `reps` times (medians), then search on each."""
-    plan = index_plan(MODEL, DIMS)
+    plan = index_plan(MODEL, DIMS, KIND)
     before_s, after_s = [], []
     for rep in range(reps):
         _progress(f"{n:,} vectors: full-precision build {rep + 1}/{reps}")
@@ -223,7 +227,9 @@ def _compare_builds(engine: sa.Engine, n: int, reps: int, queries: np.ndarray, t
         drop_hnsw_index(engine, MODEL, DIMS)
         _progress(f"{n:,} vectors: halfvec build {rep + 1}/{reps}")
         after_s.append(
-            ensure_hnsw_index(engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0).seconds
+            ensure_hnsw_index(
+                engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0, kind=KIND
+            ).seconds
         )
     after_mb = _index_size_mb(engine, plan.index_name)
     after_p95, after_recall = _timed(lambda q: nearest(engine, MODEL, DIMS, q, 10), queries, truth)
@@ -279,7 +285,7 @@ def _uniform(postgres: PostgresResource, ids: list[int]) -> None:
         _load(conn, UNIFORM, ids, 0, UNIFORM_N, uniform=True)
     queries = _queries(uniform=True)
     truth = _truth(ids, UNIFORM_N, queries, uniform=True)
-    ensure_hnsw_index(engine, UNIFORM, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0)
+    ensure_hnsw_index(engine, UNIFORM, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0, kind=KIND)
     p95, recall = _timed(lambda q: nearest(engine, UNIFORM, DIMS, q, 10), queries, truth)
     wide_p95, wide = _timed(
         lambda q: nearest(engine, UNIFORM, DIMS, q, 10, ef_search=WIDE_EF), queries, truth
@@ -343,7 +349,7 @@ def run() -> None:
                 exact_p95, _ = _timed(_exact(engine, MODEL), queries, truth)
                 if build_s is None:
                     build_s = ensure_hnsw_index(
-                        engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0
+                        engine, MODEL, DIMS, DEFAULT_MAINTENANCE_WORK_MEM, min_rows=0, kind=KIND
                     ).seconds
                 index_p95, recall = _timed(lambda q: nearest(engine, MODEL, DIMS, q, 10), queries, truth)
                 table.append((n, exact_p95, index_p95, build_s))

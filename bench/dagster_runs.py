@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -67,6 +68,38 @@ def peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
+class TreePeak:
+    """Peak resident memory (MB) of a process and all its descendants together, sampled every 0.2 s while in
+    use: a run's whole process tree (step processes, the fake server), or a database server's."""
+
+    def __init__(self, pid: int | None = None):
+        import psutil
+
+        self._psutil = psutil
+        self.root = psutil.Process(pid)
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            total = 0
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except self._psutil.Error:
+                    continue
+            self.peak = max(self.peak, total / 1e6)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def current_rss_mb() -> float:
     with contextlib.suppress(OSError), open("/proc/self/status") as fh:
         for line in fh:
@@ -75,7 +108,9 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
-def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
+def execute_fresh_process(
+    home: str, job_name: str = "ingestion_job", module: str = "location.definitions"
+) -> float:
     """Wall time of `dagster job execute` in a new process: what a launched run pays to import the location."""
     started = time.perf_counter()
     subprocess.run(
@@ -86,7 +121,7 @@ def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
             "job",
             "execute",
             "-m",
-            "location.definitions",
+            module,
             "-j",
             job_name,
         ],
@@ -97,16 +132,21 @@ def execute_fresh_process(home: str, job_name: str = "ingestion_job") -> float:
     return time.perf_counter() - started
 
 
-def import_seconds(module: str = "location.definitions") -> float:
-    """Seconds a fresh interpreter needs to import the code location, net of the interpreter's own start."""
+def import_seconds(module: str = "location.definitions", base: str = "pass", rounds: int = 3) -> float:
+    """Seconds a fresh interpreter needs to import `module` beyond importing `base` (the interpreter's own
+    start by default; `dagster` for what the code location adds to Dagster's import). The two alternate and
+    the fastest of each counts: the host is shared."""
 
     def timed(code: str) -> float:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         return time.perf_counter() - started
 
-    bare = min(timed("pass") for _ in range(3))
-    return min(timed(f"import {module}") for _ in range(3)) - bare
+    bare, full = [], []
+    for _ in range(rounds):
+        bare.append(timed(f"import {base}" if base != "pass" else "pass"))
+        full.append(timed(f"import {base}; import {module}" if base != "pass" else f"import {module}"))
+    return min(full) - min(bare)
 
 
 def execute(

@@ -43,10 +43,14 @@ class FakeServerProcess:
 
 @contextlib.contextmanager
 def fake_openai_process(
-    latency_s: float = 0.0, requests_per_minute: float | None = None, tokens_per_minute: float | None = None
+    latency_s: float = 0.0,
+    requests_per_minute: float | None = None,
+    tokens_per_minute: float | None = None,
+    topics: int = 0,
 ) -> Iterator[FakeServerProcess]:
-    """Yields the running server; it stops when the block ends."""
-    args = [sys.executable, "-m", "bench.fake_server", "--latency", str(latency_s)]
+    """Yields the running server (its vectors around `topics` centres, uniform with 0); it stops when the
+    block ends."""
+    args = [sys.executable, "-m", "bench.fake_server", "--latency", str(latency_s), "--topics", str(topics)]
     if requests_per_minute:
         args += ["--rpm", str(requests_per_minute)]
     if tokens_per_minute:
@@ -68,14 +72,17 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rpm", type=float, default=None)
     parser.add_argument("--tpm", type=float, default=None)
+    parser.add_argument("--topics", type=int, default=0)
     opts = parser.parse_args()
     with FakeOpenAI(latency_s=opts.latency, requests_per_minute=opts.rpm, tokens_per_minute=opts.tpm) as fake:
+        fake.topics = opts.topics
+        fake.keep_texts = False
         print(fake.base_url, flush=True)
         for line in sys.stdin:  # until the parent closes our stdin
             words = line.split()
             if words == [INPUTS]:
                 with fake.lock:
-                    print(len(fake.texts_embedded), flush=True)
+                    print(fake.inputs_answered, flush=True)
             elif words == [LIMITS]:
                 with fake.lock:
                     counts = {

@@ -9,7 +9,12 @@ import dagster as dg
 
 from pipelines.db import validate_migrate_mode
 from pipelines.embedders import EmbedLimits
-from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.hnsw import (
+    DEFAULT_BUILD_WORKERS,
+    DEFAULT_HNSW_MIN_ROWS,
+    DEFAULT_INDEX_KIND,
+    DEFAULT_MAINTENANCE_WORK_MEM,
+)
 from pipelines.lib.alerts import DEFAULT_UI_URL, checked_format
 from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
@@ -19,6 +24,7 @@ from pipelines.lib.deletion_safety import (
     DEFAULT_MAX_PERCENT,
     DeletionLimits,
 )
+from pipelines.lib.vector_index import validate_index_kind
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
 from resources.alerts import AlertsResource
@@ -100,6 +106,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             or DEFAULT_MAINTENANCE_WORK_MEM,
             hnsw_min_rows=env_number("HNSW_MIN_ROWS", int, DEFAULT_HNSW_MIN_ROWS, minimum=0),
             hnsw_build_workers=env_number("HNSW_BUILD_WORKERS", int, DEFAULT_BUILD_WORKERS, minimum=0),
+            vector_index_kind=validate_index_kind(
+                os.environ.get("VECTOR_INDEX_KIND", "").strip() or DEFAULT_INDEX_KIND
+            ),
             migrate_on_start=validate_migrate_mode(
                 os.environ.get("MIGRATE_ON_START", "").strip().lower() or "auto"
             ),

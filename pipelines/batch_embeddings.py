@@ -14,9 +14,8 @@ import contextlib
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embedders import EmbedLimits, ModelSpec, get_provider, native_dimensions
@@ -48,10 +47,14 @@ from pipelines.lib.batch_files import (
 )
 from pipelines.lib.batching import pack_batches, starts_new_group
 from pipelines.lib.redact import redact
+from pipelines.lib.vectors import as_matrix
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.models import active_model
 from pipelines.reembedding import prepare_target
 from pipelines.sql import query
+
+if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
+    import numpy as np
 
 # Vectors written per COPY while applying a batch (all in the batch's one transaction).
 WRITE_GROUP = 4096
@@ -681,7 +684,7 @@ class _Writer:
                 vecs.append(vec)
         self.texts += len(self.shas)
         if ids:
-            self.chunks += write_embeddings(self.conn, self.model, ids, shas, tokens, np.asarray(vecs))
+            self.chunks += write_embeddings(self.conn, self.model, ids, shas, tokens, as_matrix(vecs))
         self.shas, self.vectors = [], []
 
 

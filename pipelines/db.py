@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
-from pgvector.psycopg import register_vector
 
 from pipelines.migrations import DEFAULT_SETTINGS, apply_migrations, check_schema, may_migrate
 
@@ -91,6 +90,9 @@ def embedded_server_url(data_dir: Path | str = DEFAULT_DATA_DIR) -> str:
 
 
 def _register_vector(dbapi_conn, _record) -> None:
+    # pgvector's adapter brings numpy: imported with the first connection, not when the code location loads.
+    from pgvector.psycopg import register_vector
+
     register_vector(dbapi_conn)
 
 

@@ -14,7 +14,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embedders import (
@@ -28,6 +27,7 @@ from pipelines.embedders import (
 )
 from pipelines.lib.batching import minimum_requests_for, pack_batches
 from pipelines.lib.redact import redact
+from pipelines.lib.vectors import as_matrix
 from pipelines.locks import embedding_lock_key, session_lock
 from pipelines.models import active_model, drop_retired_embeddings, register_model
 from pipelines.sql import composed, execute_composed, load_sql, query
@@ -365,7 +365,7 @@ def _run_batches(
                         toks.append(p.tokens)
                         vecs.append(vec)
                 with conn.begin():
-                    written = write_embeddings(conn, spec.name, ids, shas, toks, np.asarray(vecs))
+                    written = write_embeddings(conn, spec.name, ids, shas, toks, as_matrix(vecs))
                 stats.chunks_embedded += written
                 stats.chunks_vanished += len(ids) - written
             submit_more()

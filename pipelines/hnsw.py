@@ -1,26 +1,33 @@
-"""Per-model HNSW indexes in the database: build after a bulk load (over halfvec casts, only above a row
-count), drop, nearest-neighbour queries (through the index with an exact re-rank, or exact), and recall of
-the index against exact search."""
+"""Per-model vector indexes in the database: build after a bulk load (of the configured kind, only above a
+row count; a kind switch builds the new index beside the old one, then drops the old), drop, nearest-neighbour
+queries (through whichever index is built, with an exact re-rank, or exact), and recall of the index against
+exact search."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from psycopg import sql
 
 from pipelines.lib.vector_index import (
     DEFAULT_BUILD_WORKERS,
     DEFAULT_HNSW_MIN_ROWS,
+    DEFAULT_INDEX_KIND,
+    INDEX_KINDS,
     MAX_CANDIDATES,
     IndexPlan,
     candidates_for,
+    exact_key_sql,
     hnsw_build_memory_kb,
+    index_key_sql,
     index_plan,
+    ivfflat_lists,
+    ivfflat_probes,
+    query_key_sql,
     quote_ident,
     recall_at_k,
     should_build_index,
@@ -30,11 +37,16 @@ from pipelines.lib.vector_index import (
 from pipelines.locks import index_lock_key, session_lock
 from pipelines.sql import composed, execute_composed, query
 
-# The most memory an HNSW build may use: each build asks for what its graph needs (see
-# hnsw_build_memory_kb), up to this. 2 GB holds the halfvec graph of ~400,000 1,536-d vectors; a build that
-# outgrows its memory slows down sharply.
+# The most memory an index build may use: each build asks for what it needs (see hnsw_build_memory_kb), up to
+# this. 2 GB holds the binary-quantized HNSW graph of ~900,000 vectors, the halfvec one of ~400,000 1,536-d
+# vectors; a build that outgrows its memory slows down sharply.
 DEFAULT_MAINTENANCE_WORK_MEM = "2GB"
-__all__ = ["DEFAULT_BUILD_WORKERS", "DEFAULT_HNSW_MIN_ROWS", "DEFAULT_MAINTENANCE_WORK_MEM"]
+__all__ = [
+    "DEFAULT_BUILD_WORKERS",
+    "DEFAULT_HNSW_MIN_ROWS",
+    "DEFAULT_INDEX_KIND",
+    "DEFAULT_MAINTENANCE_WORK_MEM",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,41 @@ class RecallResult:
     via_index: bool = True
 
 
+@dataclass(frozen=True)
+class BuiltIndex:
+    """A finished index of a model that searches go through, and the settings its scan needs."""
+
+    plan: IndexPlan
+    lists: int | None = None  # IVFFlat's, read from the index
+
+    def scan_settings(self, k: int, ef_search: int | None = None) -> dict[str, str]:
+        if self.plan.spec.method == "ivfflat":
+            return {**INDEX_SCAN_SETTINGS, "ivfflat.probes": str(ivfflat_probes(self.lists or 1))}
+        return {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search, self.plan.kind)}
+
+    def candidates(self, k: int) -> int:
+        return candidates_for(k, self.plan.kind)
+
+
+def _model_indexes(conn: sa.Connection, names: Sequence[str]) -> dict[str, Any]:
+    """{index name: row (valid, options)} of those of `names` that exist."""
+    rows = conn.execute(query("hnsw/select_model_indexes"), {"index_names": list(names)}).all()
+    return {r.index_name: r for r in rows}
+
+
+def built_index(conn: sa.Connection, model: str, dimensions: int) -> BuiltIndex | None:
+    """The model's finished index, whatever its kind (during a kind switch the old one until the new one is
+    valid, then the new one), or None: search is then exact."""
+    plans = [index_plan(model, dimensions, kind) for kind in INDEX_KINDS]
+    found = _model_indexes(conn, [p.index_name for p in plans if p.indexable])
+    for plan in plans:
+        row = found.get(plan.index_name)
+        if row is not None and row.valid:
+            options = dict(o.split("=", 1) for o in (row.options or []))
+            return BuiltIndex(plan, int(options["lists"]) if "lists" in options else None)
+    return None
+
+
 def ensure_hnsw_index(
     engine: sa.Engine,
     model: str,
@@ -64,19 +111,22 @@ def ensure_hnsw_index(
     *,
     min_rows: int = DEFAULT_HNSW_MIN_ROWS,
     workers: int = DEFAULT_BUILD_WORKERS,
+    kind: str = DEFAULT_INDEX_KIND,
 ) -> IndexResult:
-    """Create the model's HNSW index unless a valid one exists or the model has fewer than `min_rows`
-    vectors (search stays exact until then; a later run builds it once the model has grown).
+    """Create the model's index of `kind` (VECTOR_INDEX_KIND) unless a valid one exists or the model has fewer
+    than `min_rows` vectors (search stays exact until then; a later run builds it once the model has grown).
+    Once it is valid, the model's indexes of other kinds (a kind switch) are dropped: readers use the old one
+    until the new one is finished, and never see an empty result in between.
 
     Built CONCURRENTLY on an autocommit connection of its own so that the nightly writes of the other
     models never wait for it, with up to `workers` parallel maintenance workers. The caller must not hold an
     open transaction on the table meanwhile: a concurrent build waits for every older snapshot, its caller's
     included.
     """
-    plan = index_plan(model, dimensions)
+    plan = index_plan(model, dimensions, kind)
     if not plan.indexable:
         return IndexResult(
-            plan.index_name, False, 0.0, f"{dimensions} dimensions exceed HNSW's limit: exact search only"
+            plan.index_name, False, 0.0, f"{dimensions} dimensions exceed {kind}'s limit: exact search only"
         )
     validate_pg_memory(maintenance_work_mem)
     validate_build_workers(workers)
@@ -84,20 +134,16 @@ def ensure_hnsw_index(
         engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl,
         session_lock(ddl, index_lock_key(plan.index_name)),
     ):
-        valid = ddl.execute(
-            query("hnsw/select_index_validity"), {"index_name": plan.index_name}
-        ).scalar_one_or_none()
-        if valid:
-            _drop_legacy_index(ddl, plan, log)
+        row = _model_indexes(ddl, [plan.index_name]).get(plan.index_name)
+        if row is not None and row.valid:
+            _drop_siblings(ddl, plan, log)
             return IndexResult(plan.index_name, False, 0.0, "exists")
-        if valid is False:
+        if row is not None:
             log(f"dropping the unfinished index {plan.index_name} left by an interrupted build")
             execute_composed(ddl, _drop_index_sql(plan.index_name))
         rows = ddl.execute(query("hnsw/count_model_embeddings"), {"model": model}).scalar_one()
         if not should_build_index(plan, rows, min_rows):
-            log(
-                f"{model}: {rows} vectors, fewer than HNSW_MIN_ROWS={min_rows}: no HNSW index, search is exact"
-            )
+            log(f"{model}: {rows} vectors, fewer than HNSW_MIN_ROWS={min_rows}: no index, search is exact")
             return IndexResult(
                 plan.index_name, False, 0.0, f"{rows} vectors < HNSW_MIN_ROWS {min_rows}: exact search"
             )
@@ -108,46 +154,34 @@ def ensure_hnsw_index(
         )
         started = time.perf_counter()
         try:
-            execute_composed(ddl, _create_index_sql(plan))
+            execute_composed(ddl, create_index_sql(plan, rows))
         finally:
             ddl.execute(query("hnsw/reset_build_settings"))
         seconds = time.perf_counter() - started
         # Fresh statistics after a bulk load, so the planner prices the new index against real row counts.
         ddl.execute(query("hnsw/analyze_chunk_embeddings"))
-        _drop_legacy_index(ddl, plan, log)
+        _drop_siblings(ddl, plan, log)
         log(
-            f"built HNSW index {plan.index_name} for {model} ({rows} vectors, {mem_kb // 1024} MB,"
+            f"built {kind} index {plan.index_name} for {model} ({rows} vectors, {mem_kb // 1024} MB,"
             f" {workers} workers) in {seconds:.1f}s"
         )
         return IndexResult(
-            plan.index_name, True, seconds, f"built over {rows} vectors with {mem_kb // 1024} MB"
+            plan.index_name, True, seconds, f"{kind}, built over {rows} vectors with {mem_kb // 1024} MB"
         )
 
 
-def _drop_legacy_index(ddl: sa.Connection, plan: IndexPlan, log: Callable[[str], None]) -> None:
-    """The model's `vector` index of an earlier release, once its halfvec successor is valid: searches no
-    longer use it and each write would keep paying for it."""
-    if plan.legacy_index_name is None:
-        return
-    if (
-        ddl.execute(
-            query("hnsw/select_index_validity"), {"index_name": plan.legacy_index_name}
-        ).scalar_one_or_none()
-        is not None
-    ):
-        log(f"dropping {plan.legacy_index_name}, the earlier full-precision index of {plan.model}")
-        execute_composed(ddl, _drop_index_sql(plan.legacy_index_name))
+def _drop_siblings(ddl: sa.Connection, plan: IndexPlan, log: Callable[[str], None]) -> None:
+    """The model's indexes of other kinds (a kind switch) or of an earlier release, once `plan`'s is valid:
+    searches no longer use them and each write would keep paying for them. Dropped concurrently: a search
+    already running through one finishes first."""
+    for name in _model_indexes(ddl, plan.sibling_index_names):
+        log(f"dropping {name}, an index of {plan.model} that its valid {plan.kind} index replaces")
+        execute_composed(ddl, _drop_index_sql(name))
 
 
 def has_valid_index(conn: sa.Connection, model: str, dimensions: int) -> bool:
-    """Whether the model's HNSW index exists and finished building (a concurrent build is not yet valid)."""
-    plan = index_plan(model, dimensions)
-    return bool(
-        plan.indexable
-        and conn.execute(
-            query("hnsw/select_index_validity"), {"index_name": plan.index_name}
-        ).scalar_one_or_none()
-    )
+    """Whether the model has a finished index of any kind (a concurrent build is not yet valid)."""
+    return built_index(conn, model, dimensions) is not None
 
 
 def _index_name(name: str) -> sql.Identifier:
@@ -156,29 +190,37 @@ def _index_name(name: str) -> sql.Identifier:
     return sql.Identifier(name)
 
 
-def vector_type_sql(plan: IndexPlan) -> sql.Composed:
-    """The index's type, e.g. `"halfvec"(1536)`: the cast that index and queries must share."""
-    return sql.SQL("{}({})").format(sql.Identifier(plan.type_name), sql.Literal(plan.dimensions))
-
-
-def exact_type_sql(plan: IndexPlan) -> sql.Composed:
-    """The stored vectors' full-precision type, e.g. `"vector"(1536)`: what the exact re-rank compares."""
-    return sql.SQL("{}({})").format(sql.Identifier("vector"), sql.Literal(plan.dimensions))
-
-
-def ranking_params(plan: IndexPlan, exact: bool) -> dict[str, sql.Composed]:
-    """The type slots of a nearest-neighbour template: through the halfvec index then an exact re-rank, or
+def nearest_sql(plan: IndexPlan, *, exact: bool) -> sql.Composed:
+    """hnsw/nearest_embeddings for `plan`: candidates through its index's expression, re-ranked exactly; or
     exact throughout."""
-    exact_type = exact_type_sql(plan)
-    return {"index_type": exact_type if exact else vector_type_sql(plan), "exact_type": exact_type}
-
-
-def _create_index_sql(plan: IndexPlan) -> sql.Composed:
+    stored, param = sql.Identifier("e", "embedding"), sql.Placeholder("query")
+    full = sql.SQL("CAST({} AS {})").format(
+        param, sql.SQL("{}({})").format(sql.Identifier("vector"), sql.Literal(plan.dimensions))
+    )
     return composed(
-        "hnsw/create_hnsw_index",
+        "hnsw/nearest_embeddings",
+        exact_key=exact_key_sql(plan, sql.Identifier("c", "embedding")),
+        exact_type=sql.SQL("{}({})").format(sql.Identifier("vector"), sql.Literal(plan.dimensions)),
+        index_key=exact_key_sql(plan, stored) if exact else index_key_sql(plan, stored),
+        operator=sql.SQL("<=>" if exact else plan.spec.operator),
+        query_key=full if exact else query_key_sql(plan, param),
+    )
+
+
+def create_index_sql(plan: IndexPlan, rows: int) -> sql.Composed:
+    """The CREATE INDEX CONCURRENTLY statement of `plan` over `rows` vectors (IVFFlat sizes its lists by them)."""
+    options = (
+        sql.SQL("WITH (lists = {})").format(sql.Literal(ivfflat_lists(rows)))
+        if plan.spec.method == "ivfflat"
+        else sql.SQL("")
+    )
+    return composed(
+        "hnsw/create_vector_index",
         index_name=_index_name(plan.index_name),
-        vector_type=vector_type_sql(plan),
+        method=sql.Identifier(plan.spec.method),
+        index_key=index_key_sql(plan, sql.Identifier("embedding")),
         opclass=sql.Identifier(plan.opclass),
+        options=options,
         model=sql.Literal(plan.model),
     )
 
@@ -188,15 +230,15 @@ def _drop_index_sql(name: str) -> sql.Composed:
 
 
 def drop_hnsw_index(engine: sa.Engine, model: str, dimensions: int) -> None:
-    """Dropped CONCURRENTLY on an autocommit connection of its own, so readers of other models never wait."""
+    """Every index of the model, whatever its kind; dropped CONCURRENTLY on an autocommit connection of its
+    own, so readers of other models never wait."""
     plan = index_plan(model, dimensions)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ddl:
-        for name in (plan.index_name, plan.legacy_index_name):
-            if name is not None:
-                execute_composed(ddl, _drop_index_sql(name))
+        for name in (plan.index_name, *plan.sibling_index_names):
+            execute_composed(ddl, _drop_index_sql(name))
 
 
-# Transaction-local settings that make a nearest-neighbour query go through the model's HNSW index: a custom
+# Transaction-local settings that make a nearest-neighbour query go through the model's index: a custom
 # plan lets the planner match the bound model name against the partial index's predicate, and without the
 # other scans a small or freshly loaded table cannot fall back to an exact sort.
 INDEX_SCAN_SETTINGS = {
@@ -219,12 +261,19 @@ def set_local(conn: sa.Connection, settings: dict[str, str]) -> None:
 DEFAULT_EF_SEARCH = 100
 
 
-def ef_search_for(k: int, ef_search: int | None = None) -> str:
+def ef_search_for(k: int, ef_search: int | None, kind: str) -> str:
     """hnsw.ef_search for a top-k search: at least the candidates the re-rank needs."""
-    return str(min(MAX_CANDIDATES, max(ef_search or DEFAULT_EF_SEARCH, candidates_for(k))))
+    return str(min(MAX_CANDIDATES, max(ef_search or DEFAULT_EF_SEARCH, candidates_for(k, kind))))
 
 
-def _nearest_in_own_transaction(
+def vector_param(vector: Any) -> Any:
+    """A query vector as the driver binds it: float32 (numpy imported here, not when the location loads)."""
+    import numpy as np
+
+    return np.asarray(vector, dtype=np.float32)
+
+
+def nearest_in_transaction(
     conn: sa.Connection,
     model: str,
     dimensions: int,
@@ -233,25 +282,24 @@ def _nearest_in_own_transaction(
     *,
     exact: bool = False,
     ef_search: int | None = None,
-) -> list[tuple[int, float]]:
-    plan = index_plan(model, dimensions)
-    # The planner settings are transaction-local: they end with this transaction.
+) -> tuple[Sequence[Any], BuiltIndex | None]:
+    """The nearest rows of `model` to `vector` through its built index (or exact when it has none, or when
+    `exact`), inside a transaction of its own so that the planner settings end with it; and the index used."""
     with conn.begin():
-        if exact:
-            set_local(conn, EXACT_SCAN_SETTINGS)
-        else:
-            set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
+        index = None if exact else built_index(conn, model, dimensions)
+        plan = index.plan if index is not None else index_plan(model, dimensions)
+        set_local(conn, EXACT_SCAN_SETTINGS if index is None else index.scan_settings(k, ef_search))
         rows = execute_composed(
             conn,
-            composed("hnsw/nearest_embeddings", **ranking_params(plan, exact)),
+            nearest_sql(plan, exact=index is None),
             {
                 "model": model,
-                "query": np.asarray(vector, dtype=np.float32),
+                "query": vector_param(vector),
                 "k": k,
-                "candidates": k if exact else candidates_for(k),
+                "candidates": k if index is None else index.candidates(k),
             },
         ).all()
-    return [(r.chunk_id, float(r.distance)) for r in rows]
+    return rows, index
 
 
 def nearest(
@@ -264,20 +312,23 @@ def nearest(
     exact: bool = False,
     ef_search: int | None = None,
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the k nearest vectors of `model`: candidates through its halfvec HNSW
-    index re-ranked by exact distance, or by a full scan when `exact`. Runs in a transaction of its own, so that its settings end with it."""
+    """(chunk id, cosine distance) of the k nearest vectors of `model`: candidates through its built index
+    re-ranked by exact distance, or by a full scan when `exact` or while it has no index."""
     with engine.connect() as conn:
-        return _nearest_in_own_transaction(
+        rows, _index = nearest_in_transaction(
             conn, model, dimensions, vector, k, exact=exact, ef_search=ef_search
         )
+    return [(r.chunk_id, float(r.distance)) for r in rows]
 
 
 def measure_recall(
     engine: sa.Engine, model: str, dimensions: int, sample: int = 50, k: int = 10
 ) -> RecallResult:
-    """Recall@k of the model's HNSW index against exact search, querying with sampled stored vectors
-    (no API call): the index must find what a full scan finds. One transaction per query. A model without
-    a finished index is searched exactly: recall 1 over no query."""
+    """Recall@k of the model's built index (whatever its kind) against exact search, querying with sampled
+    stored vectors (no API call): the index must find what a full scan finds. One transaction per query. A
+    model without a finished index is searched exactly: recall 1 over no query."""
+    import numpy as np
+
     with engine.connect() as conn:
         with conn.begin():
             if not has_valid_index(conn, model, dimensions):
@@ -285,9 +336,15 @@ def measure_recall(
             samples = conn.execute(query("hnsw/sample_chunk_embeddings"), {"model": model, "n": sample}).all()
         recalls = []
         for _chunk_id, vector in samples:
-            vec = np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
-            approx = _nearest_in_own_transaction(conn, model, dimensions, vec, k)
-            exact = _nearest_in_own_transaction(conn, model, dimensions, vec, k, exact=True)
+            vec = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
+            approx, _ = nearest_in_transaction(conn, model, dimensions, vec, k)
+            exact, _ = nearest_in_transaction(conn, model, dimensions, vec, k, exact=True)
             # Both rankings are by exact distance on the full vectors (the index's candidates are re-ranked).
-            recalls.append(recall_at_k(approx, exact, k))
+            recalls.append(
+                recall_at_k(
+                    [(r.chunk_id, float(r.distance)) for r in approx],
+                    [(r.chunk_id, float(r.distance)) for r in exact],
+                    k,
+                )
+            )
     return RecallResult(model, float(np.mean(recalls)) if recalls else 1.0, len(recalls), k)

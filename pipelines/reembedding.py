@@ -10,7 +10,14 @@ import sqlalchemy as sa
 
 from pipelines.embedders import EmbedderFactory, EmbedLimits, ModelSpec
 from pipelines.embeddings import EmbedStats, embed_pending
-from pipelines.hnsw import DEFAULT_BUILD_WORKERS, IndexResult, RecallResult, ensure_hnsw_index, measure_recall
+from pipelines.hnsw import (
+    DEFAULT_BUILD_WORKERS,
+    DEFAULT_INDEX_KIND,
+    IndexResult,
+    RecallResult,
+    ensure_hnsw_index,
+    measure_recall,
+)
 from pipelines.locks import Lock, xact_lock
 from pipelines.models import (
     Coverage,
@@ -120,6 +127,7 @@ def build_model(
     maintenance_work_mem: str,
     min_rows: int = 0,
     workers: int = DEFAULT_BUILD_WORKERS,
+    kind: str = DEFAULT_INDEX_KIND,
     max_attempts: int = 3,
     allow_over_budget: bool = False,
     retry_abandoned: bool = False,
@@ -156,7 +164,14 @@ def build_model(
             break
     # Built here, before the switch, so that readers move to a model whose index is already finished.
     index = ensure_hnsw_index(
-        engine, spec.name, spec.dimensions, maintenance_work_mem, log=log, min_rows=min_rows, workers=workers
+        engine,
+        spec.name,
+        spec.dimensions,
+        maintenance_work_mem,
+        log=log,
+        min_rows=min_rows,
+        workers=workers,
+        kind=kind,
     )
     return BuildResult(
         target=spec.name,

@@ -10,20 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from psycopg import sql
 
 from pipelines.embedders import EmbedderFactory
 from pipelines.hnsw import (
     EXACT_SCAN_SETTINGS,
-    INDEX_SCAN_SETTINGS,
-    ef_search_for,
-    has_valid_index,
-    ranking_params,
+    built_index,
+    nearest_sql,
     set_local,
+    vector_param,
 )
-from pipelines.lib.vector_index import IndexPlan, candidates_for, index_plan
+from pipelines.lib.vector_index import IndexPlan, index_plan
 from pipelines.models import active_model
 from pipelines.sql import composed, execute_composed
 
@@ -46,40 +44,36 @@ class SearchHit:
     # False when the model had no finished index (still building, below HNSW_MIN_ROWS, or never built) and the
     # search was exact.
     via_index: bool = True
+    # The kind of index the search went through (VECTOR_INDEX_KIND of its build), None when exact.
+    index_kind: str | None = None
 
 
 def search_statement(plan: IndexPlan, *, exact: bool) -> sql.Composed:
     """The search query: hnsw/nearest_embeddings (the recall check's ranking) joined to the chunks' text."""
-    return composed(
-        "hnsw/search_chunks_by_vector",
-        nearest=composed("hnsw/nearest_embeddings", **ranking_params(plan, exact)),
-    )
+    return composed("hnsw/search_chunks_by_vector", nearest=nearest_sql(plan, exact=exact))
 
 
 def search_by_vector(
     engine: sa.Engine, model: str, dimensions: int, vector: Any, k: int = 5, ef_search: int | None = None
 ) -> list[SearchHit]:
-    """Top-k chunks of `model` nearest to `vector` (cosine): candidates through the model's halfvec HNSW index
-    re-ranked by exact distance on the full vectors, or an exact scan while the index does not exist (the
-    model is below HNSW_MIN_ROWS, or its build has not finished); each hit's `via_index` says which. In a
-    transaction of its own so that the planner settings end with it."""
+    """Top-k chunks of `model` nearest to `vector` (cosine): candidates through the model's finished index
+    (whatever its kind) re-ranked by exact distance on the full vectors, or an exact scan while no index
+    exists (the model is below HNSW_MIN_ROWS, or its build has not finished); each hit's `via_index` and
+    `index_kind` say which. In a transaction of its own so that the planner settings end with it."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
-    plan = index_plan(model, dimensions)
     with engine.begin() as conn:
-        via_index = has_valid_index(conn, model, dimensions)
-        if via_index:
-            set_local(conn, {**INDEX_SCAN_SETTINGS, "hnsw.ef_search": ef_search_for(k, ef_search)})
-        else:
-            set_local(conn, EXACT_SCAN_SETTINGS)
+        index = built_index(conn, model, dimensions)
+        plan = index.plan if index is not None else index_plan(model, dimensions)
+        set_local(conn, EXACT_SCAN_SETTINGS if index is None else index.scan_settings(k, ef_search))
         rows = execute_composed(
             conn,
-            search_statement(plan, exact=not via_index),
+            search_statement(plan, exact=index is None),
             {
                 "model": model,
-                "query": np.asarray(vector, dtype=np.float32),
+                "query": vector_param(vector),
                 "k": k,
-                "candidates": candidates_for(k) if via_index else k,
+                "candidates": k if index is None else index.candidates(k),
             },
         ).all()
     return [
@@ -91,7 +85,8 @@ def search_by_vector(
             r.title,
             r.chunk_index,
             r.content,
-            via_index,
+            index is not None,
+            None if index is None else index.plan.kind,
         )
         for r in rows
     ]
@@ -115,7 +110,7 @@ def format_hits(hits: list[SearchHit], width: int = 160) -> str:
     lines = []
     if hits and not hits[0].via_index:
         lines.append(
-            "(exact search: the model has no finished HNSW index yet, or too few vectors to need one)"
+            "(exact search: the model has no finished vector index yet, or too few vectors to need one)"
         )
     for rank, h in enumerate(hits, 1):
         snippet = " ".join(h.content.split())

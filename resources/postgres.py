@@ -12,7 +12,12 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from pipelines.db import DEFAULT_DATA_DIR, embedded_server_url, get_engine, mask_url, normalise_url
-from pipelines.hnsw import DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_MIN_ROWS, DEFAULT_MAINTENANCE_WORK_MEM
+from pipelines.hnsw import (
+    DEFAULT_BUILD_WORKERS,
+    DEFAULT_HNSW_MIN_ROWS,
+    DEFAULT_INDEX_KIND,
+    DEFAULT_MAINTENANCE_WORK_MEM,
+)
 from pipelines.lib.deletion_safety import DEFAULT_DELETED_VECTOR_GRACE_DAYS
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
@@ -33,6 +38,8 @@ class PostgresResource(FieldwiseConfigResource):
     # Below this many vectors a model gets no HNSW index (search is exact), and a build's parallel workers.
     hnsw_min_rows: int = DEFAULT_HNSW_MIN_ROWS
     hnsw_build_workers: int = DEFAULT_BUILD_WORKERS
+    # Which index the vectors get (pipelines.lib.vector_index.INDEX_KINDS); a change rebuilds beside the old.
+    vector_index_kind: str = DEFAULT_INDEX_KIND
     # `auto`: migrate on first use when this role owns the schema, else check the version; `never`: check.
     migrate_on_start: str = "auto"
     # The roles the security migration creates and grants to.
@@ -66,6 +73,7 @@ class PostgresResource(FieldwiseConfigResource):
             "maintenance_work_mem": self.hnsw_maintenance_work_mem,
             "min_rows": self.hnsw_min_rows,
             "workers": self.hnsw_build_workers,
+            "kind": self.vector_index_kind,
         }
 
     @contextlib.contextmanager

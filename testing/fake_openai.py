@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -27,10 +28,24 @@ NATIVE_DIMENSIONS = {
 POISON = "poison"
 
 
-def fake_vector(text: str, dimensions: int) -> np.ndarray:
-    """Deterministic unit vector for a text: the same text always maps to the same point."""
-    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+# Spread of a clustered vector around its topic's centre, as in bench.bench_hnsw's real-shaped vectors.
+TOPIC_SPREAD = 0.8
+
+
+@functools.lru_cache(maxsize=4096)
+def _topic_centre(topic: int, dimensions: int) -> np.ndarray:
+    return np.random.default_rng((7, topic)).standard_normal(dimensions).astype(np.float32)
+
+
+def fake_vector(text: str, dimensions: int, topics: int = 0) -> np.ndarray:
+    """Deterministic unit vector for a text: the same text always maps to the same point. With `topics`, the
+    point lies around one of that many topic centres (chosen by the text's hash), for benchmarks whose index
+    needs real-shaped neighbourhoods rather than uniform noise."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    seed = int.from_bytes(digest[:8], "little")
     vec = np.random.default_rng(seed).standard_normal(dimensions).astype(np.float32)
+    if topics:
+        vec = _topic_centre(int.from_bytes(digest[8:12], "little") % topics, dimensions) + TOPIC_SPREAD * vec
     return vec / np.linalg.norm(vec)
 
 
@@ -61,6 +76,11 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # one entry per HTTP request: model, n_inputs, dimensions, fault
         self.texts_embedded: list[str] = []
+        # Benchmarks: vectors around this many topic centres (0: uniform), and only a count of the inputs
+        # answered instead of their texts (a million texts would weigh on the server's memory).
+        self.topics = 0
+        self.keep_texts = True
+        self.inputs_answered = 0
         self.model_texts: list[tuple[str, str]] = []  # (model, text) of every input embedded
         self.auth_headers: list[str] = []
         self.in_flight = 0
@@ -94,6 +114,7 @@ class FakeOpenAI:
             self.requests.clear()
             self.texts_embedded.clear()
             self.model_texts.clear()
+            self.inputs_answered = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -216,7 +237,7 @@ class FakeOpenAI:
         out_dims = dims + 3 if fault and fault[0] == "wrong_dim" else dims
         data = []
         for i, text in enumerate(inputs):
-            vec = fake_vector(text, out_dims)
+            vec = fake_vector(text, out_dims, self.topics)
             if fault and fault[0] == "huge":
                 vec = np.full(out_dims, 3e38, dtype=np.float32)
             emb = (
@@ -229,8 +250,10 @@ class FakeOpenAI:
             data.pop()
         tokens = count_tokens(inputs)
         with self.lock:
-            self.texts_embedded.extend(inputs)
-            self.model_texts.extend((model, t) for t in inputs)
+            self.inputs_answered += len(inputs)
+            if self.keep_texts:
+                self.texts_embedded.extend(inputs)
+                self.model_texts.extend((model, t) for t in inputs)
         body = {
             "object": "list",
             "data": data,

@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.lib.model_switch import model_change_decision
 from pipelines.lib.vector_index import (
+    INDEX_KINDS,
     IndexConfigError,
     candidates_for,
     hnsw_build_memory_kb,
@@ -22,7 +23,7 @@ from pipelines.lib.vector_index import (
 
 
 def test_halfvec_index_at_every_size_exact_rerank_on_vector_and_no_index_beyond_4000():
-    small, large, huge = index_plan("m", 1536), index_plan("m", 3072), index_plan("m", 4001)
+    small, large, huge = (index_plan("m", d, "hnsw_halfvec") for d in (1536, 3072, 4001))
     assert (small.vector_type, small.opclass, small.indexable) == (
         "halfvec(1536)",
         "halfvec_cosine_ops",
@@ -32,10 +33,23 @@ def test_halfvec_index_at_every_size_exact_rerank_on_vector_and_no_index_beyond_
     assert (large.vector_type, large.opclass) == ("halfvec(3072)", "halfvec_cosine_ops")
     assert large.column_expr == "(embedding::halfvec(3072))"
     assert not huge.indexable
+    # One bit a dimension: binary-quantized HNSW indexes whatever a vector column stores.
+    bq = index_plan("m", 16000, "hnsw_bq")
+    assert (bq.vector_type, bq.opclass, bq.indexable) == ("bit(16000)", "bit_hamming_ops", True)
+
+
+def test_each_kind_of_a_model_has_an_index_name_of_its_own_and_names_the_others_as_siblings():
+    plans = {kind: index_plan("m", 1536, kind) for kind in INDEX_KINDS}
+    assert len({p.index_name for p in plans.values()}) == len(INDEX_KINDS)
+    for kind, plan in plans.items():
+        others = {p.index_name for k, p in plans.items() if k != kind} | {plan.legacy_index_name}
+        assert set(plan.sibling_index_names) == others
+    with pytest.raises(IndexConfigError, match="VECTOR_INDEX_KIND"):
+        index_plan("m", 1536, "hnsw_pq")
 
 
 def test_the_halfvec_index_is_named_apart_from_the_earlier_vector_one_below_2001_dimensions():
-    small, large = index_plan("m", 1536), index_plan("m", 3072)
+    small, large = index_plan("m", 1536, "hnsw_halfvec"), index_plan("m", 3072, "hnsw_halfvec")
     # Earlier releases named every index sha256(model NUL dimensions); above 2,000 it was halfvec already.
     assert large.legacy_index_name is None
     assert large.index_name == "chunk_embeddings_hnsw_" + hashlib.sha256(b"m\x003072").hexdigest()[:8]
@@ -44,11 +58,12 @@ def test_the_halfvec_index_is_named_apart_from_the_earlier_vector_one_below_2001
 
 
 def test_candidates_for_the_rerank_and_the_row_threshold():
-    assert [candidates_for(k) for k in (1, 10, 250, 251, 1000)] == [4, 40, 1000, 1000, 1000]
+    assert [candidates_for(k, "hnsw_halfvec") for k in (1, 10, 250, 251, 1000)] == [4, 40, 1000, 1000, 1000]
+    assert [candidates_for(k, "hnsw_bq") for k in (1, 10, 50, 51)] == [20, 200, 1000, 1000]
     plan = index_plan("m", 1536)
     assert not should_build_index(plan, 4999, 5000) and should_build_index(plan, 5000, 5000)
     assert should_build_index(plan, 0, 0)
-    assert not should_build_index(index_plan("m", 4001), 10**6, 0)
+    assert not should_build_index(index_plan("m", 4001, "hnsw_halfvec"), 10**6, 0)
     for bad in (-1, True, 1.5):
         with pytest.raises(IndexConfigError, match="HNSW_MIN_ROWS"):
             should_build_index(plan, 10, bad)
@@ -143,14 +158,34 @@ def test_sensor_waits_for_a_first_active_model():
 
 
 def test_build_memory_holds_the_graph_within_the_operators_ceiling():
-    plan = index_plan("text-embedding-3-small", 1536)
+    plan = index_plan("text-embedding-3-small", 1536, "hnsw_halfvec")
     # 137,000 halfvecs of 1,536 dimensions (3,072 B) + 2,048 B of graph each, plus a quarter: ~0.84 GB.
     expected_kb = 137_000 * (1536 * 2 + 2048) * 1.25 / 1024
     assert hnsw_build_memory_kb(plan, 137_000, "2GB") == pytest.approx(expected_kb, rel=1e-3)
     assert hnsw_build_memory_kb(plan, 137_000, "512MB") == 512 * 1024
     assert hnsw_build_memory_kb(plan, 10, "2GB") == 64 * 1024
     # halfvec stores two bytes a dimension.
-    large = index_plan("text-embedding-3-large", 3072)
+    large = index_plan("text-embedding-3-large", 3072, "hnsw_halfvec")
     assert hnsw_build_memory_kb(large, 1000, "2GB") == max(
         64 * 1024, 1000 * (3072 * 2 + 2048) * 5 // 4 // 1024
     )
+    # Binary quantization keeps one bit a dimension (192 B for 1,536), the graph's links as many as ever.
+    bq = index_plan("text-embedding-3-small", 1536, "hnsw_bq")
+    assert hnsw_build_memory_kb(bq, 1_000_000, "8GB") == 1_000_000 * (192 + 2048) * 5 // 4 // 1024
+    # IVFFlat holds its k-means sample: 50 vectors a list, a list per 1,000 rows.
+    ivf = index_plan("text-embedding-3-small", 1536, "ivfflat_halfvec")
+    assert hnsw_build_memory_kb(ivf, 1_000_000, "8GB") == 1000 * 50 * 1536 * 4 * 5 // 4 // 1024
+
+
+def test_auto_picks_binary_quantization_from_1024_dimensions_and_halfvec_below():
+    assert [index_plan("m", d, "auto").kind for d in (256, 1023, 1024, 1536, 3072, 16000)] == [
+        "hnsw_halfvec",
+        "hnsw_halfvec",
+        "hnsw_bq",
+        "hnsw_bq",
+        "hnsw_bq",
+        "hnsw_bq",
+    ]
+    # An explicit kind is kept whatever the size.
+    assert index_plan("m", 256, "hnsw_bq").kind == "hnsw_bq"
+    assert index_plan("m", 1536, "ivfflat_halfvec").kind == "ivfflat_halfvec"

@@ -7,11 +7,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
+
+if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
+    import numpy as np
 
 
 class EmbeddingError(RuntimeError):

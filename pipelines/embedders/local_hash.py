@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 from pipelines.embedders.base import Embedder, EmbedResult, Endpoint, ModelSpec, Provider
-from pipelines.lib.hashing_embedder import embed_texts
 from pipelines.lib.tokens import estimate_tokens
 
 NAME = "local"
@@ -19,6 +18,9 @@ class LocalEmbedder:
         self.spec = spec
 
     def embed(self, texts: Sequence[str]) -> EmbedResult:
+        # numpy (which the hashing embedder needs) is imported when it embeds, not when the location loads.
+        from pipelines.lib.hashing_embedder import embed_texts
+
         return EmbedResult(embed_texts(list(texts), self.spec.dimensions), sum(map(estimate_tokens, texts)))
 
 

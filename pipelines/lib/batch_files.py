@@ -11,8 +11,10 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
+    import numpy as np
 
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-
-from semantic_text_splitter import MarkdownSplitter
+from typing import TYPE_CHECKING
 
 from pipelines.lib.documents import sha256_text
 from pipelines.lib.tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from semantic_text_splitter import MarkdownSplitter
 
 CHUNKER_VERSION = "md-v1"
 DEFAULT_MAX_CHARS = 1200
@@ -41,6 +43,9 @@ def chunker_fingerprint(max_chars: int, overlap: int) -> str:
 def _splitter(max_chars: int, overlap: int) -> MarkdownSplitter:
     if max_chars <= 0 or overlap < 0 or overlap >= max_chars:
         raise ValueError(f"need 0 <= overlap < max_chars, got max_chars={max_chars}, overlap={overlap}")
+    # Imported by the chunking step, not when the code location loads.
+    from semantic_text_splitter import MarkdownSplitter
+
     return MarkdownSplitter(max_chars, overlap=overlap)
 
 

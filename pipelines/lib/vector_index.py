@@ -1,13 +1,19 @@
-"""Per-model HNSW index DDL, model-name handling and recall arithmetic. Pure functions, no database.
+"""Per-model vector index definitions, model-name handling and recall arithmetic. Pure functions, no database.
 
 Every model shares `chunk_embeddings.embedding` (an untyped `vector`), so each model gets a partial
-expression index: the cast gives HNSW the fixed dimension it needs and the predicate keeps the other
+expression index: the cast gives the index the fixed dimension it needs and the predicate keeps the other
 models' rows (of other dimensions) out of it. Queries must repeat the exact expression and predicate
-for the planner to pick the index, so both come from `index_plan`.
+for the planner to pick the index, so both come from here (`index_plan`, `index_key_sql`, `query_key_sql`):
+the build, the search, the recall check and applications' SQL all follow the one definition.
 
-The index is built over `halfvec` casts of the vectors whatever their size: half the graph's memory and
-pages, a faster build, and a search that fetches `RERANK_FACTOR` × k candidates through it and re-ranks
-them by exact cosine distance on the stored full-precision vectors (`make bench` prints the comparison).
+Three kinds, chosen by `VECTOR_INDEX_KIND` (docs/scaling.md has the measurements behind the default):
+- `hnsw_bq` (default): HNSW over `binary_quantize(embedding)::bit(d)` with Hamming distance. One bit per
+  dimension makes the graph's vectors 32× smaller than the stored ones, so the build is many times faster
+  and fits in memory at a million vectors; the search fetches `rerank_factor` × k candidates through it and
+  re-ranks them by exact cosine distance on the stored full-precision vectors.
+- `hnsw_halfvec`: HNSW over `halfvec` casts (the earlier default), re-ranked the same way.
+- `ivfflat_halfvec`: IVFFlat over `halfvec` casts, re-ranked the same way.
+Every kind's index has a name of its own, so that a switch builds the new one beside the old.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from psycopg import sql
 
 # pgvector's HNSW limits: `vector` up to 2,000 dimensions, `halfvec` up to 4,000.
 VECTOR_MAX_INDEX_DIMS = 2000
@@ -30,28 +38,98 @@ _PG_MEMORY = re.compile(r"^\s*(\d{1,9})\s*(kB|MB|GB|TB)?\s*$")
 _MEMORY_UNITS_KB = {None: 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 
 
+# pgvector's HNSW limit for `bit`.
+BIT_MAX_INDEX_DIMS = 64000
+
+
 class IndexConfigError(ValueError):
     pass
 
 
 @dataclass(frozen=True)
+class IndexKind:
+    """One way of indexing a model's vectors: the access method, what it is built over, its distance."""
+
+    name: str
+    method: str  # `hnsw` | `ivfflat`
+    type_name: str  # what the index holds: `halfvec` | `bit`
+    opclass: str
+    operator: str  # the distance operator its opclass serves
+    # Candidates fetched through the index per result wanted, re-ranked exactly on the full vectors.
+    rerank_factor: int
+    max_dims: int
+    name_tag: str  # in the index's name, so that each kind's index of a model is told apart
+
+
+INDEX_KINDS: dict[str, IndexKind] = {
+    # Hamming distance on one bit per dimension ranks coarsely: more candidates, all re-ranked exactly.
+    "hnsw_bq": IndexKind(
+        "hnsw_bq", "hnsw", "bit", "bit_hamming_ops", "<~>", 20, BIT_MAX_INDEX_DIMS, "hnswbq"
+    ),
+    # halfvec's rounding (~1e-3 relative) only reorders near-ties, which four times k candidates hold.
+    "hnsw_halfvec": IndexKind(
+        "hnsw_halfvec", "hnsw", "halfvec", "halfvec_cosine_ops", "<=>", 4, HALFVEC_MAX_INDEX_DIMS, "hnsw"
+    ),
+    "ivfflat_halfvec": IndexKind(
+        "ivfflat_halfvec", "ivfflat", "halfvec", "halfvec_cosine_ops", "<=>", 4, 2000, "ivfflat"
+    ),
+}
+# `auto`: binary-quantized HNSW from BQ_MIN_DIMS dimensions, halfvec HNSW below, where one bit a dimension
+# ranks too coarsely for a re-rank of 20 × k candidates to recover the true top k (at 256 dimensions it found
+# ~0.85 of them).
+AUTO_INDEX_KIND = "auto"
+# Chosen by measurement (docs/scaling.md#choosing-the-index): binary quantization builds 3-4× faster in an
+# eighth of the space and found the whole true top 10 at 100,000 vectors, but at a million clustered vectors
+# its re-ranked candidates held only 0.78 of it (0.89 with 1,000 candidates); halfvec HNSW is the one kind
+# that keeps recall@10 >= 0.95, so it stays the default until a quantized index does too.
+DEFAULT_INDEX_KIND = "hnsw_halfvec"
+BQ_MIN_DIMS = 1024
+
+
+def validate_index_kind(value: str) -> str:
+    if value != AUTO_INDEX_KIND and value not in INDEX_KINDS:
+        raise IndexConfigError(
+            f"VECTOR_INDEX_KIND must be {AUTO_INDEX_KIND} or one of {', '.join(INDEX_KINDS)}, got {value!r}"
+        )
+    return value
+
+
+def resolve_index_kind(kind: str, dimensions: int) -> str:
+    """The concrete kind `kind` means for a model of `dimensions`."""
+    if validate_index_kind(kind) != AUTO_INDEX_KIND:
+        return kind
+    return "hnsw_bq" if dimensions >= BQ_MIN_DIMS else "hnsw_halfvec"
+
+
+@dataclass(frozen=True)
 class IndexPlan:
-    """How one model's vectors are indexed and queried."""
+    """How one model's vectors are indexed and queried with one index kind."""
 
     model: str
     dimensions: int
     index_name: str
-    vector_type: str  # what the index is built over: `halfvec(1536)`
+    vector_type: str  # what the index is built over: `halfvec(1536)`, `bit(1536)`
     opclass: str
-    indexable: bool  # False above HALFVEC_MAX_INDEX_DIMS: exact search only
+    indexable: bool  # False above the kind's dimension limit: exact search only
     # The index of the same model built by earlier releases (over `vector(d)` up to 2,000 dimensions), dropped
     # once the halfvec one is built; None when the name did not change.
     legacy_index_name: str | None = None
+    kind: str = "hnsw_halfvec"  # a concrete kind, never `auto`
+
+    @property
+    def spec(self) -> IndexKind:
+        return INDEX_KINDS[self.kind]
 
     @property
     def type_name(self) -> str:
         """`halfvec`: the index's type without its dimension."""
         return self.vector_type.partition("(")[0]
+
+    @property
+    def sibling_index_names(self) -> tuple[str, ...]:
+        """The model's indexes of the other kinds and of earlier releases: dropped once this one is valid."""
+        others = [index_name_for(self.model, self.dimensions, k) for k in INDEX_KINDS if k != self.kind]
+        return tuple(n for n in [*others, self.legacy_index_name] if n and n != self.index_name)
 
     @property
     def exact_type(self) -> str:
@@ -98,13 +176,15 @@ def quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
-def index_name_for(model: str, dimensions: int) -> str:
-    """A stable identifier derived from the model: model names hold characters identifiers cannot. Above
-    2,000 dimensions the index was always a halfvec one and keeps its name; below, the halfvec index is
-    named apart from the `vector` one earlier releases built, so that neither is mistaken for the other."""
+def index_name_for(model: str, dimensions: int, kind: str = DEFAULT_INDEX_KIND) -> str:
+    """A stable identifier derived from the model and the kind: model names hold characters identifiers
+    cannot. Above 2,000 dimensions the halfvec HNSW index was always a halfvec one and keeps its name; below,
+    it is named apart from the `vector` one earlier releases built, so that neither is mistaken for the
+    other. The other kinds carry their tag in the name."""
+    spec = INDEX_KINDS[resolve_index_kind(kind, dimensions)]
     salt = "" if dimensions > VECTOR_MAX_INDEX_DIMS else "\x00halfvec"
     digest = hashlib.sha256(f"{model}\x00{dimensions}{salt}".encode()).hexdigest()[:8]
-    return f"chunk_embeddings_hnsw_{digest}"
+    return f"chunk_embeddings_{spec.name_tag}_{digest}"
 
 
 def _legacy_index_name(model: str, dimensions: int) -> str | None:
@@ -114,23 +194,50 @@ def _legacy_index_name(model: str, dimensions: int) -> str | None:
     return f"chunk_embeddings_hnsw_{digest}"
 
 
-def index_plan(model: str, dimensions: int) -> IndexPlan:
+def index_plan(model: str, dimensions: int, kind: str = DEFAULT_INDEX_KIND) -> IndexPlan:
     validate_model_name(model)
     validate_dimensions(dimensions)
+    kind = resolve_index_kind(kind, dimensions)
+    spec = INDEX_KINDS[kind]
     return IndexPlan(
         model=model,
         dimensions=dimensions,
-        index_name=index_name_for(model, dimensions),
-        vector_type=f"halfvec({dimensions})",
-        opclass="halfvec_cosine_ops",
-        indexable=dimensions <= HALFVEC_MAX_INDEX_DIMS,
+        index_name=index_name_for(model, dimensions, kind),
+        vector_type=f"{spec.type_name}({dimensions})",
+        opclass=spec.opclass,
+        indexable=dimensions <= spec.max_dims,
         legacy_index_name=_legacy_index_name(model, dimensions),
+        kind=kind,
     )
 
 
-# Candidates fetched through the halfvec index per result wanted, re-ranked exactly: halfvec's rounding
-# (~1e-3 relative) only reorders near-ties, which four times k candidates hold with room to spare.
-RERANK_FACTOR = 4
+def _typed(type_name: str, dimensions: int) -> sql.Composed:
+    return sql.SQL("{}({})").format(sql.Identifier(type_name), sql.Literal(dimensions))
+
+
+def index_key_sql(plan: IndexPlan, column: sql.Composable) -> sql.Composed:
+    """The indexed expression over `column` (the `embedding` column, optionally qualified): the index's
+    definition and every query through it must spell it alike."""
+    if plan.type_name == "bit":
+        return sql.SQL("binary_quantize({})::{}").format(column, _typed("bit", plan.dimensions))
+    return sql.SQL("{}::{}").format(column, _typed(plan.type_name, plan.dimensions))
+
+
+def query_key_sql(plan: IndexPlan, query: sql.Composable) -> sql.Composed:
+    """The query vector (`query`, a bound full-precision vector) brought to the index's type."""
+    full = sql.SQL("CAST({} AS {})").format(query, _typed("vector", plan.dimensions))
+    if plan.type_name == "bit":
+        return sql.SQL("binary_quantize({})::{}").format(full, _typed("bit", plan.dimensions))
+    return sql.SQL("CAST({} AS {})").format(query, _typed(plan.type_name, plan.dimensions))
+
+
+def exact_key_sql(plan: IndexPlan, column: sql.Composable) -> sql.Composed:
+    """The stored vectors at full precision: what the exact re-rank compares."""
+    return sql.SQL("{}::{}").format(column, _typed("vector", plan.dimensions))
+
+
+# Candidates fetched through the halfvec HNSW index per result wanted (the other kinds': `IndexKind.rerank_factor`).
+RERANK_FACTOR = INDEX_KINDS["hnsw_halfvec"].rerank_factor
 # hnsw.ef_search's ceiling: an index scan returns at most this many candidates.
 MAX_CANDIDATES = 1000
 # Below this many vectors a model gets no HNSW index and search is exact: the build is saved while a full scan
@@ -155,9 +262,19 @@ def validate_build_workers(value: int) -> int:
     return value
 
 
-def candidates_for(k: int) -> int:
+def candidates_for(k: int, kind: str) -> int:
     """How many rows the index scan hands to the exact re-rank for a top-k search."""
-    return min(MAX_CANDIDATES, max(k, k * RERANK_FACTOR))
+    return min(MAX_CANDIDATES, max(k, k * INDEX_KINDS[kind].rerank_factor))
+
+
+def ivfflat_lists(rows: int) -> int:
+    """IVFFlat's list count for `rows` vectors, pgvector's advice: rows / 1000 up to a million, √rows above."""
+    return max(1, rows // 1000 if rows <= 1_000_000 else int(rows**0.5))
+
+
+def ivfflat_probes(lists: int) -> int:
+    """Lists probed per query, pgvector's advice: √lists."""
+    return max(1, min(lists, round(lists**0.5)))
 
 
 def validate_min_rows(value: int) -> int:
@@ -189,12 +306,25 @@ HNSW_GRAPH_BYTES_PER_ELEMENT = 2048
 MIN_BUILD_MEMORY_KB = 64 * 1024
 
 
+# IVFFlat's k-means runs over a sample of 50 vectors per list.
+IVFFLAT_SAMPLE_PER_LIST = 50
+
+
+def _value_bytes(plan: IndexPlan) -> int:
+    if plan.type_name == "bit":
+        return (plan.dimensions + 7) // 8
+    return plan.dimensions * (2 if plan.type_name == "halfvec" else 4)
+
+
 def hnsw_build_memory_kb(plan: IndexPlan, rows: int, ceiling: str) -> int:
-    """`maintenance_work_mem` (kB) for building `plan`'s index over `rows` vectors: the whole graph plus a
-    quarter, so that the build never spills (a graph that outgrows the memory slows the build sharply), but
-    never above `ceiling`, the operator's limit, nor below 64 MB."""
-    bytes_per_value = 2 if plan.type_name == "halfvec" else 4
-    need_kb = rows * (plan.dimensions * bytes_per_value + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
+    """`maintenance_work_mem` (kB) for building `plan`'s index over `rows` vectors: for HNSW the whole graph
+    plus a quarter, so that the build never spills (a graph that outgrows the memory slows the build
+    sharply); for IVFFlat its k-means sample; never above `ceiling`, the operator's limit, nor below 64 MB."""
+    if plan.spec.method == "ivfflat":
+        sample = ivfflat_lists(rows) * IVFFLAT_SAMPLE_PER_LIST
+        need_kb = min(rows, sample) * plan.dimensions * 4 * 5 // 4 // 1024
+    else:
+        need_kb = rows * (_value_bytes(plan) + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
     limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])
     return min(limit_kb, max(MIN_BUILD_MEMORY_KB, need_kb))
 

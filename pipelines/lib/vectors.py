@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by the steps that handle vectors, not when the code location loads
+    import numpy as np
 
 
 class VectorDataError(ValueError):
@@ -23,6 +25,8 @@ def decode_embedding_items(
     norm: pgvector computes cosine distance in float32, and a zero vector or one whose squared norm
     overflows (components near 3e38) makes every distance to it NaN, so search would rank it anywhere.
     """
+    import numpy as np
+
     pairs = list(items)
     if len(pairs) != n_inputs:
         raise VectorDataError(f"response has {len(pairs)} embeddings for {n_inputs} inputs")
@@ -54,3 +58,10 @@ def decode_embedding_items(
             )
         out[index] = vec
     return out
+
+
+def as_matrix(vectors: object) -> np.ndarray:
+    """Rows of vectors as one array, for the write path (numpy imported by the step that writes)."""
+    import numpy as np
+
+    return np.asarray(vectors)

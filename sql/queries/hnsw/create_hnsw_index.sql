@@ -1,6 +1,0 @@
--- One model's HNSW index: a partial expression index, so that each model's vectors get their own
--- fixed dimension. An identifier template filled with psycopg.sql (pipelines.sql.composed) from
--- pipelines.lib.vector_index's validated plan; DDL takes no bound parameters.
-CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name}
-ON chunk_embeddings USING hnsw ((embedding::{vector_type}) {opclass})
-WHERE model = {model}
