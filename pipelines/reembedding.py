@@ -206,6 +206,7 @@ def switch_to_configured_model(
     maintenance_work_mem: str,
     min_rows: int = 0,
     workers: int = DEFAULT_BUILD_WORKERS,
+    kind: str = DEFAULT_INDEX_KIND,
     retired_grace_days: float,
     recall_sample: int = 50,
     run_id: str | None = None,
@@ -233,7 +234,13 @@ def switch_to_configured_model(
     if active is None:
         raise CoverageError(f"no active embedding model after switching to {spec.name}")
     index = ensure_hnsw_index(
-        engine, active.name, active.dimensions, maintenance_work_mem, min_rows=min_rows, workers=workers
+        engine,
+        active.name,
+        active.dimensions,
+        maintenance_work_mem,
+        min_rows=min_rows,
+        workers=workers,
+        kind=kind,
     )
     cleanup = drop_retired_embeddings(engine, retired_grace_days, log=log)
     recall = measure_recall(engine, active.name, active.dimensions, sample=recall_sample)
