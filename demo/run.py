@@ -67,7 +67,7 @@ def _alert_failure(instance: dg.DagsterInstance, run_id: str) -> None:
 def _evaluate_alerts(instance: dg.DagsterInstance, postgres: PostgresResource) -> str:
     """One tick of the metric alert sensor (runs in-process here have no daemon to tick it)."""
     if not _resource("alerts").enabled:
-        return "not configured (set ALERT_WEBHOOK_URL to send them; see README, Alerts)"
+        return "not configured (set ALERT_WEBHOOK_URL to send them; see docs/alerts.md)"
     with postgres.connect() as conn:
         before = conn.execute(query("alerts/select_last_alert_id")).scalar_one()
     metric_alerts_sensor(dg.build_sensor_context(instance=instance, resources=_sensor_resources()))

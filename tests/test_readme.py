@@ -1,6 +1,6 @@
-"""README is a contract: every command in its ```bash blocks runs against the demo and shows what the
-`<!-- expect: regex -->` lines after the block say. A command that cannot run here is left out by a
-rule below that says why, never silently."""
+"""README and docs/ are a contract: every command in their ```bash blocks runs against the demo and shows
+what the `<!-- expect: regex -->` lines after the block say. A command that cannot run here is left out by
+a rule below that says why, never silently."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# README first: its first command, `make run`, sets up the demo the docs' commands run against.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+README_MAX_BYTES = 10 * 1024
 
 # (command pattern, why it is not run here)
 NOT_RUN = [
@@ -73,16 +76,31 @@ def not_run_reason(command: str) -> str | None:
     return next((why for pattern, why in NOT_RUN if re.search(pattern, command)), None)
 
 
-def test_readme_blocks_are_found_and_every_command_is_run_or_excused():
-    blocks = readme_blocks(README.read_text())
-    assert len(blocks) >= 4
-    assert len(blocks) == README.read_text().count("```bash")
-    for block in blocks:
+def page_blocks() -> list[tuple[Path, Block]]:
+    return [(page, block) for page in PAGES for block in readme_blocks(page.read_text())]
+
+
+def where(page: Path, block: Block) -> str:
+    return f"{page.relative_to(ROOT)} line {block.line}"
+
+
+def test_blocks_are_found_and_every_command_is_run_or_excused():
+    blocks = page_blocks()
+    assert len(blocks) >= 8
+    assert len(blocks) == sum(page.read_text().count("```bash") for page in PAGES)
+    for page, block in blocks:
         runnable = [c for c in block.commands if not_run_reason(c) is None]
         # A block that runs something says what its output must show.
-        assert not runnable or block.expect, f"README line {block.line}: {runnable} without <!-- expect -->"
-    used = {p for p, _ in NOT_RUN if any(re.search(p, c) for b in blocks for c in b.commands)}
-    assert used == {p for p, _ in NOT_RUN}, "a rule for a command README no longer has"
+        assert not runnable or block.expect, f"{where(page, block)}: {runnable} without <!-- expect -->"
+    used = {p for p, _ in NOT_RUN if any(re.search(p, c) for _, b in blocks for c in b.commands)}
+    assert used == {p for p, _ in NOT_RUN}, "a rule for a command no page has any more"
+
+
+def test_readme_is_short_and_every_local_link_resolves():
+    assert len(README.read_bytes()) <= README_MAX_BYTES
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
 
 
 def _shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -106,21 +124,19 @@ def demo_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_readme_commands_run_against_the_demo(demo_env: dict[str, str]):
+def test_readme_and_docs_commands_run_against_the_demo(demo_env: dict[str, str]):
     ran = []
-    for block in readme_blocks(README.read_text()):
+    for page, block in page_blocks():
         output = ""
         for command in block.commands:
             if not_run_reason(command):
                 continue
             result = _shell(command, demo_env)
-            assert result.returncode == 0, (
-                f"README line {block.line}: {command}\n{result.stdout}{result.stderr}"
-            )
+            assert result.returncode == 0, f"{where(page, block)}: {command}\n{result.stdout}{result.stderr}"
             output += result.stdout + result.stderr
             ran.append(command)
         for pattern in block.expect:
-            assert re.search(pattern, output, re.M), f"README line {block.line}: no /{pattern}/ in\n{output}"
+            assert re.search(pattern, output, re.M), f"{where(page, block)}: no /{pattern}/ in\n{output}"
         if output:
             # Dagster's superseded-CLI and beta warnings are filtered where we invoke the tools.
             assert "Warning:" not in output, output

@@ -1,5 +1,5 @@
 """Roles, grants and row-level security on real Postgres: every grant tried as the role itself, allowed
-and refused; the pipeline as a non-superuser schema owner; the read-only schema check; README's setup."""
+and refused; the pipeline as a non-superuser schema owner; the read-only schema check; docs/security.md's setup."""
 
 import contextlib
 import datetime as dt
@@ -36,7 +36,7 @@ APP_READS = {
     "schema_migrations",
 }
 ANALYST_READS = {"rag_metrics_history", "provenance", "retention_audit", "erasure_audit", "schema_migrations"}
-README = Path(__file__).resolve().parents[1] / "README.md"
+SECURITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 _names = itertools.count()
 
 
@@ -217,7 +217,7 @@ def test_analyst_sees_aggregates_not_rows(seeded):
 
 def owner_database(pg_server_url: str, *, createrole: bool = False) -> str:
     """A login role without superuser (optionally CREATEROLE) owning a new database that has `vector`:
-    what README's managed-Postgres setup produces. Returns the role's URL."""
+    what docs/security.md's managed-Postgres setup produces. Returns the role's URL."""
     role, name = unique("owner"), unique("db")
     admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
@@ -399,12 +399,12 @@ def test_migrate_cli_applies_then_checks(pg_server_url, monkeypatch, capsys):
 
 
 def readme_sql_blocks() -> list[str]:
-    section = README.read_text().split("## Security", 1)[1].split("\n## ", 1)[0]
+    section = SECURITY_DOC.read_text()
     return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
 
 
 def test_readme_setup_statements_work_as_written(pg_server_url, monkeypatch):
-    """README's one-time setup, run as its administrator would (names made unique: roles are cluster-wide),
+    """docs/security.md's one-time setup, run as its administrator would (names made unique: roles are cluster-wide),
     then `make migrate` as the pipeline role and the application and analyst logins at work."""
     app_block, server_block, database_block = readme_sql_blocks()
     renames = {
