@@ -15,6 +15,7 @@ from pipelines.models import (
     switch_active_model,
 )
 from pipelines.reembedding import TOP_UP_ROUNDS, build_model, top_up
+from pipelines.retrieval_eval import gate_model_switch
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -34,6 +35,46 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict[str,
         else dg.MetadataValue.text("none"),
         "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
     }
+
+
+class SwitchConfig(dg.Config):
+    """`allow_worse_model`: switch although the quality gate found the new model worse (its vectors are
+    already built, so this costs no embedding requests)."""
+
+    allow_worse_model: bool = False
+
+
+def quality_gate(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+    target: str,
+    allow_worse: bool,
+) -> dict[str, dg.MetadataValue]:
+    """The switch's quality gate (`pipelines.retrieval_eval.gate_model_switch`): raises with both scores
+    when the new model is worse; otherwise returns what it found, for the switch's metadata."""
+    outcome = gate_model_switch(
+        postgres.engine,
+        embedder.factory(postgres.engine),
+        target,
+        embedder.evaluation.settings(),
+        run_id=context.run.run_id,
+        allow_worse=allow_worse,
+    )
+    metadata: dict[str, dg.MetadataValue] = {"quality_gate": dg.MetadataValue.text(outcome.decision.reason)}
+    for side, found in (("new", outcome.candidate), ("active", outcome.active)):
+        if found is not None:
+            metadata[f"{side}_model_recall_at_k"] = dg.MetadataValue.float(round(found.recall_at_k, 4))
+            metadata[f"{side}_model_mrr"] = dg.MetadataValue.float(round(found.mrr, 4))
+    context.log.info(f"quality gate for {target}: {outcome.decision.reason}")
+    if not outcome.decision.allowed:
+        raise dg.Failure(
+            description=f"{target} not switched to; readers keep {outcome.active_model}. {outcome.decision.reason}."
+            " Its vectors stay: launch reembedding_job with ops: embedding_model_switch: config:"
+            " allow_worse_model: true to switch anyway.",
+            metadata=metadata,
+        )
+    return metadata
 
 
 # After chunk_embeddings, never beside it: when both target the same model they would embed the same chunks.
@@ -152,7 +193,10 @@ def reembedding(
     ],
 )
 def embedding_model_switch(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    config: SwitchConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """The configured model made `active` and the previous one `retired` in one transaction that re-checks
     coverage under a lock, so readers of `active_chunk_embeddings` see one complete model before and after;
@@ -162,6 +206,7 @@ def embedding_model_switch(
     target = embedder.spec().name
     engine = postgres.engine
     spec = embedder.spec()
+    gate = quality_gate(context, postgres, embedder, target, config.allow_worse_model)
     for attempt in range(TOP_UP_ROUNDS + 1):
         try:
             switch = switch_active_model(engine, target, run_id=context.run.run_id)
@@ -199,6 +244,7 @@ def embedding_model_switch(
             "abandoned_builds_retired": dg.MetadataValue.text(", ".join(abandoned) or "none"),
             "retired_grace_days": dg.MetadataValue.float(float(postgres.retired_grace_days)),
             "recall_at_10": dg.MetadataValue.float(round(recall.recall, 4)),
+            **gate,
         },
         check_results=[
             dg.AssetCheckResult(

@@ -15,10 +15,12 @@ from pipelines.lib.batch_files import MODES
 from pipelines.lib.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
+from pipelines.retrieval_eval import EvalSettings
 from resources.alerts import AlertsResource
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.env import env_number
+from resources.evaluation import EvaluationSettings
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
@@ -72,6 +74,20 @@ def batch_api_settings() -> BatchApiSettings:
     )
 
 
+def evaluation_settings() -> EvaluationSettings:
+    """EVAL_*: the retrieval evaluation's question set and thresholds, refused by name when invalid."""
+    d = EvalSettings()
+    settings = EvaluationSettings(
+        questions=os.environ.get("EVAL_QUESTIONS") or None,
+        k=env_number("EVAL_K", int, d.k, minimum=1),
+        min_recall=env_number("EVAL_MIN_RECALL", float, d.min_recall, minimum=0),
+        max_drop=env_number("EVAL_MAX_DROP", float, d.max_drop, minimum=0),
+        switch_tolerance=env_number("EVAL_SWITCH_TOLERANCE", float, d.switch_tolerance, minimum=0),
+    )
+    settings.settings()  # the range checks, at start-up
+    return settings
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(
@@ -104,6 +120,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             requests_per_minute=env_number("EMBEDDING_RPM", float, positive=True),
             tokens_per_minute=env_number("EMBEDDING_TPM", float, positive=True),
             batch_api=batch_api_settings(),
+            evaluation=evaluation_settings(),
         ),
         "alerts": AlertsResource(
             webhook_url=_env("ALERT_WEBHOOK_URL"),

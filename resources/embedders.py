@@ -20,6 +20,7 @@ from pipelines.embedders import (
 )
 from pipelines.rate_limiter import PostgresRateLimiter
 from resources.batch_api import BatchApiSettings
+from resources.evaluation import EvaluationSettings
 
 _DEFAULT_LIMITS = EmbedLimits()
 _DEFAULT_FACTORY = EmbedderFactory()
@@ -46,6 +47,8 @@ class EmbedderResource(dg.ConfigurableResource):
     tokens_per_minute: float | None = None
     # The Batch API path (EMBEDDING_BATCH_*): off unless configured.
     batch_api: BatchApiSettings = BatchApiSettings()
+    # The labelled question set the evaluation asset and the switch's quality gate score (EVAL_*).
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     def spec(self) -> ModelSpec:
         return resolve_spec(

@@ -52,7 +52,11 @@ def parse_questions(lines: Iterable[str], name: str) -> QuestionSet:
             expected = [expected]
         if not isinstance(text, str) or not text.strip():
             raise QuestionSetError(f"{where}: `question` must be a non-empty string")
-        if not isinstance(expected, list) or not expected or not all(isinstance(k, str) and k for k in expected):
+        if (
+            not isinstance(expected, list)
+            or not expected
+            or not all(isinstance(k, str) and k for k in expected)
+        ):
             raise QuestionSetError(f"{where}: `expected` must be a document key or a non-empty list of them")
         questions.append(Question(text.strip(), tuple(expected)))
         digest.update(json.dumps([text.strip(), expected], ensure_ascii=False).encode("utf-8"))
@@ -125,10 +129,14 @@ def judge_run(current: Score, previous: Score | None, *, floor: float, max_drop:
         for metric in ("recall_at_k", "mrr"):
             before, now = getattr(previous, metric), getattr(current, metric)
             if before - now > max_drop + 1e-12:
-                reasons.append(f"{_label(metric, current.k)} fell from {before:.3f} to {now:.3f} (more than {max_drop:.3f})")
+                reasons.append(
+                    f"{_label(metric, current.k)} fell from {before:.3f} to {now:.3f} (more than {max_drop:.3f})"
+                )
     if reasons:
         return Judgement(False, tuple(reasons))
-    return Judgement(True, (f"{current.describe()}: at or above the floor and within {max_drop:.3f} of the last run",))
+    return Judgement(
+        True, (f"{current.describe()}: at or above the floor and within {max_drop:.3f} of the last run",)
+    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,9 @@ def gate_switch(
     if not math.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"the switch tolerance must be a finite number of at least 0, got {tolerance!r}")
     if skipped_because is not None or active is None or candidate is None:
-        return GateDecision(True, True, f"quality gate skipped: {skipped_because or 'no active model to compare'}")
+        return GateDecision(
+            True, True, f"quality gate skipped: {skipped_because or 'no active model to compare'}"
+        )
     worse = [
         f"{_label(metric, candidate.k)} {getattr(candidate, metric):.3f} < {getattr(active, metric):.3f}"
         for metric in ("recall_at_k", "mrr")
@@ -155,7 +165,9 @@ def gate_switch(
     both = f"new: {candidate.describe()}; active: {active.describe()}"
     if worse:
         return GateDecision(
-            False, False, f"refused: the new model scores worse ({', '.join(worse)}, tolerance {tolerance:.3f}); {both}"
+            False,
+            False,
+            f"refused: the new model scores worse ({', '.join(worse)}, tolerance {tolerance:.3f}); {both}",
         )
     return GateDecision(True, False, f"passed (tolerance {tolerance:.3f}); {both}")
 
