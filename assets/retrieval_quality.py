@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.embeddings import embedding_index
-from pipelines.lib.retrieval_eval import QuestionSetError
+from pipelines.lib.retrieval_eval import QuestionSetError, Score
 from pipelines.retrieval_eval import evaluate_active
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
@@ -20,7 +20,7 @@ CHECK = "retrieval_quality_holds"
             CHECK,
             asset="retrieval_quality",
             description="Warns when recall@k is below EVAL_MIN_RECALL, or recall@k or MRR fell by more than"
-            " EVAL_MAX_DROP since the last run of the same model on the same question set.",
+            " EVAL_MAX_DROP since the last run on the same question set (whichever model was active then).",
         )
     ],
 )
@@ -67,14 +67,22 @@ def retrieval_quality(
                     "model": dg.MetadataValue.text(found.model),
                     "floor": settings.min_recall,
                     "max_drop": settings.max_drop,
-                    "previous_recall_at_k": found.previous.recall_at_k
-                    if found.previous
-                    else dg.MetadataValue.text("none"),
-                    "previous_mrr": found.previous.mrr if found.previous else dg.MetadataValue.text("none"),
+                    **_previous(found.previous),
                 },
             )
         ],
     )
+
+
+def _previous(previous: tuple[str, Score] | None) -> dict[str, dg.MetadataValue]:
+    if previous is None:
+        return {"previous_run": dg.MetadataValue.text("none")}
+    model, score = previous
+    return {
+        "previous_model": dg.MetadataValue.text(model),
+        "previous_recall_at_k": dg.MetadataValue.float(round(score.recall_at_k, 4)),
+        "previous_mrr": dg.MetadataValue.float(round(score.mrr, 4)),
+    }
 
 
 def _not_evaluated(reason: str) -> dg.MaterializeResult:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines.embedders import EmbedderFactory, ModelSpec, embed_queries
+from pipelines.embedders import (
+    EmbedderFactory,
+    EmbeddingConfigError,
+    EmbeddingError,
+    ModelSpec,
+    embed_queries,
+)
 from pipelines.lib.retrieval_eval import (
     GateDecision,
     Judgement,
@@ -103,12 +109,22 @@ def record_score(
 
 
 def previous_score(
-    engine: sa.Engine, model: str, questions: QuestionSet, k: int, before_id: int
-) -> Score | None:
+    engine: sa.Engine, questions: QuestionSet, k: int, before_id: int
+) -> tuple[str, Score] | None:
+    """The evaluation asset's run before `before_id` on the same questions: (the model then active, its score)."""
     with engine.begin() as conn:
         row = conn.execute(
             query("evaluation/select_last_retrieval_evaluation"),
-            {"model": model, "question_digest": questions.digest, "k": k, "before_id": before_id},
+            {"question_digest": questions.digest, "k": k, "before_id": before_id},
+        ).one_or_none()
+    return (row.model, Score(row.questions, row.k, row.recall_at_k, row.mrr)) if row else None
+
+
+def last_model_score(engine: sa.Engine, model: str, questions: QuestionSet, k: int) -> Score | None:
+    with engine.begin() as conn:
+        row = conn.execute(
+            query("evaluation/select_last_model_evaluation"),
+            {"model": model, "question_digest": questions.digest, "k": k},
         ).one_or_none()
     return Score(row.questions, row.k, row.recall_at_k, row.mrr) if row else None
 
@@ -118,7 +134,8 @@ class ActiveEvaluation:
     model: str
     questions: QuestionSet
     score: Score
-    previous: Score | None
+    # The previous run's (model, score): the model may differ after a switch.
+    previous: tuple[str, Score] | None
     judgement: Judgement
 
 
@@ -126,7 +143,7 @@ def evaluate_active(
     engine: sa.Engine, embedders: EmbedderFactory, settings: EvalSettings, run_id: str | None
 ) -> ActiveEvaluation | None:
     """The evaluation asset's work: score the active model, store it, judge it against the floor and the
-    previous run. None when no model is active yet."""
+    previous run (whichever model that scored). None when no model is active yet."""
     if settings.questions is None:
         raise QuestionSetError("EVAL_QUESTIONS is not set")
     questions = load_question_set(settings.questions)
@@ -136,8 +153,10 @@ def evaluate_active(
         return None
     result = evaluate_model(engine, embedders, model.spec(), questions, settings.k)
     row_id = record_score(engine, model.name, "asset", questions, result, run_id)
-    previous = previous_score(engine, model.name, questions, settings.k, row_id)
-    judgement = judge_run(result, previous, floor=settings.min_recall, max_drop=settings.max_drop)
+    previous = previous_score(engine, questions, settings.k, row_id)
+    judgement = judge_run(
+        result, previous[1] if previous else None, floor=settings.min_recall, max_drop=settings.max_drop
+    )
     return ActiveEvaluation(model.name, questions, result, previous, judgement)
 
 
@@ -160,8 +179,9 @@ def gate_model_switch(
 ) -> GateOutcome:
     """Before `target` becomes active: score it and the active model on the question set, with the vectors
     each already has (the questions cost one embedding request per model, the chunks none). Both scores
-    are stored; the decision says whether the switch may go ahead. `allow_worse` lets a refused model
-    through and says so."""
+    are stored; the decision says whether the switch may go ahead. An active model that cannot embed now
+    (its key is gone) is judged by its last stored score. `allow_worse` lets a refused model through and
+    says so."""
     with engine.begin() as conn:
         active = active_model(conn)
         candidate = get_model(conn, target)
@@ -175,11 +195,22 @@ def gate_model_switch(
     if candidate is None:
         raise QuestionSetError(f"model {target!r} is not registered; run the reembedding asset first")
     questions = load_question_set(settings.questions)
-    scores = {}
-    for model in (active, candidate):
-        scores[model.name] = evaluate_model(engine, embedders, model.spec(), questions, settings.k)
-        record_score(engine, model.name, "switch_gate", questions, scores[model.name], run_id)
-    decision = gate_switch(scores[active.name], scores[target], tolerance=settings.switch_tolerance)
+    new = evaluate_model(engine, embedders, candidate.spec(), questions, settings.k)
+    record_score(engine, target, "switch_gate", questions, new, run_id)
+    try:
+        old = evaluate_model(engine, embedders, active.spec(), questions, settings.k)
+    except (EmbeddingConfigError, EmbeddingError) as exc:
+        # E.g. a rollback from an API model to the offline one with the key gone: its last stored score
+        # stands in, so that rolling back stays possible and free.
+        stored = last_model_score(engine, active.name, questions, settings.k)
+        if stored is None:
+            reason = f"the active model {active.name} cannot embed the questions now ({exc}) and has no stored score"
+            skipped = gate_switch(None, None, tolerance=settings.switch_tolerance, skipped_because=reason)
+            return GateOutcome(skipped, active.name, None, new)
+        old = stored
+    else:
+        record_score(engine, active.name, "switch_gate", questions, old, run_id)
+    decision = gate_switch(old, new, tolerance=settings.switch_tolerance)
     if not decision.allowed and allow_worse:
         decision = GateDecision(True, False, f"overridden (allow_worse_model): {decision.reason}")
-    return GateOutcome(decision, active.name, scores[active.name], scores[target])
+    return GateOutcome(decision, active.name, old, new)

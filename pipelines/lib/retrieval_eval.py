@@ -121,7 +121,7 @@ class Judgement:
 
 def judge_run(current: Score, previous: Score | None, *, floor: float, max_drop: float) -> Judgement:
     """The evaluation check: fails when recall@k is below `floor`, or when recall@k or MRR fell by more than
-    `max_drop` since the previous run of the same model on the same question set."""
+    `max_drop` since the previous run on the same question set."""
     reasons = []
     if current.recall_at_k < floor:
         reasons.append(f"recall@{current.k} {current.recall_at_k:.3f} is below the floor {floor:.3f}")

@@ -17,7 +17,7 @@ CREATE TABLE retrieval_evaluations (
     run_id          text
 );
 -- "The last run of this model on this question set", read by every evaluation check.
-CREATE INDEX retrieval_evaluations_last_idx ON retrieval_evaluations (model, question_digest, purpose, id DESC);
+CREATE INDEX retrieval_evaluations_last_idx ON retrieval_evaluations (question_digest, purpose, k, id DESC);
 
 -- The evaluation check's failures go to the webhook like the other alerts.
 ALTER TABLE alerts_sent DROP CONSTRAINT alerts_sent_kind_check;
