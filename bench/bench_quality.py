@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.common import report, tldr_corpus
 from pipelines.lib.retrieval_eval import score
+from testing.corpus import TLDR_SAMPLE
 
 K = 5
 # Pages of the full corpus's English side in the set (all Japanese pages are used); BENCH_QUALITY_EN_PAGES.
@@ -112,8 +113,12 @@ def installed_mb(distribution: str | None) -> float:
 
 
 def run() -> None:
-    root = tldr_corpus()
-    en_pages = EN_PAGES if root.name == "tldr" and (root / "pages").is_dir() else 0
+    # BENCH_QUALITY_CORPUS: a tldr checkout elsewhere (e.g. the full corpus when it is not beside the repo).
+    root = (
+        Path(os.environ["BENCH_QUALITY_CORPUS"]) if os.environ.get("BENCH_QUALITY_CORPUS") else tldr_corpus()
+    )
+    # The sample is used whole; of a full corpus, EN_PAGES English pages and every Japanese one.
+    en_pages = 0 if root == TLDR_SAMPLE else EN_PAGES
     results = {}
     for model, distribution in MODELS.items():
         if distribution is not None:
