@@ -186,7 +186,11 @@ def gate_model_switch(
         active = active_model(conn)
         candidate = get_model(conn, target)
     if active is None or active.name == target:
-        return GateOutcome(gate_switch(None, None, tolerance=settings.switch_tolerance), None)
+        reason = "no active model yet" if active is None else f"{target} is already the active model"
+        return GateOutcome(
+            gate_switch(None, None, tolerance=settings.switch_tolerance, skipped_because=reason),
+            active.name if active else None,
+        )
     if settings.questions is None:
         reason = "EVAL_QUESTIONS is not set, so the new model's retrieval quality was not compared"
         return GateOutcome(
