@@ -82,8 +82,9 @@ typecheck: install
 migrate: install
 	$(PY) -m location.migrate_cli
 
+# `make bench BENCH=rate_limit`: only the benchmarks whose module name contains a word of BENCH.
 bench: install
-	PYTHONUNBUFFERED=1 $(PY) -m bench
+	PYTHONUNBUFFERED=1 $(PY) -m bench $(BENCH)
 
 lint: install
 	$(VENV)/bin/ruff check .

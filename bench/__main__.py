@@ -14,6 +14,7 @@ MODULES = [
     "bench.bench_retention",
     "bench.bench_reembedding",
     "bench.bench_batch_embeddings",
+    "bench.bench_rate_limit",
     "bench.bench_quality",
 ]
 

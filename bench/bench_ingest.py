@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 import sqlalchemy as sa
 
-from bench.common import register_building_model, report, throwaway_postgres, tldr_corpus
+from bench.common import edit_pages, register_building_model, report, throwaway_postgres, tldr_corpus
 from bench.dagster_runs import (
     RunTiming,
     current_rss_mb,
@@ -189,16 +189,6 @@ def bench_search(postgres: PostgresResource, name: str, queries: int = 40) -> No
 
 def _progress(message: str) -> None:
     print(f"   [{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _edit_tldr(root: Path, share: float) -> int:
-    """Append an example to every k-th page: `share` of the pages change."""
-    pages = sorted(root.rglob("*.md"))
-    step = max(1, round(1 / share))
-    for path in pages[::step]:
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write("\n- An edited example for the bench:\n\n`bench --changed`\n")
-    return len(pages[::step])
 
 
 @dataclass(frozen=True)
@@ -537,7 +527,7 @@ def run_corpus(corpus: str, pages: int = SYNTHETIC_PAGES, peaks_file: str | None
             return f"{sum(1 for _ in root.rglob('*.md')):,} pages from {tldr.name}"
 
         bench_corpus(
-            "tldr", tldr_copy, lambda root, _revision: _edit_tldr(root, 0.01), write_path=True, peer=True
+            "tldr", tldr_copy, lambda root, _revision: edit_pages(root, 0.01), write_path=True, peer=True
         )
         return
 

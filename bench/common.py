@@ -22,6 +22,16 @@ def tldr_corpus() -> Path:
     return TLDR_SAMPLE
 
 
+def edit_pages(root: Path, share: float) -> int:
+    """Append an example to every k-th markdown page under `root`: `share` of the pages change. Returns how many."""
+    pages = sorted(root.rglob("*.md"))
+    step = max(1, round(1 / share))
+    for path in pages[::step]:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write("\n- An edited example for the bench:\n\n`bench --changed`\n")
+    return len(pages[::step])
+
+
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[PostgresResource]:
     with warnings.catch_warnings():

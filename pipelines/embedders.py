@@ -157,12 +157,13 @@ class EmbedResult:
 
 
 class RateLimiter(Protocol):
-    """A budget of requests and tokens taken before each request and corrected by the provider's
-    rate-limit headers after it (pipelines.rate_limiter.PostgresRateLimiter shares it across processes)."""
+    """A budget of requests and tokens taken before each request (the estimate) and settled after it with
+    the provider's count and rate-limit headers (pipelines.rate_limiter.PostgresRateLimiter shares it across
+    processes). `acquire` returns what `settle` needs to know about the request it let through."""
 
-    def acquire(self, tokens: int) -> None: ...
+    def acquire(self, tokens: int) -> Any: ...
 
-    def observe(self, headers: Mapping[str, str], tokens: int) -> None: ...
+    def settle(self, grant: Any, headers: Mapping[str, str], used_tokens: int | None) -> None: ...
 
 
 class Embedder(Protocol):
@@ -219,7 +220,7 @@ class OpenAIEmbedder:
         self.spec = spec
         self._client = client
         self._send_dimensions = send_dimensions
-        # Optional: an object with acquire(tokens) before each request and observe(headers, tokens) after
+        # Optional: an object with acquire(tokens) before each request and settle(grant, headers, used) after
         # it (pipelines.rate_limiter.PostgresRateLimiter), sharing the quota across runs.
         self._rate_limiter = rate_limiter
 
@@ -233,15 +234,14 @@ class OpenAIEmbedder:
 
         extra = {"dimensions": self.spec.dimensions} if self._send_dimensions else {}
         estimated = sum(map(estimate_tokens, texts))
-        if self._rate_limiter is not None:
-            self._rate_limiter.acquire(estimated)
+        grant = self._rate_limiter.acquire(estimated) if self._rate_limiter is not None else None
         try:
             raw = self._client.embeddings.with_raw_response.create(
                 model=self.spec.model, input=list(texts), encoding_format="base64", **extra
             )
-            if self._rate_limiter is not None:
-                self._rate_limiter.observe(raw.headers, estimated)
             resp = raw.parse()
+            if self._rate_limiter is not None:
+                self._rate_limiter.settle(grant, raw.headers, _usage_tokens(resp))
         except openai.APIStatusError as exc:
             raise EmbeddingError(
                 f"HTTP {exc.status_code} from the embeddings API: {self._clean(exc.message)}",
@@ -260,9 +260,18 @@ class OpenAIEmbedder:
         if not isinstance(data, list):
             raise EmbeddingError("malformed response from the embeddings API: no `data` list")
         vectors = decode_vectors(data, len(texts), self.spec.dimensions)
-        usage = getattr(resp, "usage", None)
-        tokens = getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", None)
-        return EmbedResult(vectors, int(tokens) if tokens else sum(map(estimate_tokens, texts)))
+        tokens = _usage_tokens(resp)
+        return EmbedResult(vectors, tokens if tokens is not None else sum(map(estimate_tokens, texts)))
+
+
+def _usage_tokens(resp: Any) -> int | None:
+    """The tokens the provider counted for a response, None when it did not say."""
+    usage = getattr(resp, "usage", None)
+    tokens = getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", None)
+    try:
+        return int(tokens) if tokens else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

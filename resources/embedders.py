@@ -18,6 +18,7 @@ from pipelines.embedders import (
     ModelSpec,
     resolve_spec,
 )
+from pipelines.lib.rate_limit import Quota, request_token_cap
 from pipelines.rate_limiter import PostgresRateLimiter
 from resources.batch_api import BatchApiSettings
 from resources.evaluation import EvaluationSettings
@@ -59,10 +60,27 @@ class EmbedderResource(dg.ConfigurableResource):
             has_api_key=bool(self.api_key),
         )
 
+    def quota(self) -> Quota | None:
+        """The organisation's per-minute quota (EMBEDDING_RPM / EMBEDDING_TPM), None when neither is set."""
+        for setting, value in (
+            ("EMBEDDING_RPM", self.requests_per_minute),
+            ("EMBEDDING_TPM", self.tokens_per_minute),
+        ):
+            # An unset limit means none; 0, negative or nan would otherwise read as unlimited too.
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise EmbeddingConfigError(f"{setting} must be a finite number greater than 0, got {value!r}")
+        if not (self.requests_per_minute or self.tokens_per_minute):
+            return None
+        # One limit set and the other not: the unset one is unlimited in practice.
+        return Quota(self.requests_per_minute or 1e9, self.tokens_per_minute or 1e12)
+
     def limits(self) -> EmbedLimits:
+        quota = self.quota()
+        # Under a quota, requests small enough to follow its refill (pipelines/lib/rate_limit.py).
+        cap = request_token_cap(quota) if quota is not None else self.max_batch_tokens
         return EmbedLimits(
             max_batch_inputs=self.max_batch_inputs,
-            max_batch_tokens=self.max_batch_tokens,
+            max_batch_tokens=min(self.max_batch_tokens, max(cap, self.max_input_tokens)),
             max_input_tokens=self.max_input_tokens,
             concurrency=self.concurrency,
             budget_usd=self.budget_usd,
@@ -71,22 +89,11 @@ class EmbedderResource(dg.ConfigurableResource):
     def factory(self, engine: sa.Engine | None = None) -> EmbedderFactory:
         """`engine`: the database that holds the shared request/token budget; without it (or without
         EMBEDDING_RPM / EMBEDDING_TPM) requests are limited only by the provider's own answers."""
-        for setting, value in (
-            ("EMBEDDING_RPM", self.requests_per_minute),
-            ("EMBEDDING_TPM", self.tokens_per_minute),
-        ):
-            # An unset limit means none; 0, negative or nan would otherwise read as unlimited too.
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise EmbeddingConfigError(f"{setting} must be a finite number greater than 0, got {value!r}")
+        quota = self.quota()
         limiter = None
-        if engine is not None and (self.requests_per_minute or self.tokens_per_minute):
-            # One quota per API endpoint; an unset limit is taken as unlimited in practice.
-            limiter = PostgresRateLimiter(
-                engine,
-                quota=f"openai:{self.base_url or 'api.openai.com'}",
-                requests_per_minute=self.requests_per_minute or 1e9,
-                tokens_per_minute=self.tokens_per_minute or 1e12,
-            )
+        if engine is not None and quota is not None:
+            # One quota per API endpoint.
+            limiter = PostgresRateLimiter(engine, f"openai:{self.base_url or 'api.openai.com'}", quota)
         return EmbedderFactory(
             api_key=self.api_key,
             base_url=self.base_url,

@@ -1,13 +1,15 @@
 """Where the tldr corpus is: a small sample shipped in tests/data, the full one beside the repository.
 
 The sample is what every clone tests against. The full corpus (4,931 English and Japanese pages) is
-used as well when a checkout of it sits at ../shared/corpus/tldr next to the repository.
+used as well when a checkout of it sits at ../shared/corpus/tldr next to the repository (or where
+TLDR_CORPUS points).
 
 Regenerate the sample from a full corpus with `python -m testing.corpus PATH_TO_FULL_TLDR`.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TLDR_SAMPLE = REPO / "tests" / "data" / "tldr"
-TLDR_FULL = REPO.parent / "shared" / "corpus" / "tldr"
+TLDR_FULL = Path(os.environ.get("TLDR_CORPUS") or REPO.parent / "shared" / "corpus" / "tldr")
 TLDR_FULL_PAGES = 4931
 # Pages the tests name: an edited English page and a Japanese page whose spans are checked.
 NAMED_PAGES = ("pages/common/git.md", "pages/common/tar.md", "pages.ja/common/tar.md")

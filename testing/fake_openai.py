@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -40,13 +41,19 @@ class FakeOpenAI:
         expected_api_key: str | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        window_s: float = 60.0,
     ):
         self.latency_s = latency_s
-        # Rate limits as OpenAI enforces them: buckets that refill continuously; every answer carries
-        # the `x-ratelimit-*` headers, and a request beyond a limit gets a 429.
+        # Rate limits as OpenAI enforces them: buckets holding one window's quota (a minute's; a shorter
+        # window lets a test run a scaled-down quota in seconds) that refill continuously at quota/window,
+        # full at the start; every answer carries the `x-ratelimit-*` headers, and a request beyond a
+        # limit gets a 429 with `retry-after`. Tokens are counted as `count_tokens` does.
         self.limits = {"requests": requests_per_minute, "tokens": tokens_per_minute}
+        self.window_s = window_s
         self._buckets = {k: v for k, v in self.limits.items() if v}
         self._bucket_at = time.monotonic()
+        self.rate_limited = 0  # requests answered 429 for a limit (not scripted 429s)
+        self.tokens_admitted = 0  # tokens of the requests the limits let through
         self.expected_api_key = expected_api_key
         # Every error body quotes the key the request carried (as some providers and proxies do).
         self.echo_key = False
@@ -167,7 +174,7 @@ class FakeOpenAI:
         }
         with self.lock:
             self.requests.append(record)
-            limit_headers, over = self._take_rate_limit(sum(max(1, len(t) // 4) for t in inputs))
+            limit_headers, over = self._take_rate_limit(count_tokens(inputs))
         if over:
             record["status"] = 429
             return self._error(handler, 429, f"rate limit reached for {over}", limit_headers)
@@ -220,7 +227,7 @@ class FakeOpenAI:
             data.append({"object": "embedding", "index": i, "embedding": emb})
         if fault and fault[0] == "missing_item" and data:
             data.pop()
-        tokens = sum(max(1, len(t) // 4) for t in inputs)
+        tokens = count_tokens(inputs)
         with self.lock:
             self.texts_embedded.extend(inputs)
             self.model_texts.extend((model, t) for t in inputs)
@@ -232,25 +239,54 @@ class FakeOpenAI:
         }
         self._reply(handler, 200, json.dumps(body).encode(), limit_headers)
 
+    def _refill(self) -> None:
+        now = time.monotonic()
+        elapsed, self._bucket_at = now - self._bucket_at, now
+        for kind, limit in self.limits.items():
+            if limit:
+                self._buckets[kind] = min(limit, self._buckets[kind] + elapsed * limit / self.window_s)
+
+    def seconds_until(self, tokens: int) -> float:
+        """How long from now until the limits would admit one request of `tokens` (the provider's view)."""
+        with self.lock:
+            if not self._buckets:
+                return 0.0
+            self._refill()
+            need = {"requests": 1.0, "tokens": float(tokens)}
+            return max(
+                max(0.0, need[k] - left) * self.window_s / self.limits[k]  # type: ignore[operator]
+                for k, left in self._buckets.items()
+            )
+
     def _take_rate_limit(self, tokens: int) -> tuple[dict, str | None]:
         """Refill, take one request of `tokens` if both buckets allow it; the headers and the limit hit."""
         if not self._buckets:
             return {}, None
-        now = time.monotonic()
-        elapsed, self._bucket_at = now - self._bucket_at, now
+        self._refill()
         cost = {"requests": 1.0, "tokens": float(tokens)}
-        for kind, limit in self.limits.items():
-            if limit:
-                self._buckets[kind] = min(limit, self._buckets[kind] + elapsed * limit / 60.0)
         over = next((k for k in self._buckets if self._buckets[k] < cost[k]), None)
         if over is None:
             for kind in self._buckets:
                 self._buckets[kind] -= cost[kind]
+            self.tokens_admitted += tokens
         headers = {}
         for kind, limit in self.limits.items():
             if limit:
                 left = self._buckets[kind]
                 headers[f"x-ratelimit-limit-{kind}"] = str(int(limit))
                 headers[f"x-ratelimit-remaining-{kind}"] = str(int(left))
-                headers[f"x-ratelimit-reset-{kind}"] = f"{(limit - left) * 60.0 / limit:.3f}s"
+                headers[f"x-ratelimit-reset-{kind}"] = f"{(limit - left) * self.window_s / limit:.3f}s"
+        if over is not None:
+            self.rate_limited += 1
+            limit = self.limits[over]
+            assert limit
+            # Whole seconds, as HTTP's Retry-After has them; a request over the whole quota never fits.
+            short = max(0.0, cost[over] - self._buckets[over]) * self.window_s / limit
+            headers["retry-after"] = str(math.ceil(short) if cost[over] <= limit else int(self.window_s))
         return headers, over
+
+
+def count_tokens(inputs: list[str]) -> int:
+    """The fake's token count of a request: about four characters a token, at least one per input. It is
+    what the usage reports and the limits charge; the pipeline's own estimate is independent of it."""
+    return sum(max(1, len(t) // 4) for t in inputs)
