@@ -6,6 +6,9 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # The demo's table source; override (or set to []) to ingest your own tables.
 export SOURCE_TABLES ?= [{"table": "question_templates", "key_column": "id", "text_columns": ["question", "guidance"], "title_column": "title"}]
 
+# The demo's labelled questions for the retrieval evaluation and the model switch's quality gate (docs/quality.md).
+export EVAL_QUESTIONS ?= demo/eval_questions.jsonl
+
 .PHONY: run stop ui metrics erase prod prod-stop deploy-check test test-heavy typecheck bench lint install clean-db migrate
 
 # Dagster's CLI says its commands are superseded by the separate `dg` CLI, and our metrics asset uses the

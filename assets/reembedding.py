@@ -9,7 +9,8 @@ from assets.embeddings import EmbeddingRunConfig, chunk_embeddings, embed_stats_
 from pipelines.embeddings import BudgetExceededError, EmbedStats
 from pipelines.hnsw import RecallResult
 from pipelines.models import Coverage, CoverageError
-from pipelines.reembedding import BuildResult, build_model, switch_to_configured_model
+from pipelines.reembedding import BuildResult, ModelSwitch, build_model, switch_to_configured_model
+from pipelines.retrieval_eval import gate_model_switch
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -29,6 +30,46 @@ def _estimate_metadata(stats: EmbedStats, budget_usd: float | None) -> dict[str,
         else dg.MetadataValue.text("none"),
         "chunks_reused_by_hash": dg.MetadataValue.int(stats.chunks_reused),
     }
+
+
+class SwitchConfig(dg.Config):
+    """`allow_worse_model`: switch although the quality gate found the new model worse (its vectors are
+    already built, so this costs no embedding requests)."""
+
+    allow_worse_model: bool = False
+
+
+def quality_gate(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+    target: str,
+    allow_worse: bool,
+) -> dict[str, dg.MetadataValue]:
+    """The switch's quality gate (`pipelines.retrieval_eval.gate_model_switch`): raises with both scores
+    when the new model is worse; otherwise returns what it found, for the switch's metadata."""
+    outcome = gate_model_switch(
+        postgres.engine,
+        embedder.factory(postgres.engine),
+        target,
+        embedder.evaluation.settings(),
+        run_id=context.run.run_id,
+        allow_worse=allow_worse,
+    )
+    metadata: dict[str, dg.MetadataValue] = {"quality_gate": dg.MetadataValue.text(outcome.decision.reason)}
+    for side, found in (("new", outcome.candidate), ("active", outcome.active)):
+        if found is not None:
+            metadata[f"{side}_model_recall_at_k"] = dg.MetadataValue.float(round(found.recall_at_k, 4))
+            metadata[f"{side}_model_mrr"] = dg.MetadataValue.float(round(found.mrr, 4))
+    context.log.info(f"quality gate for {target}: {outcome.decision.reason}")
+    if not outcome.decision.allowed:
+        raise dg.Failure(
+            description=f"{target} not switched to; readers keep {outcome.active_model}. {outcome.decision.reason}."
+            " Its vectors stay: launch reembedding_job with ops: embedding_model_switch: config:"
+            " allow_worse_model: true to switch anyway.",
+            metadata=metadata,
+        )
+    return metadata
 
 
 # After chunk_embeddings, never beside it: when both target the same model they would embed the same chunks.
@@ -148,13 +189,18 @@ def _coverage_result(cov: Coverage) -> dg.AssetCheckResult:
     ],
 )
 def embedding_model_switch(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    config: SwitchConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """The configured model made `active` and the previous one `retired` in one transaction that re-checks
     coverage under a lock, so readers of `active_chunk_embeddings` see one complete model before and after;
     builds abandoned by a later configuration change are retired, the vectors of models retired longer than
     RETIRED_GRACE_DAYS are dropped with their index, and the active index's recall@10 against exact search
-    is measured (`switch_to_configured_model`)."""
+    is measured (`switch_to_configured_model`). Before any of it, the quality gate compares the two models on
+    the labelled questions (EVAL_QUESTIONS) and refuses a worse one with both scores."""
+    gate = quality_gate(context, postgres, embedder, embedder.spec().name, config.allow_worse_model)
     try:
         done = switch_to_configured_model(
             postgres.engine,
@@ -170,19 +216,23 @@ def embedding_model_switch(
     except CoverageError as exc:
         raise dg.Failure(description=str(exc)) from None
     return dg.MaterializeResult(
-        metadata={
-            "active_model": dg.MetadataValue.text(done.active.name),
-            "previous_model": dg.MetadataValue.text(done.switch.previous or "none"),
-            "switched": dg.MetadataValue.bool(done.switch.switched),
-            "chunks_covered": dg.MetadataValue.int(done.coverage.total_chunks - done.coverage.missing),
-            "hnsw_index": dg.MetadataValue.text(f"{done.index.index_name} ({done.index.note})"),
-            "retired_vectors_dropped": dg.MetadataValue.int(done.retired_vectors_dropped),
-            "abandoned_builds_retired": dg.MetadataValue.text(", ".join(done.abandoned) or "none"),
-            "retired_grace_days": dg.MetadataValue.float(float(postgres.retired_grace_days)),
-            "recall_at_10": dg.MetadataValue.float(round(done.recall.recall, 4)),
-        },
+        metadata={**_switch_metadata(done, postgres.retired_grace_days), **gate},
         check_results=[_recall_result(done.recall)],
     )
+
+
+def _switch_metadata(done: ModelSwitch, retired_grace_days: float) -> dict[str, dg.MetadataValue]:
+    return {
+        "active_model": dg.MetadataValue.text(done.active.name),
+        "previous_model": dg.MetadataValue.text(done.switch.previous or "none"),
+        "switched": dg.MetadataValue.bool(done.switch.switched),
+        "chunks_covered": dg.MetadataValue.int(done.coverage.total_chunks - done.coverage.missing),
+        "hnsw_index": dg.MetadataValue.text(f"{done.index.index_name} ({done.index.note})"),
+        "retired_vectors_dropped": dg.MetadataValue.int(done.retired_vectors_dropped),
+        "abandoned_builds_retired": dg.MetadataValue.text(", ".join(done.abandoned) or "none"),
+        "retired_grace_days": dg.MetadataValue.float(float(retired_grace_days)),
+        "recall_at_10": dg.MetadataValue.float(round(done.recall.recall, 4)),
+    }
 
 
 def _recall_result(recall: RecallResult) -> dg.AssetCheckResult:

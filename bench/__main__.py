@@ -23,6 +23,7 @@ MODULES = [
     "bench.bench_batch_embeddings",
     "bench.bench_deletion_guard",
     "bench.bench_rate_limit",
+    "bench.bench_quality",
 ]
 
 

@@ -38,6 +38,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "ai_dialogue_log": ("rows", "rows"),
     "rag_metrics_history": ("total_queries", "queries"),
     "retention_sweep": ("deleted", "deleted"),
+    "retrieval_quality": ("mrr", "MRR"),
 }
 
 

@@ -28,12 +28,14 @@ from pipelines.lib.alerts import (
     failure_streak,
     job_failure_alert,
     metric_alerts,
+    retrieval_quality_alert,
 )
 from pipelines.lib.timezone import BUSINESS_TIMEZONE
 from resources.alerts import AlertsResource
 from resources.postgres import PostgresResource
 
 METRICS_ASSET = dg.AssetKey("rag_metrics_history")
+RETRIEVAL_CHECK = dg.AssetCheckKey(dg.AssetKey("retrieval_quality"), "retrieval_quality_holds")
 # Both embedding assets report chunks_embedded / chunks_failed for the run.
 EMBEDDING_ASSETS = (dg.AssetKey("chunk_embeddings"), dg.AssetKey("reembedding"))
 DEFAULT_THRESHOLDS = {t.name: t for t in slo.default_thresholds()}
@@ -81,6 +83,38 @@ def slo_check_alerts(instance: dg.DagsterInstance, after_id: int, ui_url: str) -
                 continue
             days = cast(list[Mapping[str, Any]], breaches.value)
             alerts += metric_alerts(threshold, days, run_id=record.run_id, ui_url=ui_url)
+    return alerts, high
+
+
+def retrieval_quality_alerts(
+    instance: dg.DagsterInstance, after_id: int, ui_url: str
+) -> tuple[list[Alert], int]:
+    """Warnings from failed retrieval_quality_holds evaluations recorded after `after_id`."""
+    alerts: list[Alert] = []
+    high = after_id
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        RETRIEVAL_CHECK, limit=BATCH, status={AssetCheckExecutionRecordStatus.FAILED}
+    )
+    for record in records:
+        if record.id <= after_id or record.event is None or record.event.dagster_event is None:
+            continue
+        high = max(high, record.id)
+        evaluation = record.event.dagster_event.event_specific_data
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            continue
+        meta = evaluation.metadata
+        alerts.append(
+            retrieval_quality_alert(
+                RETRIEVAL_CHECK.asset_key.to_user_string(),
+                record.run_id,
+                model=cast(str, meta["model"].value),
+                recall_at_k=cast(float, meta["recall_at_k"].value),
+                floor=cast(float, meta["floor"].value),
+                reasons=evaluation.description or "",
+                day=_jst_day(record.create_timestamp),
+                ui_url=ui_url,
+            )
+        )
     return alerts, high
 
 
@@ -135,8 +169,9 @@ def _deliver(
 @dg.sensor(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends rag_metrics_history's failed SLO checks (one alert per JST day and metric) and embedding"
-    " runs with more than 5 % failed chunks to ALERT_WEBHOOK_URL; retries what could not be delivered.",
+    description="Sends rag_metrics_history's failed SLO checks (one alert per JST day and metric), embedding"
+    " runs with more than 5 % failed chunks and failed retrieval_quality_holds checks to ALERT_WEBHOOK_URL;"
+    " retries what could not be delivered.",
 )
 def metric_alerts_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource, alerts: AlertsResource
@@ -146,9 +181,14 @@ def metric_alerts_sensor(
     cursor = json.loads(context.cursor) if context.cursor else {}
     found, checks_high = slo_check_alerts(context.instance, int(cursor.get("checks", 0)), alerts.ui_url)
     more, embeddings_high = embedding_alerts(context.instance, cursor.get("embeddings", {}), alerts.ui_url)
-    report = _deliver(context.log, postgres, alerts, found + more)
+    quality, quality_high = retrieval_quality_alerts(
+        context.instance, int(cursor.get("quality", 0)), alerts.ui_url
+    )
+    report = _deliver(context.log, postgres, alerts, found + more + quality)
     # The cursor moves even when delivery failed: the claimed alerts wait in alerts_sent as pending.
-    context.update_cursor(json.dumps({"checks": checks_high, "embeddings": embeddings_high}))
+    context.update_cursor(
+        json.dumps({"checks": checks_high, "embeddings": embeddings_high, "quality": quality_high})
+    )
     return dg.SkipReason(f"alerts: {report.describe()}")
 
 

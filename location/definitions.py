@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import chunks, embeddings, metrics, reembedding, retention, sources
+from assets import chunks, embeddings, metrics, reembedding, retention, retrieval_quality, sources
 from assets.batch_embeddings import batch_embedding_apply_job, cancel_embedding_batches_job
 from location.alert_sensors import job_failure_alert_sensor, metric_alerts_sensor
 from location.batch_sensors import batch_embedding_sensor
@@ -13,7 +13,9 @@ from location.resources import build_resources
 from location.schedules import nightly_schedule
 from location.sensors import embedding_model_change_sensor
 
-ASSETS = dg.load_assets_from_modules([sources, chunks, embeddings, reembedding, metrics, retention])
+ASSETS = dg.load_assets_from_modules(
+    [sources, chunks, embeddings, retrieval_quality, reembedding, metrics, retention]
+)
 # Every job of the location; the fault suite runs each pair of them at once, so a job added here joins it.
 JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
     ingestion_job,

@@ -27,10 +27,12 @@ from pipelines.lib.deletion_safety import (
 from pipelines.lib.vector_index import validate_index_kind
 from pipelines.migrations import DEFAULT_SETTINGS
 from pipelines.models import DEFAULT_RETIRED_GRACE_DAYS
+from pipelines.retrieval_eval import EvalSettings
 from resources.alerts import AlertsResource
 from resources.batch_api import BatchApiSettings
 from resources.embedders import EmbedderResource
 from resources.env import env_flag, env_number
+from resources.evaluation import EvaluationSettings
 from resources.postgres import PostgresResource
 from resources.sources import DEFAULT_CONTENT_DIR, ContentSourcesResource, parse_table_sources
 
@@ -93,6 +95,20 @@ def batch_api_settings() -> BatchApiSettings:
     )
 
 
+def evaluation_settings() -> EvaluationSettings:
+    """EVAL_*: the retrieval evaluation's question set and thresholds, refused by name when invalid."""
+    d = EvalSettings()
+    settings = EvaluationSettings(
+        questions=os.environ.get("EVAL_QUESTIONS") or None,
+        k=env_number("EVAL_K", int, d.k, minimum=1),
+        min_recall=env_number("EVAL_MIN_RECALL", float, d.min_recall, minimum=0),
+        max_drop=env_number("EVAL_MAX_DROP", float, d.max_drop, minimum=0),
+        switch_tolerance=env_number("EVAL_SWITCH_TOLERANCE", float, d.switch_tolerance, minimum=0),
+    )
+    settings.settings()  # the range checks, at start-up
+    return settings
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     deletion = _deletion_limits()
     return {
@@ -135,6 +151,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             requests_per_minute=env_number("EMBEDDING_RPM", float, positive=True),
             tokens_per_minute=env_number("EMBEDDING_TPM", float, positive=True),
             batch_api=batch_api_settings(),
+            evaluation=evaluation_settings(),
         ),
         "alerts": AlertsResource(
             webhook_url=_env("ALERT_WEBHOOK_URL"),

@@ -1,4 +1,4 @@
-"""Semantic search from the command line, through the application's retrieval contract:
+"""Search the active model's vectors from the command line, through the application's retrieval contract:
 
     python -m location.search_cli "how do refunds work" -k 5 [--source-type markdown] [--json]
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pipelines import retrieval
     from pipelines.db import env_engine
-    from pipelines.embedders import EmbedderFactory
+    from pipelines.embedders import EmbedderFactory, describe_model, embed_queries
 
     engine = env_engine()
     try:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL")
         )
         with factory.open(spec) as embedder:
-            vector = embedder.embed([args.query]).vectors[0]
+            vector = embed_queries(embedder, [args.query])[0]
         hits = retrieval.search(
             engine,
             vector,
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"model": spec.name, "hits": [asdict(h) for h in hits]}, ensure_ascii=False))
         return 0
-    print(f"model {spec.name} — top {len(hits)} of k={args.k}")
+    print(f"model {spec.name} ({describe_model(spec.provider)}) — top {len(hits)} of k={args.k}")
     print(_format(hits) if hits else "no chunks match")
     return 0
 

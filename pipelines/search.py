@@ -1,5 +1,6 @@
-"""Semantic search over the active model's index: proof that what the pipeline built is usable
-(`python -m location.search_cli "how do refunds work" -k 5`).
+"""Vector search over the active model's index: proof that what the pipeline built is usable
+(`python -m location.search_cli "how do refunds work" -k 5`). It is semantic search when the model is a
+neural one (e5, OpenAI's); with `local-hash-v1` it matches words and character n-grams only.
 
 The query is embedded with the *active* model (the one readers use), which during a re-embedding may
 differ from the configured one, and answered through that model's HNSW index.
@@ -13,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from pipelines.embedders import EmbedderFactory
+from pipelines.embedders import EmbedderFactory, embed_queries
 from pipelines.hnsw import (
     EXACT_SCAN_SETTINGS,
     built_index,
@@ -102,7 +103,7 @@ def search(engine: sa.Engine, embedders: EmbedderFactory, text: str, k: int = 5)
     if model is None:
         raise SearchError("no active embedding model: run the ingestion job (or `make run`) first")
     with embedders.open(model.spec()) as client:
-        vector = client.embed([text]).vectors[0]
+        vector = embed_queries(client, [text])[0]
     return search_by_vector(engine, model.name, model.dimensions, vector, k)
 
 

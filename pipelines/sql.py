@@ -33,6 +33,7 @@ STAGES = (
     "alerts",
     "rate_limits",
     "batch_embeddings",
+    "evaluation",
     "demo",
     "db",
     "retrieval",

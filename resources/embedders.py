@@ -21,6 +21,7 @@ from pipelines.embedders import (
 from pipelines.lib.rate_limit import Quota, request_token_cap
 from pipelines.rate_limiter import PostgresRateLimiter
 from resources.batch_api import BatchApiSettings
+from resources.evaluation import EvaluationSettings
 from resources.fieldwise import FieldwiseConfigResource
 
 _DEFAULT_LIMITS = EmbedLimits()
@@ -48,6 +49,8 @@ class EmbedderResource(FieldwiseConfigResource):
     tokens_per_minute: float | None = None
     # The Batch API path (EMBEDDING_BATCH_*): off unless configured.
     batch_api: BatchApiSettings = BatchApiSettings()
+    # The labelled question set the evaluation asset and the switch's quality gate score (EVAL_*).
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     def spec(self) -> ModelSpec:
         return resolve_spec(

@@ -468,7 +468,7 @@ def test_tldr_pages_reembedded_through_batches_get_the_synchronous_vectors(postg
         resources={
             "postgres": postgres,
             "content_sources": ContentSourcesResource(content_dir=str(TLDR_SAMPLE)),
-            "embedder": EmbedderResource(),
+            "embedder": EmbedderResource(provider="local"),
         },
     )
     assert first.success

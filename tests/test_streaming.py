@@ -57,7 +57,7 @@ def test_pending_texts_are_read_in_bounded_pages_and_match_reading_everything(po
     engine = postgres.engine
     sync_documents(engine, tmp_path, ())
     chunk_documents(engine, 800, 100)
-    spec = EmbedderResource().spec()
+    spec = EmbedderResource(provider="local").spec()
     with engine.begin() as conn:
         register_model(conn, spec)
         # Nothing is embedded yet: every chunk is pending.

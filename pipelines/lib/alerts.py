@@ -26,7 +26,7 @@ from pipelines.lib import slo
 AlertSeverity = Literal["warning", "critical"]
 WARNING: AlertSeverity = "warning"
 CRITICAL: AlertSeverity = "critical"
-Kind = Literal["metric", "job_failure", "embedding_failures"]
+Kind = Literal["metric", "job_failure", "embedding_failures", "retrieval_quality"]
 # A run whose failed share of the chunks it tried exceeds this is critical (strictly greater).
 EMBEDDING_FAILURE_CRITICAL_SHARE = 0.05
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
@@ -219,6 +219,35 @@ def embedding_failure_alert(
             f"{asset}: {chunks_failed} of {attempted} chunks failed to embed ({pct:.2f} %):"
             f" > {100.0 * EMBEDDING_FAILURE_CRITICAL_SHARE:g} % is critical"
         ),
+        run_id=run_id,
+        run_url=run_url(ui_url, run_id),
+        asset_url=asset_url(ui_url, asset),
+    )
+
+
+def retrieval_quality_alert(
+    asset: str,
+    run_id: str,
+    *,
+    model: str,
+    recall_at_k: float,
+    floor: float,
+    reasons: str,
+    day: dt.date,
+    ui_url: str = DEFAULT_UI_URL,
+) -> Alert:
+    """A warning: the evaluation check found search quality below its floor or fallen since the last run."""
+    return Alert(
+        dedup_key=f"retrieval_quality:{asset}:{run_id}",
+        kind="retrieval_quality",
+        severity=WARNING,
+        metric="retrieval_recall_at_k",
+        value=recall_at_k,
+        threshold=floor,
+        comparison="below",
+        unit="",
+        day=day,
+        summary=f"{asset}: retrieval quality of {model} dropped: {reasons}",
         run_id=run_id,
         run_url=run_url(ui_url, run_id),
         asset_url=asset_url(ui_url, asset),

@@ -38,6 +38,10 @@ BAD = [
     ("MASS_DELETION_MAX_PERCENT", "nan"),
     ("DELETED_VECTOR_GRACE_DAYS", "-1"),
     ("DELETED_VECTOR_GRACE_DAYS", "inf"),
+    ("EVAL_K", "0"),
+    ("EVAL_MIN_RECALL", "1.5"),
+    ("EVAL_MAX_DROP", "nan"),
+    ("EVAL_SWITCH_TOLERANCE", "-0.1"),
 ]
 
 
@@ -59,6 +63,8 @@ def test_overlap_not_below_max_chars_names_both(monkeypatch):
 
 def test_good_settings_still_build(monkeypatch):
     for name, value in {
+        # The offline e5 model has one size; the hashing embedder takes any.
+        "EMBEDDING_PROVIDER": "local",
         "EMBEDDING_DIMENSIONS": "256",
         "EMBEDDING_BUDGET_USD": "0",
         "EMBEDDING_CONCURRENCY": "1",
