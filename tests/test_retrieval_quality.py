@@ -280,4 +280,4 @@ def test_the_check_fires_on_a_drop_and_the_alert_goes_to_the_webhook(postgres, q
             "warning",
             "retrieval_recall_at_k",
         )
-        assert body["value"] == pytest.approx(chance[0], abs=1e-4) and SMALL in body["summary"]
+        assert body["value"] == pytest.approx(chance[0], abs=1e-4) and SMALL in body["text"]

@@ -121,7 +121,8 @@ def resolve_spec(
     native, list_price = known_model(model) or (None, None)
     if provider.native_only and (model not in provider.models or dimensions not in (None, native)):
         raise EmbeddingConfigError(
-            f"provider {provider_name!r} embeds with {', '.join(provider.models)} at its native dimension only,"
+            f"provider {provider_name!r} embeds with"
+            f" {', '.join(f'{m} at {d} dimensions' for m, (d, _) in provider.models.items())} only,"
             f" got EMBEDDING_MODEL={model!r}, EMBEDDING_DIMENSIONS={dimensions}"
         )
     # An explicit 0 is an error, not "native": `or` would silently pick a different model name.
