@@ -59,23 +59,34 @@ def _threshold(check_name: str, metadata: Mapping[str, Any]) -> slo.AlertThresho
     )
 
 
+def _failed_evaluations(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, after_id: int
+) -> tuple[list[tuple[Any, dg.AssetCheckEvaluation]], int]:
+    """(record, evaluation) of each failed evaluation of `key` recorded after `after_id`, and the new
+    high-water mark."""
+    found: list[tuple[Any, dg.AssetCheckEvaluation]] = []
+    high = after_id
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=BATCH, status={AssetCheckExecutionRecordStatus.FAILED}
+    )
+    for record in records:
+        if record.id <= after_id or record.event is None or record.event.dagster_event is None:
+            continue
+        high = max(high, record.id)
+        evaluation = record.event.dagster_event.event_specific_data
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            found.append((record, evaluation))
+    return found, high
+
+
 def slo_check_alerts(instance: dg.DagsterInstance, after_id: int, ui_url: str) -> tuple[list[Alert], int]:
     """Alerts from failed SLO check evaluations recorded after `after_id`, and the new high-water mark."""
     alerts: list[Alert] = []
     high = after_id
-    storage = instance.event_log_storage
     for name in DEFAULT_THRESHOLDS:
-        key = dg.AssetCheckKey(METRICS_ASSET, name)
-        records = storage.get_asset_check_execution_history(
-            key, limit=BATCH, status={AssetCheckExecutionRecordStatus.FAILED}
-        )
-        for record in records:
-            if record.id <= after_id or record.event is None or record.event.dagster_event is None:
-                continue
-            high = max(high, record.id)
-            evaluation = record.event.dagster_event.event_specific_data
-            if not isinstance(evaluation, dg.AssetCheckEvaluation):
-                continue
+        found, seen = _failed_evaluations(instance, dg.AssetCheckKey(METRICS_ASSET, name), after_id)
+        high = max(high, seen)
+        for record, evaluation in found:
             metadata = evaluation.metadata
             threshold = _threshold(name, metadata)
             breaches = metadata.get("breaches")
@@ -90,18 +101,9 @@ def retrieval_quality_alerts(
     instance: dg.DagsterInstance, after_id: int, ui_url: str
 ) -> tuple[list[Alert], int]:
     """Warnings from failed retrieval_quality_holds evaluations recorded after `after_id`."""
-    alerts: list[Alert] = []
-    high = after_id
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        RETRIEVAL_CHECK, limit=BATCH, status={AssetCheckExecutionRecordStatus.FAILED}
-    )
-    for record in records:
-        if record.id <= after_id or record.event is None or record.event.dagster_event is None:
-            continue
-        high = max(high, record.id)
-        evaluation = record.event.dagster_event.event_specific_data
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
-            continue
+    found, high = _failed_evaluations(instance, RETRIEVAL_CHECK, after_id)
+    alerts = []
+    for record, evaluation in found:
         meta = evaluation.metadata
         alerts.append(
             retrieval_quality_alert(
