@@ -277,12 +277,19 @@ def test_production_mode(deployment: Deployment, fake: FakeOpenAI) -> None:
 
     events = d.events(ingest_run, retry)
     materialized = [(run, key) for run, t, key in events if t == "ASSET_MATERIALIZATION"]
-    # Sources and chunks finished before the kill and are not redone; embeddings and their index land once,
-    # in the retry.
+    # Sources and chunks finished before the kill and are not redone; embeddings, their index and the
+    # retrieval evaluation land once, in the retry.
     assert sorted(k for _, k in materialized) == sorted(
-        ['["chunk_embeddings"]', '["document_chunks"]', '["embedding_index"]', '["source_documents"]']
+        [
+            '["chunk_embeddings"]',
+            '["document_chunks"]',
+            '["embedding_index"]',
+            '["retrieval_quality"]',
+            '["source_documents"]',
+        ]
     )
     assert (retry, '["chunk_embeddings"]') in materialized and (retry, '["embedding_index"]') in materialized
+    assert (retry, '["retrieval_quality"]') in materialized
     with d.data.connect() as conn:
         docs = conn.execute(sa.text("SELECT count(*) FROM source_documents")).scalar()
         chunks = conn.execute(sa.text("SELECT count(*) FROM document_chunks")).scalar()
