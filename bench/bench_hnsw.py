@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import sqlalchemy as sa
@@ -86,12 +86,18 @@ def _queries(uniform: bool) -> np.ndarray:
 def _truth(
     ids: list[int], n: int, queries: np.ndarray, uniform: bool, k: int = 10
 ) -> list[list[tuple[int, float]]]:
+    return streamed_top_k(ids, _blocks(n, uniform=uniform), queries, k)
+
+
+def streamed_top_k(
+    ids: list[int], blocks: Iterable[np.ndarray], queries: np.ndarray, k: int = 10
+) -> list[list[tuple[int, float]]]:
     """Brute-force top k by cosine in numpy, streamed over the blocks (memory stays one block)."""
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     best_d = np.full((len(q), 0), np.inf, dtype=np.float64)
     best_i = np.zeros((len(q), 0), dtype=np.int64)
     offset = 0
-    for block in _blocks(n, uniform=uniform):
+    for block in blocks:
         unit = block / np.linalg.norm(block, axis=1, keepdims=True)
         d = 1.0 - (q @ unit.T).astype(np.float64)
         best_d = np.concatenate([best_d, d], axis=1)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from bench.bench_hnsw import DIMS, MODEL, _load, _queries, _seed_chunks, _truth
+from bench.bench_hnsw import DIMS, MODEL, _load, _queries, _seed_chunks, _truth, streamed_top_k
 from bench.common import register_building_model, report, throwaway_postgres
 from bench.dagster_runs import TreePeak
 from pipelines.embeddings import write_embeddings
@@ -95,25 +95,7 @@ def corpus_queries(n: int, seed: int = 5) -> np.ndarray:
 
 
 def corpus_truth(ids: list[int], n: int, queries: np.ndarray, k: int = 10) -> list[list[tuple[int, float]]]:
-    """Brute-force top k by cosine in numpy, streamed over the blocks."""
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    best_d = np.full((len(q), 0), np.inf)
-    best_i = np.zeros((len(q), 0), dtype=np.int64)
-    offset = 0
-    for block in corpus_blocks(n):
-        unit = block / np.linalg.norm(block, axis=1, keepdims=True)
-        d = 1.0 - (q @ unit.T).astype(np.float64)
-        best_d = np.concatenate([best_d, d], axis=1)
-        best_i = np.concatenate(
-            [best_i, np.broadcast_to(np.arange(offset, offset + len(block)), d.shape)], axis=1
-        )
-        keep = np.argsort(best_d, axis=1, kind="stable")[:, :k]
-        best_d, best_i = np.take_along_axis(best_d, keep, 1), np.take_along_axis(best_i, keep, 1)
-        offset += len(block)
-    return [
-        [(ids[i], float(d)) for i, d in zip(ri, rd, strict=True)]
-        for ri, rd in zip(best_i, best_d, strict=True)
-    ]
+    return streamed_top_k(ids, corpus_blocks(n), queries, k)
 
 
 def load_corpus(conn: sa.Connection, ids: list[int], n: int) -> None:

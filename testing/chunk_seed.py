@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from pipelines.lib.tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WORDS = [
     "scale",
@@ -104,4 +108,29 @@ def add_chunks(
             )
             offset += len(text) + 2
     conn.commit()
+    return ids
+
+
+def seed_active_model_vectors(
+    conn: sa.Connection, model: str, vectors: np.ndarray, seed: int = 4
+) -> list[int]:
+    """One chunk a vector (100 chunks a document), `model` registered active with the vectors' dimension and
+    the vectors written through the write path; returns the chunk ids in the vectors' order. The caller
+    commits."""
+    from pipelines.embeddings import write_embeddings
+
+    n, dims = vectors.shape
+    ids = add_chunks(conn, chunk_texts(n, seed=seed), per_document=100)
+    conn.execute(
+        sa.text(
+            "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
+            " VALUES (:n, 'local', :n, :d, 'active')"
+        ),
+        {"n": model, "d": dims},
+    )
+    shas = conn.execute(
+        sa.text("SELECT content_sha256 FROM document_chunks WHERE id = ANY(:ids) ORDER BY id"),
+        {"ids": ids},
+    ).scalars()
+    assert write_embeddings(conn, model, ids, list(shas), [1] * n, vectors) == n
     return ids

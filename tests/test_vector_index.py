@@ -8,13 +8,12 @@ import sqlalchemy as sa
 
 from assets.embeddings import chunk_embeddings, embedding_index
 from location.resources import build_resources
-from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import ensure_hnsw_index, has_valid_index, measure_recall, nearest
 from pipelines.lib.vector_index import index_plan, recall_at_k
 from pipelines.search import search, search_by_vector
 from resources.embedders import EmbedderResource
 from resources.postgres import PostgresResource
-from testing.chunk_seed import add_chunks, chunk_texts
+from testing.chunk_seed import add_chunks, chunk_texts, seed_active_model_vectors
 
 MODEL = "synthetic@256"
 DIMS = 256
@@ -41,19 +40,7 @@ def loaded(postgres):
     """N clustered vectors of MODEL on N chunks; returns (chunk ids, vectors)."""
     vectors = clustered(N, DIMS, seed=11)
     with postgres.connect() as conn:
-        ids = add_chunks(conn, chunk_texts(N, seed=4), per_document=100)
-        conn.execute(
-            sa.text(
-                "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
-                " VALUES (:n, 'local', :n, :d, 'active')"
-            ),
-            {"n": MODEL, "d": DIMS},
-        )
-        shas = conn.execute(
-            sa.text("SELECT content_sha256 FROM document_chunks WHERE id = ANY(:ids) ORDER BY id"),
-            {"ids": ids},
-        ).scalars()
-        assert write_embeddings(conn, MODEL, ids, list(shas), [1] * N, vectors) == N
+        ids = seed_active_model_vectors(conn, MODEL, vectors)
         conn.commit()
     return ids, vectors
 

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import ensure_hnsw_index, measure_recall
 from pipelines.lib.vector_index import INDEX_KINDS, index_plan, recall_at_k
 from pipelines.search import search_by_vector
-from testing.chunk_seed import add_chunks, chunk_texts
+from testing.chunk_seed import seed_active_model_vectors
 
 MODEL = "synthetic@768"
 DIMS = 768
@@ -38,19 +37,7 @@ def brute_force(vectors: np.ndarray, ids: list[int], query: np.ndarray, k: int) 
 def loaded(postgres):
     vectors = clustered(N, seed=11)
     with postgres.connect() as conn:
-        ids = add_chunks(conn, chunk_texts(N, seed=4), per_document=100)
-        conn.execute(
-            sa.text(
-                "INSERT INTO embedding_models (name, provider, model, dimensions, status)"
-                " VALUES (:n, 'local', :n, :d, 'active')"
-            ),
-            {"n": MODEL, "d": DIMS},
-        )
-        shas = conn.execute(
-            sa.text("SELECT content_sha256 FROM document_chunks WHERE id = ANY(:ids) ORDER BY id"),
-            {"ids": ids},
-        ).scalars()
-        assert write_embeddings(conn, MODEL, ids, list(shas), [1] * N, vectors) == N
+        ids = seed_active_model_vectors(conn, MODEL, vectors)
         conn.commit()
     return ids, vectors
 
