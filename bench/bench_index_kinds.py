@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -34,6 +35,7 @@ import sqlalchemy as sa
 from bench.bench_hnsw import DIMS, MODEL, _load, _queries, _seed_chunks, _truth, streamed_top_k
 from bench.common import register_building_model, report, throwaway_postgres
 from bench.dagster_runs import TreePeak
+from pipelines import hnsw
 from pipelines.embeddings import write_embeddings
 from pipelines.hnsw import (
     DEFAULT_BUILD_WORKERS,
@@ -41,16 +43,19 @@ from pipelines.hnsw import (
     drop_hnsw_index,
     ensure_hnsw_index,
 )
-from pipelines.lib.vector_index import INDEX_KINDS, index_plan, recall_at_k
+from pipelines.lib.vector_index import INDEX_KINDS, index_plan, ivfflat_lists, ivfflat_probes, recall_at_k
 from pipelines.search import search_by_vector
 
 BASELINE = "hnsw_halfvec"  # today's index
-# The default first, then today's index (the baseline, longest to build at a million), then IVFFlat, whose build
-# grows with lists × rows.
-ORDER = ["hnsw_bq", "hnsw_halfvec", "ivfflat_halfvec"]
+# IVFFlat first (the fastest build), then today's index (the baseline every ratio needs, longest to build at a
+# million), then binary quantization, which a run short of time can lose without losing a ratio.
+ORDER = ["ivfflat_halfvec", "hnsw_halfvec", "hnsw_bq"]
 SIZES = {"": [20_000], "full": [100_000], "xl": [1_000_000]}
 # Besides each kind's own re-rank factor: what other candidate counts buy in recall and cost in latency.
 FACTOR_SWEEP = {"hnsw_bq": [10, 40, 100], "ivfflat_halfvec": [10], "hnsw_halfvec": []}
+# IVFFlat: what fewer or more lists probed than pgvector's √lists buy (recall) and cost (p95), as a share of the
+# lists (at a million vectors, 1,000 lists: 5, 10, 20 and 64 probed against the default 32).
+PROBE_SWEEP = [0.005, 0.01, 0.02, 0.064]
 
 
 def _progress(message: str) -> None:
@@ -157,7 +162,31 @@ def _measure_kind(engine: sa.Engine, kind: str, n: int, queries: np.ndarray, tru
         _progress(
             f"{n:,} vectors: {kind} with {factor * 10} candidates: recall@10 {recall_f:.3f}, p95 {p95_f:.1f} ms"
         )
+    if spec.method == "ivfflat":
+        result.update(_probe_sweep(engine, kind, n, queries, truth))
     return result
+
+
+def _fixed_probes(probes: int, _lists: int) -> int:
+    return probes
+
+
+def _probe_sweep(engine: sa.Engine, kind: str, n: int, queries: np.ndarray, truth) -> dict[str, float]:
+    """Bench-only: the search's probe count replaced for a few searches, then restored."""
+    swept: dict[str, float] = {}
+    lists = ivfflat_lists(n)
+    for share in PROBE_SWEEP:
+        probes = max(1, round(share * lists))
+        hnsw.ivfflat_probes = functools.partial(_fixed_probes, probes)
+        try:
+            p95, recall = _search(engine, kind, queries, truth, rounds=1)
+        finally:
+            hnsw.ivfflat_probes = ivfflat_probes
+        swept[f"recall_at_10 probes {probes}"], swept[f"p95_ms probes {probes}"] = recall, p95
+        _progress(
+            f"{n:,} vectors: {kind} probing {probes} of {lists} lists: recall@10 {recall:.3f}, p95 {p95:.1f} ms"
+        )
+    return swept
 
 
 def _search(engine: sa.Engine, kind: str, queries: np.ndarray, truth, rounds: int) -> tuple[float, float]:

@@ -59,7 +59,7 @@ class RetrievedChunk:
 Conn = sa.Engine | sa.Connection | psycopg.Connection[Any]
 
 
-def _vector_text(query_vector: Any) -> str:
+def _vector_values(query_vector: Any) -> list[float]:
     try:
         vec = np.asarray(query_vector, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -71,8 +71,8 @@ def _vector_text(query_vector: Any) -> str:
         raise RetrievalError(f"query_vector holds {vec[bad[0]]} at position {bad[0]}: only finite numbers")
     if not vec.any():
         raise RetrievalError("query_vector is all zeros: it has no direction to compare")
-    # float32 values printed in full: pgvector reads them back bit for bit.
-    return "[" + ",".join(map(repr, vec.astype(np.float32).tolist())) + "]"
+    # Rounded to float32 first, as pgvector stores them: the binary float8 array carries them bit for bit.
+    return vec.astype(np.float32).astype(np.float64).tolist()
 
 
 def _params(
@@ -99,7 +99,7 @@ def _params(
     ):
         raise RetrievalError(f"min_similarity must be a number between -1 and 1, got {min_similarity!r}")
     return {
-        "query": _vector_text(query_vector),
+        "query": _vector_values(query_vector),
         "model": model,
         "k": k,
         "source": source,
