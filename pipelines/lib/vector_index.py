@@ -7,11 +7,11 @@ for the planner to pick the index, so both come from here (`index_plan`, `index_
 the build, the search, the recall check and applications' SQL all follow the one definition.
 
 Three kinds, chosen by `VECTOR_INDEX_KIND` (docs/scaling.md has the measurements behind the default):
-- `hnsw_bq` (default): HNSW over `binary_quantize(embedding)::bit(d)` with Hamming distance. One bit per
+- `hnsw_bq`: HNSW over `binary_quantize(embedding)::bit(d)` with Hamming distance. One bit per
   dimension makes the graph's vectors 32× smaller than the stored ones, so the build is many times faster
   and fits in memory at a million vectors; the search fetches `rerank_factor` × k candidates through it and
   re-ranks them by exact cosine distance on the stored full-precision vectors.
-- `hnsw_halfvec`: HNSW over `halfvec` casts (the earlier default), re-ranked the same way.
+- `hnsw_halfvec` (default): HNSW over `halfvec` casts, re-ranked the same way.
 - `ivfflat_halfvec`: IVFFlat over `halfvec` casts, re-ranked the same way.
 Every kind's index has a name of its own, so that a switch builds the new one beside the old.
 """
