@@ -183,6 +183,27 @@ BEGIN
 END
 $fn$;
 
+-- The scan settings the statement of retrieval_statement needs, for the rest of the calling function (its own
+-- SET clauses restore them when it returns). Not granted to anyone.
+CREATE FUNCTION apply_retrieval_scan_settings(via_index boolean, candidates integer, probes integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $fn$
+BEGIN
+    IF probes IS NOT NULL THEN
+        PERFORM set_config('ivfflat.probes', probes::text, true);
+    ELSIF via_index THEN
+        -- pgvector's default of 40 finds ~0.88 of the true top 10 on clustered vectors; 100 ~0.99
+        -- (pipelines/hnsw.py DEFAULT_EF_SEARCH), and never fewer than the candidates wanted.
+        PERFORM set_config('hnsw.ef_search', greatest(100, candidates)::text, true);
+    ELSE
+        PERFORM set_config('enable_seqscan', 'on', true);
+        PERFORM set_config('enable_bitmapscan', 'on', true);
+        PERFORM set_config('enable_sort', 'on', true);
+    END IF;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION retrieve_chunks(
     query_embedding vector,
     model_name text,
@@ -211,17 +232,7 @@ BEGIN
     LOOP
         plan := retrieval_statement(query_embedding, model_name, k, source_name, source_type, metadata_filter,
                                     min_similarity, exact);
-        IF plan.probes IS NOT NULL THEN
-            PERFORM set_config('ivfflat.probes', plan.probes::text, true);
-        ELSIF plan.via_index THEN
-            -- pgvector's default of 40 finds ~0.88 of the true top 10 on clustered vectors; 100 ~0.99
-            -- (pipelines/hnsw.py DEFAULT_EF_SEARCH), and never fewer than the candidates wanted.
-            PERFORM set_config('hnsw.ef_search', greatest(100, plan.candidates)::text, true);
-        ELSE
-            PERFORM set_config('enable_seqscan', 'on', true);
-            PERFORM set_config('enable_bitmapscan', 'on', true);
-            PERFORM set_config('enable_sort', 'on', true);
-        END IF;
+        PERFORM apply_retrieval_scan_settings(plan.via_index, plan.candidates, plan.probes);
         FOR r IN EXECUTE plan.statement USING query_embedding, k, source_name, metadata_filter LOOP
             -- The index ran out (a filter keeping fewer rows than hnsw.max_scan_tuples reaches) before
             -- it found the candidates wanted: answer by an exact scan of the filtered rows instead.
@@ -267,15 +278,7 @@ DECLARE
 BEGIN
     plan := retrieval_statement(query_embedding, model_name, k, source_name, source_type, metadata_filter,
                                 min_similarity, false);
-    IF plan.probes IS NOT NULL THEN
-        PERFORM set_config('ivfflat.probes', plan.probes::text, true);
-    ELSIF plan.via_index THEN
-        PERFORM set_config('hnsw.ef_search', greatest(100, plan.candidates)::text, true);
-    ELSE
-        PERFORM set_config('enable_seqscan', 'on', true);
-        PERFORM set_config('enable_bitmapscan', 'on', true);
-        PERFORM set_config('enable_sort', 'on', true);
-    END IF;
+    PERFORM apply_retrieval_scan_settings(plan.via_index, plan.candidates, plan.probes);
     RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || plan.statement
         USING query_embedding, k, source_name, metadata_filter;
 END
@@ -318,6 +321,7 @@ DECLARE
 BEGIN
     FOREACH fn IN ARRAY ARRAY[
         'retrieval_statement(vector, text, integer, text, text, jsonb, double precision, boolean)',
+        'apply_retrieval_scan_settings(boolean, integer, integer)',
         'retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)',
         'explain_retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)',
         'active_embedding_model()'
