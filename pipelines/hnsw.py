@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from pipelines.lib.vector_index import (
+    AUTO_INDEX_KIND,
     DEFAULT_BUILD_WORKERS,
     DEFAULT_HNSW_MIN_ROWS,
     DEFAULT_INDEX_KIND,
@@ -30,6 +31,7 @@ from pipelines.lib.vector_index import (
     query_key_sql,
     quote_ident,
     recall_at_k,
+    resolve_index_kind,
     should_build_index,
     validate_build_workers,
     validate_pg_memory,
@@ -123,6 +125,9 @@ def ensure_hnsw_index(
     open transaction on the table meanwhile: a concurrent build waits for every older snapshot, its caller's
     included.
     """
+    if kind == AUTO_INDEX_KIND:
+        kind = _auto_kind(engine, model, dimensions, maintenance_work_mem)
+        log(f"{model}: VECTOR_INDEX_KIND=auto means {kind} at its size")
     plan = index_plan(model, dimensions, kind)
     if not plan.indexable:
         return IndexResult(
@@ -168,6 +173,17 @@ def ensure_hnsw_index(
         return IndexResult(
             plan.index_name, True, seconds, f"{kind}, built over {rows} vectors with {mem_kb // 1024} MB"
         )
+
+
+def _auto_kind(engine: sa.Engine, model: str, dimensions: int, maintenance_work_mem: str) -> str:
+    """What `auto` means for the model now: by its vector count against the build's memory ceiling, and the kind
+    of its finished index (resolve_index_kind)."""
+    with engine.connect() as conn:
+        rows = conn.execute(query("hnsw/count_model_embeddings"), {"model": model}).scalar_one()
+        current = built_index(conn, model, dimensions)
+    return resolve_index_kind(
+        AUTO_INDEX_KIND, dimensions, rows, maintenance_work_mem, current.plan.kind if current else None
+    )
 
 
 def _drop_siblings(ddl: sa.Connection, plan: IndexPlan, log: Callable[[str], None]) -> None:

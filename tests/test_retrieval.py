@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from pipelines import hnsw, retrieval
 from pipelines.hnsw import ensure_hnsw_index
-from pipelines.lib.vector_index import INDEX_KINDS, index_plan
+from pipelines.lib.vector_index import INDEX_KINDS, index_plan, ivfflat_probes
 from pipelines.models import drop_retired_embeddings, switch_active_model
 from pipelines.search import search_by_vector
 
@@ -452,3 +452,11 @@ def test_the_settings_are_the_functions_own_and_the_callers_stay(corpus):
             sa.text("SELECT current_setting('enable_seqscan'), current_setting('hnsw.ef_search')")
         ).one()
     assert before == after == ("on", "40")
+
+
+def test_the_contract_probes_as_many_ivfflat_lists_as_the_pipelines_search(postgres):
+    with postgres.engine.connect() as conn:
+        sql_probes = conn.exec_driver_sql(
+            "SELECT ivfflat_probes_for(n) FROM generate_series(1, 5000) n"
+        ).scalars()
+        assert list(sql_probes) == [ivfflat_probes(n) for n in range(1, 5001)]

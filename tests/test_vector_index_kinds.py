@@ -10,7 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.hnsw import ensure_hnsw_index, measure_recall
-from pipelines.lib.vector_index import INDEX_KINDS, index_plan, recall_at_k
+from pipelines.lib.vector_index import (
+    INDEX_KINDS,
+    index_plan,
+    ivfflat_probes,
+    recall_at_k,
+    resolve_index_kind,
+)
 from pipelines.search import search_by_vector
 from testing.chunk_seed import seed_active_model_vectors
 
@@ -146,3 +152,51 @@ def test_a_bad_index_kind_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("VECTOR_INDEX_KIND", "hnsw_pq")
     with pytest.raises(ValueError, match=r"VECTOR_INDEX_KIND.*hnsw_pq"):
         build_resources()
+
+
+def test_auto_builds_halfvec_hnsw_while_its_graph_fits_the_memory_and_ivfflat_beyond(postgres):
+    """`auto` (the default) by the model's size against HNSW_MAINTENANCE_WORK_MEM: 5,000 vectors of 768
+    dimensions make a ~21.9 MB HNSW graph (hnsw_graph_kb); IVFFlat's build needs ~15 MB (its 10,000-vector
+    sample). Under a 16 MB ceiling it is IVFFlat; an IVFFlat index stays until the graph fits in half the
+    ceiling (32 MB: 16 < 21.9), then HNSW returns (64 MB: 32 >= 21.9)."""
+    with postgres.connect() as conn:
+        seed_active_model_vectors(conn, MODEL, clustered(5000, seed=12))
+        conn.commit()
+    base = index_names(postgres)
+
+    def auto(ceiling: str) -> str:
+        """The kind of the one index the model has after `ensure_hnsw_index(kind="auto")`."""
+        ensure_hnsw_index(postgres.engine, MODEL, DIMS, ceiling, min_rows=0, kind="auto")
+        (name,) = index_names(postgres) - base
+        return next(k for k in INDEX_KINDS if index_plan(MODEL, DIMS, k).index_name == name)
+
+    assert auto("64MB") == "hnsw_halfvec"
+    assert auto("16MB") == "ivfflat_halfvec"
+    assert auto("32MB") == "ivfflat_halfvec"
+    assert auto("64MB") == "hnsw_halfvec"
+
+
+@pytest.mark.parametrize(
+    ("rows", "current", "expected"),
+    [
+        (100_000, None, "hnsw_halfvec"),
+        (300_000, None, "hnsw_halfvec"),
+        (400_000, None, "ivfflat_halfvec"),
+        (1_000_000, None, "ivfflat_halfvec"),
+        (200_000, "ivfflat_halfvec", "ivfflat_halfvec"),
+        (150_000, "ivfflat_halfvec", "hnsw_halfvec"),
+        (1_000_000, "hnsw_halfvec", "ivfflat_halfvec"),
+    ],
+)
+def test_auto_means_ivfflat_once_a_1536_d_hnsw_graph_outgrows_2_gb(rows, current, expected):
+    # (3,072 bytes of halfvec + 2,048 of graph) x 1.25 a vector: 2 GB holds 335,544 of them, half of it 167,772.
+    assert resolve_index_kind("auto", 1536, rows, "2GB", current) == expected
+    assert resolve_index_kind("auto", 1536) == "hnsw_halfvec"  # no count: naming and exact plans
+    assert resolve_index_kind("auto", 3072, 10_000_000, "2GB") == "hnsw_halfvec"  # above IVFFlat's limit
+
+
+@pytest.mark.parametrize(
+    ("lists", "probes"), [(1, 1), (4, 2), (16, 4), (100, 10), (400, 10), (1000, 10), (2000, 20)]
+)
+def test_ivfflat_probes_root_of_the_lists_up_to_10_then_one_in_100(lists, probes):
+    assert ivfflat_probes(lists) == probes

@@ -74,16 +74,15 @@ INDEX_KINDS: dict[str, IndexKind] = {
         "ivfflat_halfvec", "ivfflat", "halfvec", "halfvec_cosine_ops", "<=>", 4, 2000, "ivfflat"
     ),
 }
-# `auto`: binary-quantized HNSW from BQ_MIN_DIMS dimensions, halfvec HNSW below, where one bit a dimension
-# ranks too coarsely for a re-rank of 20 × k candidates to recover the true top k (at 256 dimensions it found
-# ~0.85 of them).
+# `auto`, the default: halfvec HNSW while its graph fits in the build's memory ceiling (HNSW_MAINTENANCE_WORK_MEM,
+# 2 GB by default: 335,544 vectors of 1,536 dimensions by hnsw_graph_kb), IVFFlat on halfvec beyond. Measured on
+# corpus-shaped 1,536-d vectors (docs/scaling.md#choosing-the-index): at 100,000 the graph fits and HNSW answers
+# fastest; at a million it spilled out of memory and took 1,532 s to build with recall@10 0.81, where IVFFlat
+# built in 167 s (9.2x faster) with recall@10 1.000 and a p95 1.75x HNSW's. Binary quantization is never chosen
+# by itself: at a million vectors its re-ranked candidates held 0.78 of the true top 10.
 AUTO_INDEX_KIND = "auto"
-# Chosen by measurement (docs/scaling.md#choosing-the-index): binary quantization builds 3-4× faster in an
-# eighth of the space and found the whole true top 10 at 100,000 vectors, but at a million clustered vectors
-# its re-ranked candidates held only 0.78 of it (0.89 with 1,000 candidates); halfvec HNSW is the one kind
-# that keeps recall@10 >= 0.95, so it stays the default until a quantized index does too.
-DEFAULT_INDEX_KIND = "hnsw_halfvec"
-BQ_MIN_DIMS = 1024
+DEFAULT_INDEX_KIND = AUTO_INDEX_KIND
+AUTO_IN_MEMORY, AUTO_BEYOND_MEMORY = "hnsw_halfvec", "ivfflat_halfvec"
 
 
 def validate_index_kind(value: str) -> str:
@@ -94,11 +93,26 @@ def validate_index_kind(value: str) -> str:
     return value
 
 
-def resolve_index_kind(kind: str, dimensions: int) -> str:
-    """The concrete kind `kind` means for a model of `dimensions`."""
+def resolve_index_kind(
+    kind: str,
+    dimensions: int,
+    rows: int | None = None,
+    ceiling: str | None = None,
+    current: str | None = None,
+) -> str:
+    """The concrete kind `kind` means for a model of `dimensions` with `rows` vectors, built within the memory
+    `ceiling`; `current` is the kind of the model's finished index, if any. `auto` without a row count (naming
+    indexes, planning an exact search) means halfvec HNSW. Once built, an IVFFlat index stays until the HNSW
+    graph would fit in half the ceiling, so that a model near the limit is not rebuilt back and forth."""
     if validate_index_kind(kind) != AUTO_INDEX_KIND:
         return kind
-    return "hnsw_bq" if dimensions >= BQ_MIN_DIMS else "hnsw_halfvec"
+    if rows is None or ceiling is None or dimensions > INDEX_KINDS[AUTO_BEYOND_MEMORY].max_dims:
+        return AUTO_IN_MEMORY
+    limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])
+    need_kb = hnsw_graph_kb(dimensions, rows)
+    if current == AUTO_BEYOND_MEMORY:
+        return AUTO_BEYOND_MEMORY if need_kb > limit_kb // 2 else AUTO_IN_MEMORY
+    return AUTO_BEYOND_MEMORY if need_kb > limit_kb else AUTO_IN_MEMORY
 
 
 @dataclass(frozen=True)
@@ -273,8 +287,11 @@ def ivfflat_lists(rows: int) -> int:
 
 
 def ivfflat_probes(lists: int) -> int:
-    """Lists probed per query, pgvector's advice: √lists."""
-    return max(1, min(lists, round(lists**0.5)))
+    """Lists probed per query: pgvector's advice of √lists up to 10 probed lists, then 1 % of the lists. At a
+    million corpus-shaped vectors (1,000 lists) 10 probed lists found the whole true top 10 at a p95 of 32 ms,
+    where √lists (32) took 89 ms for the same recall (docs/scaling.md#choosing-the-index). The retrieval
+    contract computes the same (migration 0019, ivfflat_probes_for)."""
+    return max(1, min(lists, max(-(-lists // 100), min(10, round(lists**0.5)))))
 
 
 def validate_min_rows(value: int) -> int:
@@ -306,8 +323,9 @@ HNSW_GRAPH_BYTES_PER_ELEMENT = 2048
 MIN_BUILD_MEMORY_KB = 64 * 1024
 
 
-# IVFFlat's k-means runs over a sample of 50 vectors per list.
+# IVFFlat's k-means runs over a sample of 50 vectors per list, at least 10,000.
 IVFFLAT_SAMPLE_PER_LIST = 50
+IVFFLAT_MIN_SAMPLE = 10_000
 
 
 def _value_bytes(plan: IndexPlan) -> int:
@@ -316,13 +334,20 @@ def _value_bytes(plan: IndexPlan) -> int:
     return plan.dimensions * (2 if plan.type_name == "halfvec" else 4)
 
 
+def hnsw_graph_kb(dimensions: int, rows: int) -> int:
+    """What a halfvec HNSW build over `rows` vectors of `dimensions` holds in memory, plus a quarter."""
+    return rows * (dimensions * 2 + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
+
+
 def hnsw_build_memory_kb(plan: IndexPlan, rows: int, ceiling: str) -> int:
     """`maintenance_work_mem` (kB) for building `plan`'s index over `rows` vectors: for HNSW the whole graph
     plus a quarter, so that the build never spills (a graph that outgrows the memory slows the build
     sharply); for IVFFlat its k-means sample; never above `ceiling`, the operator's limit, nor below 64 MB."""
     if plan.spec.method == "ivfflat":
-        sample = ivfflat_lists(rows) * IVFFLAT_SAMPLE_PER_LIST
-        need_kb = min(rows, sample) * plan.dimensions * 4 * 5 // 4 // 1024
+        # pgvector allocates its whole sample (never under 10,000 vectors) before reading a row, and refuses the
+        # build when that does not fit.
+        sample = max(ivfflat_lists(rows) * IVFFLAT_SAMPLE_PER_LIST, IVFFLAT_MIN_SAMPLE)
+        need_kb = sample * (_value_bytes(plan) + 8) * 5 // 4 // 1024
     else:
         need_kb = rows * (_value_bytes(plan) + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
     limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])

@@ -1,7 +1,8 @@
 -- The retrieval contract (0017) follows whichever index kind the pipeline built (VECTOR_INDEX_KIND): 0017 asked a
 -- binary-quantized index for halfvec's 4 x k candidates (it needs 20 x k, as pipelines/lib/vector_index.py says)
 -- and scanned an IVFFlat index with pgvector's default of one probed list. Now the candidates follow the index's
--- operator class and IVFFlat probes the square root of its lists, with its iterative scan for filters.
+-- operator class and IVFFlat probes as many lists as the pipeline's own search does, with its iterative scan
+-- for filters.
 -- The functions are redefined whole (retrieval_statement gains an output, so it is dropped first); their
 -- settings, search_path and grants are applied again as 0017 did. (No percent signs below: see 0017.)
 
@@ -9,6 +10,15 @@
 SELECT CAST('[1]' AS vector);
 
 DROP FUNCTION retrieval_statement(vector, text, integer, text, text, jsonb, double precision, boolean);
+
+-- The lists an IVFFlat index of `lists` lists probes per query, as pipelines/lib/vector_index.py ivfflat_probes
+-- computes it (tests/test_retrieval.py compares the two): pgvector's advice of the square root up to 10 probed
+-- lists, then 1 in 100 of the lists.
+CREATE FUNCTION ivfflat_probes_for(lists integer) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT
+AS $fn$
+    SELECT greatest(1, least(lists, greatest((lists + 99) / 100, least(10, round(sqrt(lists))::integer))))
+$fn$;
 
 -- Checks the arguments and the model, and returns the statement that answers them, the candidates it fetches
 -- and, through an IVFFlat index, the lists to probe. Not granted to anyone: it runs inside the two functions
@@ -138,10 +148,9 @@ BEGIN
         LIMIT 1;
     END IF;
     via_index := idx_expr IS NOT NULL;
-    -- IVFFlat scans this many of its lists, pgvector's advice of the square root (pipelines/lib/vector_index.py
-    -- ivfflat_probes); its iterative scan (below) probes further when a filter drops rows.
+    -- IVFFlat's iterative scan (below) probes further when a filter drops rows.
     IF idx_lists IS NOT NULL THEN
-        probes := greatest(1, least(idx_lists, round(sqrt(idx_lists))::integer));
+        probes := ivfflat_probes_for(idx_lists);
     END IF;
 
     exact_type := 'vector(' || dims || ')';
@@ -322,6 +331,7 @@ BEGIN
     FOREACH fn IN ARRAY ARRAY[
         'retrieval_statement(vector, text, integer, text, text, jsonb, double precision, boolean)',
         'apply_retrieval_scan_settings(boolean, integer, integer)',
+        'ivfflat_probes_for(integer)',
         'retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)',
         'explain_retrieve_chunks(vector, text, integer, text, text, jsonb, double precision)',
         'active_embedding_model()'
