@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pipelines.hnsw import ensure_hnsw_index, measure_recall
 from pipelines.lib.vector_index import (
     INDEX_KINDS,
+    hnsw_build_memory_kb,
     index_plan,
     ivfflat_probes,
     recall_at_k,
@@ -200,3 +201,14 @@ def test_auto_means_ivfflat_once_a_1536_d_hnsw_graph_outgrows_2_gb(rows, current
 )
 def test_ivfflat_probes_root_of_the_lists_up_to_10_then_one_in_100(lists, probes):
     assert ivfflat_probes(lists) == probes
+
+
+@pytest.mark.parametrize(
+    ("dims", "rows", "pgvector_mb"),
+    # What pgvector 0.8 refused an IVFFlat build with ("memory required is N MB"): the xl bench's first run at a
+    # million chunks, and this file's 2,500 vectors under an 8 MB ceiling.
+    [(1536, 985_103, 358), (768, 2_500, 15)],
+)
+def test_the_ivfflat_build_asks_for_at_least_what_pgvector_requires(dims, rows, pgvector_mb):
+    plan = index_plan("m", dims, "ivfflat_halfvec")
+    assert hnsw_build_memory_kb(plan, rows, "16GB") >= pgvector_mb * 1024
