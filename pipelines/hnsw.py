@@ -20,12 +20,14 @@ from pipelines.lib.vector_index import (
     DEFAULT_INDEX_KIND,
     INDEX_KINDS,
     MAX_CANDIDATES,
+    IndexConfigError,
     IndexPlan,
     candidates_for,
     exact_key_sql,
     hnsw_build_memory_kb,
     index_key_sql,
     index_plan,
+    ivfflat_build_bytes,
     ivfflat_lists,
     ivfflat_probes,
     query_key_sql,
@@ -153,6 +155,7 @@ def ensure_hnsw_index(
                 plan.index_name, False, 0.0, f"{rows} vectors < HNSW_MIN_ROWS {min_rows}: exact search"
             )
         mem_kb = hnsw_build_memory_kb(plan, rows, maintenance_work_mem)
+        _refuse_an_ivfflat_build_that_cannot_fit(plan, rows, mem_kb)
         ddl.execute(
             query("hnsw/set_build_settings"),
             {"maintenance_work_mem": f"{mem_kb}kB", "workers": str(workers)},
@@ -172,6 +175,18 @@ def ensure_hnsw_index(
         )
         return IndexResult(
             plan.index_name, True, seconds, f"{kind}, built over {rows} vectors with {mem_kb // 1024} MB"
+        )
+
+
+def _refuse_an_ivfflat_build_that_cannot_fit(plan: IndexPlan, rows: int, mem_kb: int) -> None:
+    """pgvector refuses an IVFFlat build whose sample does not fit in maintenance_work_mem; say which setting."""
+    # 5 % over the estimate: at a million vectors pgvector asked for 358 MB where it counts 345.
+    need_mb = -(-ivfflat_build_bytes(plan, rows) * 21 // 20 // 2**20)
+    if plan.spec.method == "ivfflat" and need_mb > mem_kb // 1024:
+        raise IndexConfigError(
+            f"the IVFFlat index of {plan.model} over {rows:,} vectors needs about {need_mb:,} MB to build,"
+            f" more than HNSW_MAINTENANCE_WORK_MEM allows ({mem_kb // 1024:,} MB): raise it to at least"
+            f" {-(-need_mb * 5 // 4 // 1024)}GB"
         )
 
 

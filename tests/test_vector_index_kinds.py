@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pipelines.hnsw import ensure_hnsw_index, measure_recall
 from pipelines.lib.vector_index import (
     INDEX_KINDS,
+    IndexConfigError,
     hnsw_build_memory_kb,
     index_plan,
     ivfflat_probes,
@@ -212,3 +213,12 @@ def test_ivfflat_probes_root_of_the_lists_up_to_10_then_one_in_100(lists, probes
 def test_the_ivfflat_build_asks_for_at_least_what_pgvector_requires(dims, rows, pgvector_mb):
     plan = index_plan("m", dims, "ivfflat_halfvec")
     assert hnsw_build_memory_kb(plan, rows, "16GB") >= pgvector_mb * 1024
+
+
+@pytest.mark.usefixtures("loaded")
+def test_an_ivfflat_build_that_cannot_fit_its_memory_is_refused_naming_the_setting(postgres):
+    with pytest.raises(
+        IndexConfigError, match=r"needs about 16 MB.*HNSW_MAINTENANCE_WORK_MEM allows \(8 MB\)"
+    ):
+        ensure_hnsw_index(postgres.engine, MODEL, DIMS, "8MB", min_rows=0, kind="ivfflat_halfvec")
+    assert not index_names(postgres) & {index_plan(MODEL, DIMS, k).index_name for k in INDEX_KINDS}
