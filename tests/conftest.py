@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,8 @@ def pg_server_url() -> str:
     yield url
     admin.dispose()
     server.cleanup()
+    # cleanup() deletes the data directory, not the one made for it here.
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _database_url(server_url: str, name: str) -> str:
