@@ -154,7 +154,11 @@ def _clients(
     def client(n: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             started = time.perf_counter()
-            work(conn, n)
+            try:
+                work(conn, n)
+            except Exception as exc:  # counted like the timed calls' errors
+                with lock:
+                    errors.append(f"first call: {type(exc).__name__}: {exc}")
             if first_calls is not None:
                 with lock:
                     first_calls.append(time.perf_counter() - started)

@@ -108,7 +108,7 @@ def resolve_index_kind(
         return kind
     if rows is None or ceiling is None or dimensions > INDEX_KINDS[AUTO_BEYOND_MEMORY].max_dims:
         return AUTO_IN_MEMORY
-    limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])
+    limit_kb = memory_kb(ceiling)
     need_kb = hnsw_graph_kb(dimensions, rows)
     if current == AUTO_BEYOND_MEMORY:
         return AUTO_BEYOND_MEMORY if need_kb > limit_kb // 2 else AUTO_IN_MEMORY
@@ -306,6 +306,11 @@ def should_build_index(plan: IndexPlan, rows: int, min_rows: int) -> bool:
     return plan.indexable and rows >= validate_min_rows(min_rows)
 
 
+def memory_kb(value: str) -> int:
+    """A `maintenance_work_mem` value in kB (validated)."""
+    return int(validate_pg_memory(value)[: -len("kB")])
+
+
 def validate_pg_memory(value: str) -> str:
     """A `maintenance_work_mem` value such as `512MB`; refused when outside Postgres' accepted range."""
     m = _PG_MEMORY.match(value or "")
@@ -334,9 +339,14 @@ def _value_bytes(plan: IndexPlan) -> int:
     return plan.dimensions * (2 if plan.type_name == "halfvec" else 4)
 
 
+def _hnsw_need_kb(value_bytes: int, rows: int) -> int:
+    """What an HNSW build over `rows` indexed values of `value_bytes` holds in memory, plus a quarter."""
+    return rows * (value_bytes + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
+
+
 def hnsw_graph_kb(dimensions: int, rows: int) -> int:
     """What a halfvec HNSW build over `rows` vectors of `dimensions` holds in memory, plus a quarter."""
-    return rows * (dimensions * 2 + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
+    return _hnsw_need_kb(dimensions * 2, rows)
 
 
 def ivfflat_build_bytes(plan: IndexPlan, rows: int) -> int:
@@ -356,9 +366,8 @@ def hnsw_build_memory_kb(plan: IndexPlan, rows: int, ceiling: str) -> int:
     if plan.spec.method == "ivfflat":
         need_kb = ivfflat_build_bytes(plan, rows) * 5 // 4 // 1024
     else:
-        need_kb = rows * (_value_bytes(plan) + HNSW_GRAPH_BYTES_PER_ELEMENT) * 5 // 4 // 1024
-    limit_kb = int(validate_pg_memory(ceiling)[: -len("kB")])
-    return min(limit_kb, max(MIN_BUILD_MEMORY_KB, need_kb))
+        need_kb = _hnsw_need_kb(_value_bytes(plan), rows)
+    return min(memory_kb(ceiling), max(MIN_BUILD_MEMORY_KB, need_kb))
 
 
 def split_model_name(name: str) -> tuple[str, int | None]:
